@@ -1,0 +1,42 @@
+//! # nodepass — a TCP/UDP tunnel on an io_uring thread-per-core data plane
+//!
+//! One URL starts one program: `server://` (public end of a tunnel), `client://` (private
+//! end, or a single-end forwarder) or `master://` (the REST API that runs instances).
+//! The wire protocol is NodePass v1.14.0's; see `docs/ARCHITECTURE.md` for the picture.
+//!
+//! Modules, lowest layer first (a module only uses modules in layers below it):
+//!
+//! 1. [`config`] — URL grammar, query parameters, `NP_*` environment → typed `Config` (pure).
+//! 2. [`proto`] — wire formats that never touch a socket: handshake, signals, pool ids.
+//!    [`net`] — socket options in one place (SO_REUSEPORT probe, TCP_NODELAY, keepalive, bind-to-IP).
+//!    [`tls`] — rustls configurations for tls=0/1/2, rcgen self-signed certificates, PEM reload.
+//!    [`limit`] — process-wide token-bucket rate limiter and the exact slot limit.
+//!    [`stats`] — per-worker counters, their sum, and the CHECK_POINT line.
+//!    [`proxy_proto`] — PROXY protocol v1/v2 header encoding.
+//!    [`bus`] — the only types that cross threads: commands to workers, events back.
+//!    [`logging`] — NodePass's log line format and level names.
+//!    [`shutdown`] — SIGINT/SIGTERM → a graceful-drain flag.
+//! 3. [`dataplane`] — per-core monoio workers: listeners, relays (splice / copy), UDP sessions.
+//!    [`control`] — tunnel handshake, signals, pool bookkeeping, health and restarts.
+//!    [`master`] — the hand-rolled HTTP master API, event stream and instance supervisor.
+//! 4. [`app`] — wires one mode from a `Config`; `main.rs` maps errors to exit codes.
+//!
+//! `control` and `dataplane` never import each other; they share only `bus`. `master`
+//! imports neither: it runs instances as child processes of this same binary.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod bus;
+pub mod config;
+pub mod control;
+pub mod dataplane;
+pub mod limit;
+pub mod logging;
+pub mod master;
+pub mod net;
+pub mod proto;
+pub mod proxy_proto;
+pub mod shutdown;
+pub mod stats;
+pub mod tls;

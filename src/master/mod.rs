@@ -1,0 +1,1 @@
+//! master (to be written).
