@@ -7,7 +7,7 @@ fn main() {
         std::process::exit(64);
     }
     match nodepass::config::parse_url(&args[0], nodepass::config::Env::default()) {
-        Ok(cfg) => println!("{cfg:?}"),
+        Ok(cfg) => std::process::exit(nodepass::app::run(cfg)),
         Err(e) => {
             eprintln!("Error: {e}");
             std::process::exit(64);
