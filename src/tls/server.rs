@@ -144,10 +144,14 @@ impl ResolvesServerCert for ReloadingCert {
 fn build(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<ServerConfig>, TlsError> {
     // Go sets MinVersion TLS 1.3 for tls=1; we use 1.3 for tls=2 as well: both ends of a
     // tunnel are NodePass, and every Go 1.x TLS stack speaks 1.3.
-    let config = ServerConfig::builder_with_provider(provider())
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
+    // Pool connections are used once and neither Go's client nor ours resumes sessions:
+    // session tickets would only cost two encryptions and a record per connection.
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(Arc::new(config))
 }
 
