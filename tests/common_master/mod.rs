@@ -32,7 +32,7 @@ impl Drop for TempDir {
 /// A fake instance: prints NodePass-format lines and CHECK_POINTs every 0.2 s with
 /// growing counters. URL words switch behaviours: `fail` (error line, then exit 3),
 /// `errline` (one "Client error:" line, then keeps reporting), `stubborn` (ignores SIGTERM),
-/// `quiet` (no CHECK_POINT at all).
+/// `quiet` (no CHECK_POINT at all), `once` (one CHECK_POINT, then silence).
 pub const FAKE_INSTANCE: &str = r#"#!/bin/sh
 case "$1" in *stubborn*) trap '' TERM ;; *) trap 'echo "2026-01-02 00:00:00.000  INFO  Shutdown"; exit 0' TERM ;; esac
 echo "2026-01-02 00:00:00.000  INFO  Client started: $1"
@@ -41,7 +41,7 @@ case "$1" in *errline*) echo "2026-01-02 00:00:00.000  ERROR  Client error: tran
 i=0
 while true; do
   i=$((i+100))
-  case "$1" in *quiet*) ;; *) echo "2026-01-02 00:00:00.000  EVENT  CHECK_POINT|MODE=1|PING=3ms|POOL=0|TCPS=1|UDPS=0|TCPRX=$i|TCPTX=$i|UDPRX=0|UDPTX=0" ;; esac
+  case "$1" in *quiet*) ;; *once*) [ $i -eq 100 ] && echo "2026-01-02 00:00:00.000  EVENT  CHECK_POINT|MODE=1|PING=3ms|POOL=0|TCPS=1|UDPS=0|TCPRX=1|TCPTX=1|UDPRX=0|UDPTX=0" ;; *) echo "2026-01-02 00:00:00.000  EVENT  CHECK_POINT|MODE=1|PING=3ms|POOL=0|TCPS=1|UDPS=0|TCPRX=$i|TCPTX=$i|UDPRX=0|UDPTX=0" ;; esac
   sleep 0.2
 done
 "#;
