@@ -20,12 +20,18 @@ fn the_stream_starts_with_headers_retry_and_initial_frames() {
     let (_dir, m) = fake_master("frames");
     let mut ev = m.events();
     assert!(ev.head.starts_with("HTTP/1.1 200"));
-    let ct = ev.head.lines().find(|l| l.to_ascii_lowercase().starts_with("content-type:")).unwrap();
+    let ct = ev
+        .head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("content-type:"))
+        .unwrap();
     assert_eq!(ct, "Content-Type: text/event-stream");
     assert!(ev.head.contains("Access-Control-Allow-Origin: *"));
     assert_eq!(ev.next_frame(T3).as_deref(), Some("retry: 3000"));
     let frame = ev.next_frame(T3).unwrap();
-    let data = frame.strip_prefix("event: instance\ndata: ").expect("Go's framing");
+    let data = frame
+        .strip_prefix("event: instance\ndata: ")
+        .expect("Go's framing");
     assert!(!data.contains('\n'));
     let v: serde_json::Value = serde_json::from_str(data).unwrap();
     assert_eq!(v["type"], "initial");
@@ -38,15 +44,21 @@ fn running_instances_send_updates_on_every_checkpoint_and_logs_for_other_lines()
     let (_dir, m) = fake_master("updates");
     let mut ev = m.events();
     let id = create(&m, "client://127.0.0.1:1/127.0.0.1:2");
-    let log = ev.wait_for(T3, |e| is_type(e, "log", &id)).expect("a log event");
+    let log = ev
+        .wait_for(T3, |e| is_type(e, "log", &id))
+        .expect("a log event");
     assert!(log["logs"].as_str().unwrap().contains("Client started"));
     let start = Instant::now();
     let mut seen = 0;
     while seen < 5 {
-        ev.wait_for(T3, |e| is_type(e, "update", &id)).expect("periodic update");
+        ev.wait_for(T3, |e| is_type(e, "update", &id))
+            .expect("periodic update");
         seen += 1;
     }
-    assert!(start.elapsed() < Duration::from_secs(3), "one update per CHECK_POINT");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "one update per CHECK_POINT"
+    );
 }
 
 #[test]
@@ -54,8 +66,10 @@ fn an_error_line_marks_error_and_the_next_checkpoint_recovers() {
     let (_dir, m) = fake_master("errline");
     let mut ev = m.events();
     let id = create(&m, "client://127.0.0.1:1/127.0.0.1:2?x=errline");
-    ev.wait_for(T3, |e| is_status(e, &id, "error")).expect("error after a Client error line");
-    ev.wait_for(T3, |e| is_status(e, &id, "running")).expect("running again on the next CHECK_POINT");
+    ev.wait_for(T3, |e| is_status(e, &id, "error"))
+        .expect("error after a Client error line");
+    ev.wait_for(T3, |e| is_status(e, &id, "running"))
+        .expect("running again on the next CHECK_POINT");
 }
 
 #[test]
@@ -63,7 +77,8 @@ fn a_child_exiting_with_an_error_code_leaves_status_error() {
     let (_dir, m) = fake_master("exit");
     let mut ev = m.events();
     let id = create(&m, "client://127.0.0.1:1/127.0.0.1:2?x=fail");
-    ev.wait_for(T3, |e| is_status(e, &id, "error")).expect("error status");
+    ev.wait_for(T3, |e| is_status(e, &id, "error"))
+        .expect("error status");
     let got = poll(T3, || {
         let v = m.call("GET", &format!("/instances/{id}"), None).json();
         (v["status"] == "error").then_some(v)
@@ -76,10 +91,18 @@ fn a_silent_child_turns_error_after_three_report_intervals() {
     let (_dir, m) = fake_master("silent");
     let mut ev = m.events();
     let id = create(&m, "client://127.0.0.1:1/127.0.0.1:2?x=once");
-    ev.wait_for(T3, |e| is_type(e, "update", &id) && e["instance"]["tcprx"] == 1).expect("the one CHECK_POINT");
+    ev.wait_for(T3, |e| {
+        is_type(e, "update", &id) && e["instance"]["tcprx"] == 1
+    })
+    .expect("the one CHECK_POINT");
     let start = Instant::now();
-    ev.wait_for(Duration::from_secs(6), |e| is_status(e, &id, "error")).expect("error after 3 silent intervals");
-    assert!(start.elapsed() >= Duration::from_millis(2500), "not before 3 report intervals: {:?}", start.elapsed());
+    ev.wait_for(Duration::from_secs(6), |e| is_status(e, &id, "error"))
+        .expect("error after 3 silent intervals");
+    assert!(
+        start.elapsed() >= Duration::from_millis(2500),
+        "not before 3 report intervals: {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -88,7 +111,11 @@ fn a_child_that_never_reports_is_not_judged_silent() {
     let mut ev = m.events();
     let id = create(&m, "client://127.0.0.1:1/127.0.0.1:2?x=quiet");
     ev.wait_for(T3, |e| is_status(e, &id, "running")).unwrap();
-    assert!(ev.wait_for(Duration::from_millis(3500), |e| is_status(e, &id, "error")).is_none(), "Go judges only after a first report");
+    assert!(
+        ev.wait_for(Duration::from_millis(3500), |e| is_status(e, &id, "error"))
+            .is_none(),
+        "Go judges only after a first report"
+    );
 }
 
 #[test]
@@ -98,10 +125,17 @@ fn a_child_ignoring_sigterm_is_killed_after_the_shutdown_timeout() {
     let id = create(&m, "client://127.0.0.1:1/127.0.0.1:2?x=stubborn");
     ev.wait_for(T3, |e| is_status(e, &id, "running")).unwrap();
     let start = Instant::now();
-    let r = m.call("PATCH", &format!("/instances/{id}"), Some(r#"{"action":"stop"}"#));
+    let r = m.call(
+        "PATCH",
+        &format!("/instances/{id}"),
+        Some(r#"{"action":"stop"}"#),
+    );
     let took = start.elapsed();
     assert_eq!(r.json()["status"], "stopped");
-    assert!(took >= Duration::from_millis(900), "waited for NP_SHUTDOWN_TIMEOUT (1 s): {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "waited for NP_SHUTDOWN_TIMEOUT (1 s): {took:?}"
+    );
     assert!(took < Duration::from_secs(4), "then SIGKILL: {took:?}");
 }
 
@@ -112,13 +146,25 @@ fn state_survives_an_abrupt_master_restart_and_restart_true_instances_come_back(
     let state = dir.0.join("state");
     let m = TestMaster::start(options(exe.clone(), &state));
     let id = create(&m, "client://127.0.0.1:1/127.0.0.1:2");
-    m.call("PATCH", &format!("/instances/{id}"), Some(r#"{"alias":"keep-me"}"#));
+    m.call(
+        "PATCH",
+        &format!("/instances/{id}"),
+        Some(r#"{"alias":"keep-me"}"#),
+    );
     let mut ev = m.events();
-    ev.wait_for(T3, |e| is_type(e, "update", &id) && e["instance"]["tcprx"].as_u64() >= Some(300)).unwrap();
+    ev.wait_for(T3, |e| {
+        is_type(e, "update", &id) && e["instance"]["tcprx"].as_u64() >= Some(300)
+    })
+    .unwrap();
     // Let the counter save (every 200 ms in tests) catch up, then crash the master.
     let saved = poll(T3, || {
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(state.join("nodepass.json")).ok()?).ok()?;
-        let inst = v["instances"].as_array()?.iter().find(|i| i["id"] == id.as_str())?.clone();
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state.join("nodepass.json")).ok()?).ok()?;
+        let inst = v["instances"]
+            .as_array()?
+            .iter()
+            .find(|i| i["id"] == id.as_str())?
+            .clone();
         (inst["tcprx"].as_u64()? >= 300).then_some(inst["tcprx"].as_u64()?)
     })
     .expect("counters saved");
@@ -135,7 +181,10 @@ fn state_survives_an_abrupt_master_restart_and_restart_true_instances_come_back(
     })
     .expect("restart:true instance running again");
     assert_eq!(back["alias"], "keep-me");
-    assert!(back["tcprx"].as_u64().unwrap() >= saved, "counters kept: {back}");
+    assert!(
+        back["tcprx"].as_u64().unwrap() >= saved,
+        "counters kept: {back}"
+    );
 }
 
 #[test]

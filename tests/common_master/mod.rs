@@ -7,7 +7,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nodepass::config::{BlockSet, Config, Env, HostPort, LogLevel, Params, ProxyProtocol, RunMode, Scheme, TlsMode};
+use nodepass::config::{
+    BlockSet, Config, Env, HostPort, LogLevel, Params, ProxyProtocol, RunMode, Scheme, TlsMode,
+};
 use nodepass::master::{self, MasterHandle, MasterOptions};
 use serde_json::Value;
 
@@ -16,7 +18,10 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         let p = std::env::temp_dir().join(format!("np-master-{tag}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -58,7 +63,10 @@ pub fn master_config(tls: TlsMode, env: Env) -> Config {
     Config {
         scheme: Scheme::Master,
         key: String::new(),
-        tunnel: HostPort { host: "127.0.0.1".into(), port: 0 },
+        tunnel: HostPort {
+            host: "127.0.0.1".into(),
+            port: 0,
+        },
         targets: vec![],
         master_prefix: "/api".into(),
         params: Params {
@@ -87,7 +95,11 @@ pub fn master_config(tls: TlsMode, env: Env) -> Config {
 
 /// Fast timings for tests.
 pub fn test_env() -> Env {
-    Env { report_interval: Duration::from_secs(1), shutdown_timeout: Duration::from_secs(1), ..Env::default() }
+    Env {
+        report_interval: Duration::from_secs(1),
+        shutdown_timeout: Duration::from_secs(1),
+        ..Env::default()
+    }
 }
 
 /// True once `config::parse_url` is the real parser (not the skeleton's stub).
@@ -121,12 +133,23 @@ impl TestMaster {
         let state_file = opts.state_dir.join("nodepass.json");
         let handle = master::start(cfg, opts).expect("master starts");
         let addr = handle.local_addr();
-        let key = poll(Duration::from_secs(5), || read_key(&state_file)).expect("state file with the API key");
-        TestMaster { handle: Some(handle), addr, key }
+        let key = poll(Duration::from_secs(5), || read_key(&state_file))
+            .expect("state file with the API key");
+        TestMaster {
+            handle: Some(handle),
+            addr,
+            key,
+        }
     }
 
     pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
-        request(self.addr, method, &format!("/api/v1{path}"), Some(&self.key), body)
+        request(
+            self.addr,
+            method,
+            &format!("/api/v1{path}"),
+            Some(&self.key),
+            body,
+        )
     }
 
     pub fn events(&self) -> Events {
@@ -136,7 +159,12 @@ impl TestMaster {
 
 pub fn read_key(state_file: &Path) -> Option<String> {
     let v: Value = serde_json::from_slice(&std::fs::read(state_file).ok()?).ok()?;
-    v["instances"].as_array()?.iter().find(|i| i["id"] == "********")?["url"].as_str().map(str::to_string)
+    v["instances"]
+        .as_array()?
+        .iter()
+        .find(|i| i["id"] == "********")?["url"]
+        .as_str()
+        .map(str::to_string)
 }
 
 /// Poll `f` until it yields or the deadline passes.
@@ -164,20 +192,33 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
-pub fn request(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> Reply {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
     let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
     if let Some(k) = key {
         raw.push_str(&format!("X-API-Key: {k}\r\n"));
     }
     if let Some(b) = body {
-        raw.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()));
+        raw.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        ));
     } else {
         raw.push_str("\r\n");
     }
@@ -196,11 +237,27 @@ pub fn raw_request(addr: SocketAddr, bytes: &[u8]) -> Reply {
 
 pub fn parse_reply(out: &[u8]) -> Reply {
     let text = String::from_utf8_lossy(out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no response head: {text:?}"));
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head: {text:?}"));
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    Reply { status, headers, body: body.to_string() }
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
 }
 
 /// An `/events` reader that de-chunks and splits frames.
@@ -215,10 +272,18 @@ pub struct Events {
 impl Events {
     pub fn open(addr: SocketAddr, key: &str) -> Self {
         let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let req = format!("GET /api/v1/events HTTP/1.1\r\nHost: t\r\nX-API-Key: {key}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n");
         stream.write_all(req.as_bytes()).unwrap();
-        let mut ev = Events { stream, head: String::new(), raw: Vec::new(), text: String::new(), ended: false };
+        let mut ev = Events {
+            stream,
+            head: String::new(),
+            raw: Vec::new(),
+            text: String::new(),
+            ended: false,
+        };
         let end = Instant::now() + Duration::from_secs(5);
         while !ev.head_done() && Instant::now() < end {
             ev.read_some();
@@ -244,8 +309,12 @@ impl Events {
 
     fn dechunk(&mut self) {
         loop {
-            let Some(eol) = find(&self.raw, b"\r\n") else { return };
-            let size = usize::from_str_radix(std::str::from_utf8(&self.raw[..eol]).unwrap().trim(), 16).unwrap();
+            let Some(eol) = find(&self.raw, b"\r\n") else {
+                return;
+            };
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&self.raw[..eol]).unwrap().trim(), 16)
+                    .unwrap();
             if size == 0 {
                 self.ended = true;
                 self.raw.clear();
@@ -254,7 +323,8 @@ impl Events {
             if self.raw.len() < eol + 2 + size + 2 {
                 return;
             }
-            self.text.push_str(std::str::from_utf8(&self.raw[eol + 2..eol + 2 + size]).unwrap());
+            self.text
+                .push_str(std::str::from_utf8(&self.raw[eol + 2..eol + 2 + size]).unwrap());
             self.raw.drain(..eol + 2 + size + 2);
         }
     }
@@ -288,7 +358,11 @@ impl Events {
     }
 
     /// Wait for an event matching `pred`.
-    pub fn wait_for(&mut self, limit: Duration, mut pred: impl FnMut(&Value) -> bool) -> Option<Value> {
+    pub fn wait_for(
+        &mut self,
+        limit: Duration,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Option<Value> {
         let end = Instant::now() + limit;
         loop {
             let ev = self.next_event(end.saturating_duration_since(Instant::now()))?;
