@@ -21,10 +21,7 @@ pub fn run(cfg: Config) -> i32 {
             log::error!("Server error: the dual-end tunnel is not available in this build yet");
             EXIT_FAILURE
         }
-        Scheme::Master => {
-            log::error!("Master error: master mode is not available in this build yet");
-            EXIT_FAILURE
-        }
+        Scheme::Master => crate::master::run(cfg),
     }
 }
 

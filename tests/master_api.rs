@@ -385,7 +385,6 @@ fn docs_and_openapi_are_public_and_metrics_need_the_key() {
 }
 
 #[test]
-#[ignore = "needs the data plane; the lead un-ignores it on merge"]
 fn a_real_single_end_forwarder_relays_data_and_its_counters_rise() {
     use std::io::{Read, Write};
     let dir = TempDir::new("real");

@@ -20,11 +20,6 @@ impl LocalFlag {
         }
     }
 
-    /// True once raised.
-    pub fn is_raised(&self) -> bool {
-        self.set.get()
-    }
-
     /// Resolve once the flag is raised.
     pub async fn wait(&self) {
         poll_fn(|cx| {

@@ -270,3 +270,13 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// `recv_from` that retries on EINTR (std does not; io_uring task work can interrupt it).
+pub fn recv_from_retry(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    loop {
+        match socket.recv_from(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
