@@ -104,9 +104,16 @@ def w8_table(rows):
            "| relay threads before → after | iou-wrk before → after | notes |",
            "|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['contender']} | {r.get('conns')} | {fmt(r.get('value'))} | {r.get('sockstat_mem_pages_delta')} "
-                   f"| {r.get('threads_before')} → {r.get('threads_after')} "
-                   f"| {r.get('iou_wrk_before')} → {r.get('iou_wrk_after')} | {r.get('error') or r.get('note') or ''} |")
+        def g(k):
+            v = r.get(k)
+            return "–" if v is None else v
+        note = r.get("error") or ""
+        if r.get("iou_wrk_system_after") is not None:
+            note = f"iou-wrk machine-wide {g('iou_wrk_system_before')} → {g('iou_wrk_system_after')}; " \
+                   f"PSS {g('pss_before_kib')} → {g('pss_after_kib')} KiB"
+        out.append(f"| {r['contender']} | {g('conns')} | {fmt(r.get('value'))} | {g('sockstat_mem_pages_delta')} "
+                   f"| {g('threads_before')} → {g('threads_after')} "
+                   f"| {g('iou_wrk_before')} → {g('iou_wrk_after')} | {note} |")
     return out + [""]
 
 
