@@ -136,6 +136,10 @@ def main():
         print("- **skipped**:")
         for s in skips:
             print(f"  - {s}")
+    noisy = sum(1 for r in rows if r.get("noisy"))
+    if noisy:
+        print(f"\n**Warning: {noisy} of {len(rows)} samples are noisy** (foreign CPU > 25 % of a core: "
+              "something else was busy on this machine); treat their figures as indicative only.")
     print("\nMedians over repetitions. × direct = median ÷ direct's median from this run. Relay CPU % is the "
           "relay's process tree in % of one core (200 % = both cores). Per relay-core = value ÷ (CPU % / 100). "
           "Foreign = CPU outside the benchmark's process tree during the sample (noisy > 25 %).\n")

@@ -26,13 +26,14 @@ usage: bash perf/run.sh [options]
   --workloads LIST     comma list from: W1,W1R,W2,W3,W4,W5,W5q,W7 (default: all)
   --workers N          NP_WORKERS for nodepass (default: unset = one per core)
   --np-query Q         extra nodepass URL query, e.g. 'log=warn'
+  --retries N          rerun a sample whose foreign CPU > 25 % up to N times (default 1; 0 with --quick)
   --no-install         do not apt-get missing tools
   --no-build           do not build nodepass (use target/release/nodepass if present)
   --out DIR            results directory (default perf/results)
 EOF
 }
 
-REPS=3 DUR="" QUICK=0 TUNNEL=0 INSTALL=1 BUILD=1 OUT_DIR="$PERF_DIR/results"
+REPS=3 DUR="" RETRIES="" QUICK=0 TUNNEL=0 INSTALL=1 BUILD=1 OUT_DIR="$PERF_DIR/results"
 CONTENDERS="" WORKLOADS="W1,W1R,W2,W3,W4,W5,W5q,W7"
 ARGS_LINE="$*"
 while (($#)); do
@@ -45,6 +46,7 @@ while (($#)); do
     --workloads) WORKLOADS=$2; shift ;;
     --workers) export NP_WORKERS=$2; shift ;;
     --np-query) NP_QUERY=$2; shift ;;
+    --retries) RETRIES=$2; shift ;;
     --no-install) INSTALL=0 ;;
     --no-build) BUILD=0 ;;
     --out) OUT_DIR=$2; shift ;;
@@ -56,6 +58,7 @@ done
 [[ -n "$DUR" ]] || { ((QUICK)) && DUR=2 || DUR=5; }
 GUARD_WAIT=10
 ((QUICK)) && GUARD_WAIT=3
+[[ -n "$RETRIES" ]] || { ((QUICK)) && RETRIES=0 || RETRIES=1; }
 if [[ -z "$CONTENDERS" ]]; then
     CONTENDERS="direct,nodepass"
     ((TUNNEL)) && CONTENDERS+=",nodepass-tunnel"
@@ -250,7 +253,7 @@ sample() { # W CONTENDER REP
     local meta
     meta=$(printf '{"test":"%s","contender":"%s","rep":%d,"duration_s":%s}' "$w" "$c" "$r" "$DUR")
     python3 "$PERF_DIR/measure.py" --root $$ --relay "$pids" --parser "$PARSER" --meta "$meta" \
-        --jsonl "$JSONL" --raw "$RAW_DIR/$w-$c-$r.txt" $PMQOS --guard-wait "$GUARD_WAIT" \
+        --jsonl "$JSONL" --raw "$RAW_DIR/$w-$c-$r.txt" $PMQOS --guard-wait "$GUARD_WAIT" --retries "$RETRIES" \
         --timeout $((DUR + 30)) -- "${CMD[@]}"
 }
 
