@@ -129,7 +129,7 @@ def main():
         elif len(parts) == 2:
             meta[parts[0]] = parts[1]
     print(f"# nodepass perf run {meta.get('date', '?')} — commit {meta.get('commit', '?')}\n")
-    for k in ("command", "kernel", "cpu", "reps", "duration_s", "np_workers", "np_query", "nofile"):
+    for k in ("command", "kernel", "cpu", "reps", "duration_s", "np_workers", "np_driver", "np_query", "nofile"):
         print(f"- **{k}**: {meta.get(k, '?')}")
     print(f"- **tools**: {'; '.join(tools)}")
     if skips:

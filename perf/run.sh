@@ -124,6 +124,7 @@ ver() { command -v "$1" >/dev/null && "$@" 2>&1 | grep -m1 -iE 'version|[0-9]+\.
     printf 'duration_s\t%s\n' "$DUR"
     printf 'np_workers\t%s\n' "${NP_WORKERS:-default (one per core)}"
     printf 'np_query\t%s\n' "${NP_QUERY:-none}"
+    printf 'np_driver\t%s\n' "${NP_DRIVER:-auto (default)}"
     printf 'nofile\t%s\n' "$(ulimit -n)"
     printf 'tool\tnodepass: %s\n' "$([[ -x "$NODEPASS_BIN" ]] && echo "$(stat -c %s "$NODEPASS_BIN") bytes, built $(date -r "$NODEPASS_BIN" -Is)" || echo "not built")"
     printf 'tool\tiperf3: %s\n' "$(ver iperf3 --version)"
