@@ -37,6 +37,8 @@ pub mod master;
 pub mod net;
 pub mod proto;
 pub mod proxy_proto;
+pub mod runtime;
 pub mod shutdown;
 pub mod stats;
+pub mod sys;
 pub mod tls;

@@ -1,1 +1,414 @@
-//! logging (to be written).
+//! NodePass's log lines on stdout: `YYYY-MM-DD HH:MM:SS.mmm  <LEVEL>  message`, local time,
+//! the level word in ANSI colour, and the EVENT level the master reads statistics from.
+//!
+//! A small `log::Log` of our own rather than `env_logger`: the line format, the EVENT level
+//! (a record with target [`EVENT_TARGET`]) and NodePass's level filter (`event` shows only
+//! EVENT lines) are each a few lines here, while env_logger would need a custom formatter,
+//! a custom filter and its `RUST_LOG` parsing turned off. Each line is built in a
+//! thread-local buffer and written with one `write` under the stdout lock, so lines from
+//! different threads never interleave.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::LogLevel;
+
+/// The `log` target that marks a record as an EVENT line (logged at `Error` level).
+pub const EVENT_TARGET: &str = "np::event";
+
+/// Log an EVENT line (e.g. `CHECK_POINT|…`): `np_event!("CHECK_POINT|MODE={}", mode)`.
+#[macro_export]
+macro_rules! np_event {
+    ($($arg:tt)+) => {
+        ::log::error!(target: $crate::logging::EVENT_TARGET, $($arg)+)
+    };
+}
+
+/// The level word of one printed line, in NodePass's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// `DEBUG`, blue.
+    Debug,
+    /// `INFO`, green.
+    Info,
+    /// `WARN`, yellow.
+    Warn,
+    /// `ERROR`, red.
+    Error,
+    /// `EVENT`, cyan: statistics lines for the master.
+    Event,
+}
+
+impl Severity {
+    /// The word printed between the colour codes.
+    pub fn word(self) -> &'static str {
+        match self {
+            Severity::Debug => "DEBUG",
+            Severity::Info => "INFO",
+            Severity::Warn => "WARN",
+            Severity::Error => "ERROR",
+            Severity::Event => "EVENT",
+        }
+    }
+
+    /// The ANSI colour escape that precedes the word.
+    pub fn colour(self) -> &'static str {
+        match self {
+            Severity::Debug => "\x1b[34m",
+            Severity::Info => "\x1b[32m",
+            Severity::Warn => "\x1b[33m",
+            Severity::Error => "\x1b[31m",
+            Severity::Event => "\x1b[36m",
+        }
+    }
+
+    /// The severity of a `log` record: EVENT by target, otherwise by level; `Trace` has
+    /// no NodePass word and is never printed.
+    pub fn of(level: log::Level, target: &str) -> Option<Severity> {
+        if target == EVENT_TARGET {
+            return Some(Severity::Event);
+        }
+        match level {
+            log::Level::Error => Some(Severity::Error),
+            log::Level::Warn => Some(Severity::Warn),
+            log::Level::Info => Some(Severity::Info),
+            log::Level::Debug => Some(Severity::Debug),
+            log::Level::Trace => None,
+        }
+    }
+}
+
+/// Whether `log=threshold` prints a line of `severity`: that level and above; `event`
+/// only EVENT lines; `none` nothing.
+pub fn shows(threshold: LogLevel, severity: Severity) -> bool {
+    let floor = match threshold {
+        LogLevel::None => return false,
+        LogLevel::Event => return severity == Severity::Event,
+        LogLevel::Debug => Severity::Debug,
+        LogLevel::Info => Severity::Info,
+        LogLevel::Warn => Severity::Warn,
+        LogLevel::Error => Severity::Error,
+    };
+    severity >= floor
+}
+
+/// A wall-clock instant broken into calendar fields (local time when printed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalTime {
+    /// Full year, e.g. 2026.
+    pub year: i32,
+    /// 1..=12.
+    pub month: u8,
+    /// 1..=31.
+    pub day: u8,
+    /// 0..=23.
+    pub hour: u8,
+    /// 0..=59.
+    pub minute: u8,
+    /// 0..=60 (leap second).
+    pub second: u8,
+    /// 0..=999.
+    pub millis: u16,
+}
+
+/// One complete line, `\n` included, exactly as NodePass prints it.
+pub fn format_line(time: &LocalTime, severity: Severity, msg: fmt::Arguments<'_>) -> String {
+    let mut line = String::with_capacity(64);
+    write_line(&mut line, time, severity, msg);
+    line
+}
+
+fn write_line(out: &mut String, t: &LocalTime, severity: Severity, msg: fmt::Arguments<'_>) {
+    let _ = writeln!(
+        out,
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}  {}{}\x1b[0m  {}",
+        t.year,
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        t.millis,
+        severity.colour(),
+        severity.word(),
+        msg
+    );
+}
+
+/// Install the logger (first call) and set the level filter (every call).
+pub fn init(level: LogLevel) {
+    LOGGER.threshold.store(level_code(level), Ordering::Relaxed);
+    // A second `set_logger` fails harmlessly: the logger is already ours.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(match level {
+        LogLevel::None => log::LevelFilter::Off,
+        LogLevel::Debug => log::LevelFilter::Debug,
+        LogLevel::Info => log::LevelFilter::Info,
+        LogLevel::Warn => log::LevelFilter::Warn,
+        LogLevel::Error | LogLevel::Event => log::LevelFilter::Error,
+    });
+}
+
+/// Log an EVENT line; the function form of [`np_event!`](crate::np_event).
+pub fn event(msg: fmt::Arguments<'_>) {
+    log::error!(target: EVENT_TARGET, "{msg}");
+}
+
+static LOGGER: NodepassLogger = NodepassLogger {
+    threshold: AtomicU8::new(1),
+};
+
+const LEVELS: [LogLevel; 6] = [
+    LogLevel::Debug,
+    LogLevel::Info,
+    LogLevel::Warn,
+    LogLevel::Error,
+    LogLevel::Event,
+    LogLevel::None,
+];
+
+fn level_code(level: LogLevel) -> u8 {
+    LEVELS.iter().position(|l| *l == level).unwrap_or(1) as u8
+}
+
+struct NodepassLogger {
+    threshold: AtomicU8,
+}
+
+impl NodepassLogger {
+    fn severity(&self, metadata: &log::Metadata<'_>) -> Option<Severity> {
+        let threshold = LEVELS[usize::from(self.threshold.load(Ordering::Relaxed)) % LEVELS.len()];
+        let severity = Severity::of(metadata.level(), metadata.target())?;
+        // Dependencies (rustls, monoio) speak only when something is wrong.
+        let ours =
+            metadata.target().starts_with("nodepass") || metadata.target().starts_with("np::");
+        (shows(threshold, severity) && (ours || severity >= Severity::Warn)).then_some(severity)
+    }
+}
+
+impl log::Log for NodepassLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.severity(metadata).is_some()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let Some(severity) = self.severity(record.metadata()) else {
+            return;
+        };
+        let time = now_local();
+        let emit = |buf: &mut String| {
+            buf.clear();
+            write_line(buf, &time, severity, *record.args());
+            // One write under the lock: stdout's LineWriter passes a complete line straight through.
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(buf.as_bytes());
+            let _ = out.flush();
+        };
+        let reused = LINE.try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                emit(&mut buf);
+                if buf.capacity() > 64 * 1024 {
+                    *buf = String::with_capacity(256);
+                }
+            }
+            Err(_) => emit(&mut String::new()),
+        });
+        if reused.is_err() {
+            emit(&mut String::new());
+        }
+    }
+
+    fn flush(&self) {
+        let _ = std::io::stdout().lock().flush();
+    }
+}
+
+thread_local! {
+    static LINE: RefCell<String> = RefCell::new(String::with_capacity(256));
+}
+
+fn now_local() -> LocalTime {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX);
+    let millis = since_epoch.subsec_millis() as u16;
+    local_fields(secs)
+        .map(|t| LocalTime { millis, ..t })
+        .unwrap_or_else(|| LocalTime {
+            millis,
+            ..utc_fields(secs)
+        })
+}
+
+/// Calendar fields of `secs` in the process's time zone (TZ, /etc/localtime), via libc.
+#[allow(unsafe_code)]
+fn local_fields(secs: i64) -> Option<LocalTime> {
+    let t = libc::time_t::try_from(secs).ok()?;
+    let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
+    // SAFETY: `t` and `tm` are valid for the call; localtime_r is the thread-safe variant
+    // that writes only into the `tm` we pass, and returns NULL without touching it on error.
+    // The zeroed `tm` is a valid value of this plain C struct either way.
+    let tm = unsafe {
+        if libc::localtime_r(&t, tm.as_mut_ptr()).is_null() {
+            return None;
+        }
+        tm.assume_init()
+    };
+    Some(LocalTime {
+        year: tm.tm_year + 1900,
+        month: u8::try_from(tm.tm_mon + 1).ok()?,
+        day: u8::try_from(tm.tm_mday).ok()?,
+        hour: u8::try_from(tm.tm_hour).ok()?,
+        minute: u8::try_from(tm.tm_min).ok()?,
+        second: u8::try_from(tm.tm_sec).ok()?,
+        millis: 0,
+    })
+}
+
+/// UTC calendar fields of `secs` (the fallback when the local zone is unavailable).
+fn utc_fields(secs: i64) -> LocalTime {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    LocalTime {
+        year: year as i32,
+        month: month as u8,
+        day: day as u8,
+        hour: (rem / 3600) as u8,
+        minute: (rem % 3600 / 60) as u8,
+        second: (rem % 60) as u8,
+        millis: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use log::Log as _;
+
+    const T: LocalTime = LocalTime {
+        year: 2026,
+        month: 1,
+        day: 2,
+        hour: 3,
+        minute: 4,
+        second: 5,
+        millis: 67,
+    };
+
+    #[test]
+    fn lines_have_nodepass_layout_and_colours() {
+        let table = [
+            (Severity::Debug, "\x1b[34mDEBUG\x1b[0m"),
+            (Severity::Info, "\x1b[32mINFO\x1b[0m"),
+            (Severity::Warn, "\x1b[33mWARN\x1b[0m"),
+            (Severity::Error, "\x1b[31mERROR\x1b[0m"),
+            (Severity::Event, "\x1b[36mEVENT\x1b[0m"),
+        ];
+        for (severity, word) in table {
+            assert_eq!(
+                format_line(&T, severity, format_args!("hello {}", 42)),
+                format!("2026-01-02 03:04:05.067  {word}  hello 42\n")
+            );
+        }
+    }
+
+    #[test]
+    fn level_filter_shows_the_level_and_above_event_only_or_nothing() {
+        use Severity::*;
+        let all = [Debug, Info, Warn, Error, Event];
+        let table: [(LogLevel, &[Severity]); 6] = [
+            (LogLevel::Debug, &all),
+            (LogLevel::Info, &[Info, Warn, Error, Event]),
+            (LogLevel::Warn, &[Warn, Error, Event]),
+            (LogLevel::Error, &[Error, Event]),
+            (LogLevel::Event, &[Event]),
+            (LogLevel::None, &[]),
+        ];
+        for (threshold, shown) in table {
+            for severity in all {
+                assert_eq!(
+                    shows(threshold, severity),
+                    shown.contains(&severity),
+                    "log={} {severity:?}",
+                    threshold.as_str()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn event_target_makes_an_event_and_trace_is_never_printed() {
+        assert_eq!(
+            Severity::of(log::Level::Error, EVENT_TARGET),
+            Some(Severity::Event)
+        );
+        assert_eq!(
+            Severity::of(log::Level::Error, "nodepass::app"),
+            Some(Severity::Error)
+        );
+        assert_eq!(Severity::of(log::Level::Trace, "nodepass::app"), None);
+    }
+
+    #[test]
+    fn dependency_records_pass_only_at_warn_and_above() {
+        let logger = NodepassLogger {
+            threshold: AtomicU8::new(level_code(LogLevel::Debug)),
+        };
+        let md = |level, target| log::Metadata::builder().level(level).target(target).build();
+        assert!(logger.enabled(&md(log::Level::Debug, "nodepass::control")));
+        assert!(logger.enabled(&md(log::Level::Error, EVENT_TARGET)));
+        assert!(!logger.enabled(&md(log::Level::Debug, "rustls::client")));
+        assert!(logger.enabled(&md(log::Level::Warn, "rustls::client")));
+        logger
+            .threshold
+            .store(level_code(LogLevel::Event), Ordering::Relaxed);
+        assert!(!logger.enabled(&md(log::Level::Error, "nodepass::control")));
+        assert!(logger.enabled(&md(log::Level::Error, EVENT_TARGET)));
+    }
+
+    #[test]
+    fn utc_fallback_computes_the_calendar() {
+        assert_eq!(
+            utc_fields(0),
+            LocalTime {
+                year: 1970,
+                month: 1,
+                day: 1,
+                hour: 0,
+                minute: 0,
+                second: 0,
+                millis: 0
+            }
+        );
+        // 2024-02-29 23:59:59 UTC (a leap day).
+        let t = utc_fields(1_709_251_199);
+        assert_eq!(
+            (t.year, t.month, t.day, t.hour, t.minute, t.second),
+            (2024, 2, 29, 23, 59, 59)
+        );
+        let t = utc_fields(-1);
+        assert_eq!((t.year, t.month, t.day, t.hour), (1969, 12, 31, 23));
+    }
+
+    #[test]
+    fn local_time_is_within_a_day_of_utc() {
+        let secs = 1_767_312_000; // 2026-01-02 00:00:00 UTC
+        let local = local_fields(secs).expect("localtime_r works");
+        assert!(local.year == 2026 || local.year == 2025);
+        assert!(local.month == 1 || local.month == 12);
+        assert!((1..=31).contains(&local.day));
+    }
+}

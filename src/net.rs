@@ -1,1 +1,206 @@
-//! net (to be written).
+//! Socket options and socket creation in one place: listeners shared across workers with
+//! SO_REUSEPORT (after a probe that keeps "port in use" a clear error), stream options,
+//! and non-blocking connects from a chosen source IP (`dial=`).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+
+use crate::config::HostPort;
+
+/// Listen backlog of every TCP listener.
+const BACKLOG: i32 = 1024;
+
+/// Resolve an address to bind: an empty host means every address (dual-stack `[::]`,
+/// falling back to `0.0.0.0` on hosts without IPv6). Names are resolved here, so call it
+/// only off the worker threads.
+pub fn resolve_bind_addr(hp: &HostPort) -> io::Result<SocketAddr> {
+    if hp.host.is_empty() {
+        let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), hp.port);
+        return Ok(if ipv6_available() {
+            v6
+        } else {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), hp.port)
+        });
+    }
+    resolve(hp)
+}
+
+/// Resolve `host:port` to its first address (IP literals need no lookup).
+pub fn resolve(hp: &HostPort) -> io::Result<SocketAddr> {
+    if let Some(ip) = hp.ip() {
+        return Ok(SocketAddr::new(ip, hp.port));
+    }
+    (hp.host.as_str(), hp.port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{hp}: no address")))
+}
+
+fn ipv6_available() -> bool {
+    Socket::new(Domain::IPV6, Type::STREAM, None).is_ok()
+}
+
+fn new_socket(addr: &SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(*addr), ty, Some(protocol))?;
+    if addr.is_ipv6() {
+        // `[::]` serves IPv4 too, as Go's ":port" does.
+        socket.set_only_v6(false)?;
+    }
+    socket.set_cloexec(true)?;
+    Ok(socket)
+}
+
+/// Fail with `AddrInUse` if anyone holds `addr`, even another SO_REUSEPORT socket of the
+/// same user (which would otherwise silently share our traffic). Returns the bound
+/// address, so port 0 picks a real port for the sockets that follow.
+fn probe_exclusive(addr: SocketAddr, ty: Type, protocol: Protocol) -> io::Result<SocketAddr> {
+    let probe = new_socket(&addr, ty, protocol)?;
+    if ty == Type::STREAM {
+        probe.set_reuse_address(true)?;
+    }
+    probe.bind(&addr.into())?;
+    probe
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
+}
+
+/// Bind `count` TCP listeners on one address with SO_REUSEPORT, one per worker, so the
+/// kernel spreads new connections across cores. Errors are the bind's own (`AddrInUse`…).
+pub fn bind_tcp_listeners(
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    let addr = probe_exclusive(addr, Type::STREAM, Protocol::TCP)?;
+    (0..count.max(1))
+        .map(|_| {
+            let s = new_socket(&addr, Type::STREAM, Protocol::TCP)?;
+            s.set_reuse_address(true)?;
+            s.set_reuse_port(true)?;
+            s.bind(&addr.into())?;
+            s.listen(BACKLOG)?;
+            Ok(s.into())
+        })
+        .collect()
+}
+
+/// Bind `count` UDP sockets on one address with SO_REUSEPORT (the kernel keeps one
+/// client's datagrams on one socket, so a UDP session stays on one worker).
+pub fn bind_udp_sockets(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    let addr = probe_exclusive(addr, Type::DGRAM, Protocol::UDP)?;
+    (0..count.max(1))
+        .map(|_| {
+            let s = new_socket(&addr, Type::DGRAM, Protocol::UDP)?;
+            s.set_reuse_port(true)?;
+            s.bind(&addr.into())?;
+            Ok(s.into())
+        })
+        .collect()
+}
+
+/// Options for every relayed TCP stream: no Nagle delay, keepalive every `keepalive`.
+pub fn tune_stream<S: std::os::fd::AsFd>(stream: &S, keepalive: Duration) -> io::Result<()> {
+    let s = SockRef::from(stream);
+    s.set_nodelay(true)?;
+    let ka = TcpKeepalive::new()
+        .with_time(keepalive)
+        .with_interval(keepalive);
+    s.set_tcp_keepalive(&ka)
+}
+
+/// Set or clear `O_NONBLOCK` on a socket. A socket handed to monoio must be non-blocking
+/// on the legacy (epoll) driver and blocking on io_uring, where `O_NONBLOCK` would turn
+/// waits into `EAGAIN` completions; the splice relay sets it itself for its own syscalls.
+pub fn set_nonblocking<S: std::os::fd::AsFd>(stream: &S, on: bool) -> io::Result<()> {
+    SockRef::from(stream).set_nonblocking(on)
+}
+
+/// Start a non-blocking TCP connect to `target`, bound to `source` first when given.
+/// The connect completes later: wait for writability, then call [`connect_result`].
+pub fn start_connect(
+    target: SocketAddr,
+    source: Option<IpAddr>,
+) -> io::Result<std::net::TcpStream> {
+    let s = new_socket(&target, Type::STREAM, Protocol::TCP)?;
+    if let Some(ip) = source {
+        s.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    s.set_nonblocking(true)?;
+    match s.connect(&target.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(s.into())
+}
+
+/// The outcome of a connect started by [`start_connect`], once the socket is writable.
+pub fn connect_result<S: std::os::fd::AsFd>(stream: &S) -> io::Result<()> {
+    let s = SockRef::from(stream);
+    match s.take_error()? {
+        Some(e) => Err(e),
+        None => s.peer_addr().map(|_| ()),
+    }
+}
+
+/// A UDP socket for one session towards `target`, bound to `source` when given.
+pub fn udp_socket_for(
+    target: SocketAddr,
+    source: Option<IpAddr>,
+) -> io::Result<std::net::UdpSocket> {
+    let s = new_socket(&target, Type::DGRAM, Protocol::UDP)?;
+    let local = match (source, target) {
+        (Some(ip), _) => SocketAddr::new(ip, 0),
+        (None, SocketAddr::V4(_)) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        (None, SocketAddr::V6(_)) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    };
+    s.bind(&local.into())?;
+    s.connect(&target.into())?;
+    Ok(s.into())
+}
+
+/// Send as much of `buf` as the socket takes now (non-blocking sockets only).
+pub fn send_now<S: std::os::fd::AsFd>(stream: &S, buf: &[u8]) -> io::Result<usize> {
+    SockRef::from(stream).send(buf)
+}
+
+/// Shut a socket down both ways so pending io_uring operations on it complete (closing
+/// the fd alone does not cancel them).
+pub fn shutdown_both<S: std::os::fd::AsFd>(stream: &S) {
+    let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+}
+
+/// Shut down the write side (propagate a FIN).
+pub fn shutdown_write<S: std::os::fd::AsFd>(stream: &S) {
+    let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_held_by_another_reuseport_socket_is_reported_in_use() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let first = bind_tcp_listeners(addr, 2).expect("first bind");
+        let taken = first[0].local_addr().unwrap();
+        let err = bind_tcp_listeners(taken, 2).expect_err("second bind must fail");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn workers_share_one_port_when_binding_port_zero() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let ls = bind_tcp_listeners(addr, 3).expect("bind");
+        let ports: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        assert!(ports.iter().all(|p| *p == ports[0] && *p != 0), "{ports:?}");
+        let us = bind_udp_sockets(addr, 2).expect("udp bind");
+        assert_eq!(
+            us[0].local_addr().unwrap().port(),
+            us[1].local_addr().unwrap().port()
+        );
+    }
+}

@@ -18,23 +18,13 @@ extern "C" fn on_signal(_signum: libc::c_int) {
 
 /// Install the SIGINT/SIGTERM handlers (idempotent). SIGPIPE is ignored so a write to a
 /// vanished peer is an `EPIPE` error on that connection, never a process kill.
-#[allow(unsafe_code)]
 pub fn install() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `sigaction` with a zeroed struct, a valid handler that only stores to an
-        // atomic (async-signal-safe), and SA_RESTART; no other state is touched.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
+        if let Err(e) = crate::sys::set_signal_handler(sig, on_signal) {
+            log::warn!("cannot install handler for signal {sig}: {e}");
         }
     }
-    // SAFETY: setting SIGPIPE to SIG_IGN has no preconditions.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
+    crate::sys::ignore_sigpipe();
 }
 
 /// True once SIGINT or SIGTERM arrived (or [`request`] was called).

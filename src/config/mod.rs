@@ -5,13 +5,25 @@
 //! parameter that is present but invalid is kept: the field takes its *zero* value, not
 //! its default.
 
+mod duration;
 mod env;
 mod error;
+mod help;
+mod params;
 mod parse;
+mod render;
+#[cfg(test)]
+mod tests;
+mod url_parts;
 
+pub use duration::{format_go_duration, parse_go_duration, positive_go_duration};
 pub use env::{Driver, Env};
 pub use error::ConfigError;
-pub use parse::{derive_key, parse_url};
+pub use help::usage;
+pub use params::{
+    parse_log_level, DEFAULT_DNS_TTL, DEFAULT_MAX_POOL, DEFAULT_MIN_POOL, DEFAULT_SLOT,
+};
+pub use parse::{derive_key, parse_url, DEFAULT_MASTER_PREFIX};
 
 use std::time::Duration;
 
@@ -189,6 +201,17 @@ pub enum ProxyProtocol {
     V1,
     /// `2`: PROXY v2 binary header (our extension).
     V2,
+}
+
+impl ProxyProtocol {
+    /// The digit written in URLs and the started line.
+    pub fn code(self) -> u8 {
+        match self {
+            ProxyProtocol::Off => 0,
+            ProxyProtocol::V1 => 1,
+            ProxyProtocol::V2 => 2,
+        }
+    }
 }
 
 /// Every query parameter of PROTOCOL.md §1.1, with v1.14.0 defaults applied.

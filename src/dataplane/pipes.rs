@@ -1,0 +1,65 @@
+//! A worker's pool of splice pipes: reused across connections so a new connection costs
+//! no `pipe2` and no `F_SETPIPE_SZ` once the pool is warm.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+
+/// Pipe capacity we ask for: large chunks mean fewer splice calls per byte.
+pub const PIPE_SIZE: usize = 256 * 1024;
+/// Pipes kept for reuse per worker; beyond this a finished connection's pipe is closed.
+const POOL_MAX: usize = 512;
+
+/// One pipe (read end, write end) and how many bytes sit in it.
+pub struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// Bytes spliced in and not yet spliced out.
+    pub buffered: usize,
+    /// The capacity the kernel granted.
+    pub capacity: usize,
+}
+
+impl Pipe {
+    /// The read end.
+    pub fn read_fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    /// The write end.
+    pub fn write_fd(&self) -> RawFd {
+        self.write.as_raw_fd()
+    }
+}
+
+/// Reusable empty pipes of one worker.
+#[derive(Default)]
+pub struct PipePool {
+    free: RefCell<Vec<Pipe>>,
+}
+
+impl PipePool {
+    /// An empty pipe from the pool, or a new one.
+    pub fn take(&self) -> io::Result<Pipe> {
+        if let Some(p) = self.free.borrow_mut().pop() {
+            return Ok(p);
+        }
+        let (read, write) = crate::sys::pipe()?;
+        // A smaller grant (pipe-max-size, user pipe quota) still works, only slower.
+        let capacity = crate::sys::set_pipe_size(write.as_fd(), PIPE_SIZE).unwrap_or(64 * 1024);
+        Ok(Pipe {
+            read,
+            write,
+            buffered: 0,
+            capacity,
+        })
+    }
+
+    /// Give a pipe back; one that still holds bytes is closed, never reused.
+    pub fn give_back(&self, pipe: Pipe) {
+        let mut free = self.free.borrow_mut();
+        if pipe.buffered == 0 && free.len() < POOL_MAX {
+            free.push(pipe);
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Move bytes both ways between two TCP streams until both directions end.
+//!
+//! Three ways, chosen per process ([`RelayKind`]):
+//! - `Splice` (default): readiness + non-blocking `splice(2)` through a pooled pipe per
+//!   direction, on the worker thread: kernel-to-kernel, no io-wq threads, same code on
+//!   io_uring (readiness = a `PollAdd`) and epoll.
+//! - `UringSplice`: monoio's `IORING_OP_SPLICE` (always punted to io-wq kernel threads);
+//!   kept only so benchmarks can compare (no `read=` support).
+//! - `Copy`: owned-buffer read/write, the fallback and the shape TLS streams use.
+//!
+//! A FIN in one direction becomes a write shutdown on the other socket (half-close is kept);
+//! an error in either direction shuts both sockets down so the other direction ends too.
+//! `read=` is an idle timeout for the session: it fires when neither direction moved a
+//! byte for that long. It is implemented by waiting for readiness (cancel-safe: no bytes
+//! are consumed by a wait) or, for `Copy`, by a watchdog that shuts the sockets down
+//! instead of dropping a read in flight.
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use super::pipes::{Pipe, PipePool};
+use crate::limit::RateLimiter;
+use crate::stats::WorkerStats;
+use crate::sys;
+
+/// How a worker relays plaintext TCP (see the module doc). Chosen by `NP_RELAY`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayKind {
+    /// Readiness + non-blocking splice (default).
+    Splice,
+    /// io_uring splice ops (benchmark comparison only).
+    UringSplice,
+    /// Buffered copy through user space.
+    Copy,
+}
+
+impl RelayKind {
+    /// From the `NP_RELAY` value: `splice` (default), `uring-splice`, `copy`.
+    pub fn from_env_value(v: Option<&str>) -> Self {
+        match v {
+            Some("copy") => RelayKind::Copy,
+            Some("uring-splice") => RelayKind::UringSplice,
+            _ => RelayKind::Splice,
+        }
+    }
+}
+
+/// What one direction counts and how it is limited.
+pub struct Meter<'a> {
+    /// Byte counter this direction adds to.
+    pub counter: &'a AtomicU64,
+    /// Rate limiter charged per chunk, if `rate=` is set.
+    pub limiter: Option<&'a RateLimiter>,
+}
+
+/// Largest chunk moved at once when a rate limit applies, so pacing stays smooth.
+const LIMITED_CHUNK: usize = 16 * 1024;
+
+impl Meter<'_> {
+    fn chunk(&self, max: usize) -> usize {
+        if self.limiter.is_some() {
+            max.min(LIMITED_CHUNK)
+        } else {
+            max
+        }
+    }
+
+    async fn account(&self, n: usize) {
+        WorkerStats::add(self.counter, n);
+        if let Some(l) = self.limiter {
+            let wait = l.reserve(n);
+            if !wait.is_zero() {
+                monoio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Session idle tracking shared by both directions of one relay.
+pub struct Idle {
+    timeout: Duration,
+    last: Cell<Instant>,
+}
+
+impl Idle {
+    /// `timeout` zero means no idle limit.
+    pub fn new(timeout: Duration) -> Self {
+        Idle {
+            timeout,
+            last: Cell::new(Instant::now()),
+        }
+    }
+
+    fn touch(&self) {
+        if !self.timeout.is_zero() {
+            self.last.set(Instant::now());
+        }
+    }
+
+    async fn wait_readable(&self, s: &TcpStream) -> io::Result<()> {
+        if self.timeout.is_zero() {
+            return s.readable(false).await;
+        }
+        loop {
+            let idle_for = self.last.get().elapsed();
+            if idle_for >= self.timeout {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout"));
+            }
+            // Dropping a readiness wait consumes no bytes, so this race is safe.
+            if let Ok(r) = monoio::time::timeout(self.timeout - idle_for, s.readable(false)).await {
+                return r;
+            }
+        }
+    }
+
+    async fn watchdog(&self, fds: [RawFd; 2]) {
+        if self.timeout.is_zero() {
+            return std::future::pending().await;
+        }
+        loop {
+            let idle_for = self.last.get().elapsed();
+            if idle_for >= self.timeout {
+                shutdown_fds(fds);
+                return;
+            }
+            monoio::time::sleep(self.timeout - idle_for).await;
+        }
+    }
+}
+
+/// How one session is relayed: the method, its idle limit and the worker's resources.
+pub struct Relay<'a> {
+    /// Splice, io_uring splice or copy.
+    pub kind: RelayKind,
+    /// `read=` idle timeout (zero = none).
+    pub idle: Duration,
+    /// The worker's pipe pool (splice).
+    pub pipes: &'a PipePool,
+    /// Copy buffer size (copy).
+    pub copy_buf: usize,
+}
+
+impl Relay<'_> {
+    /// Relay `user` ⇄ `target` until both directions end. `up` meters user→target bytes,
+    /// `down` target→user. Returns the first error of either direction.
+    pub async fn run(
+        &self,
+        user: TcpStream,
+        target: TcpStream,
+        up: Meter<'_>,
+        down: Meter<'_>,
+    ) -> io::Result<()> {
+        let idle = Idle::new(self.idle);
+        match self.kind {
+            RelayKind::Splice => splice_both(&user, &target, &up, &down, &idle, self.pipes).await,
+            RelayKind::Copy => copy_both(user, target, &up, &down, &idle, self.copy_buf).await,
+            RelayKind::UringSplice => uring_splice_both(user, target, &up, &down).await,
+        }
+    }
+}
+
+fn shutdown_fds(fds: [RawFd; 2]) {
+    for fd in &fds {
+        crate::net::shutdown_both(&sys::borrow_raw_fd(fd));
+    }
+}
+
+fn shutdown_both(a: &TcpStream, b: &TcpStream) {
+    crate::net::shutdown_both(&sys::borrow_fd(a));
+    crate::net::shutdown_both(&sys::borrow_fd(b));
+}
+
+/// End of one direction: EOF becomes a FIN on the destination; an error ends the session.
+fn finish(r: io::Result<()>, src: &TcpStream, dst: &TcpStream) -> io::Result<()> {
+    match r {
+        Ok(()) => {
+            crate::net::shutdown_write(&sys::borrow_fd(dst));
+            Ok(())
+        }
+        Err(e) => {
+            shutdown_both(src, dst);
+            Err(e)
+        }
+    }
+}
+
+async fn splice_both(
+    user: &TcpStream,
+    target: &TcpStream,
+    up: &Meter<'_>,
+    down: &Meter<'_>,
+    idle: &Idle,
+    pipes: &PipePool,
+) -> io::Result<()> {
+    for s in [user, target] {
+        crate::net::set_nonblocking(&sys::borrow_fd(s), true)?;
+    }
+    let mut up_pipe = pipes.take()?;
+    let mut down_pipe = pipes.take()?;
+    let forward = async {
+        let r = splice_one_way(user, target, &mut up_pipe, up, idle).await;
+        finish(r, user, target)
+    };
+    let backward = async {
+        let r = splice_one_way(target, user, &mut down_pipe, down, idle).await;
+        finish(r, target, user)
+    };
+    let (r1, r2) = monoio::join!(forward, backward);
+    pipes.give_back(up_pipe);
+    pipes.give_back(down_pipe);
+    r1.and(r2)
+}
+
+async fn splice_one_way(
+    src: &TcpStream,
+    dst: &TcpStream,
+    pipe: &mut Pipe,
+    meter: &Meter<'_>,
+    idle: &Idle,
+) -> io::Result<()> {
+    let chunk = meter.chunk(pipe.capacity);
+    loop {
+        match sys::splice(src.as_raw_fd(), pipe.write_fd(), chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                pipe.buffered += n;
+                idle.touch();
+                meter.account(n).await;
+                drain_pipe(pipe, dst).await?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => idle.wait_readable(src).await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn drain_pipe(pipe: &mut Pipe, dst: &TcpStream) -> io::Result<()> {
+    while pipe.buffered > 0 {
+        match sys::splice(pipe.read_fd(), dst.as_raw_fd(), pipe.buffered) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => pipe.buffered -= n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable(false).await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A second monoio handle on the same socket (a `dup`), so both directions can own one.
+fn twin(s: &TcpStream) -> io::Result<TcpStream> {
+    let owned = sys::borrow_fd(s).try_clone_to_owned()?;
+    TcpStream::from_std(std::net::TcpStream::from(owned))
+}
+
+async fn copy_both(
+    user: TcpStream,
+    target: TcpStream,
+    up: &Meter<'_>,
+    down: &Meter<'_>,
+    idle: &Idle,
+    buf_size: usize,
+) -> io::Result<()> {
+    let (mut user_w, mut target_w) = (twin(&user)?, twin(&target)?);
+    let fds = [user.as_raw_fd(), target.as_raw_fd()];
+    let (mut user_r, mut target_r) = (user, target);
+    let both = async {
+        let forward = copy_one_way(&mut user_r, &mut target_w, up, idle, buf_size);
+        let backward = copy_one_way(&mut target_r, &mut user_w, down, idle, buf_size);
+        let (r1, r2) = monoio::join!(forward, backward);
+        if r1.is_err() || r2.is_err() {
+            shutdown_fds(fds);
+        }
+        r1.and(r2)
+    };
+    let mut both = std::pin::pin!(both);
+    monoio::select! {
+        r = &mut both => r,
+        _ = idle.watchdog(fds) => {
+            // The watchdog shut both sockets down; let the reads finish instead of dropping them.
+            let _ = both.await;
+            Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout"))
+        }
+    }
+}
+
+async fn copy_one_way(
+    src: &mut TcpStream,
+    dst: &mut TcpStream,
+    meter: &Meter<'_>,
+    idle: &Idle,
+    buf_size: usize,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; meter.chunk(buf_size.max(1))];
+    loop {
+        let (res, b) = src.read(buf).await;
+        let n = res?;
+        if n == 0 {
+            let _ = dst.shutdown().await;
+            return Ok(());
+        }
+        idle.touch();
+        meter.account(n).await;
+        let (res, slice) = dst.write_all(monoio::buf::IoBuf::slice(b, 0..n)).await;
+        res?;
+        buf = slice.into_inner();
+    }
+}
+
+async fn uring_splice_both(
+    user: TcpStream,
+    target: TcpStream,
+    up: &Meter<'_>,
+    down: &Meter<'_>,
+) -> io::Result<()> {
+    let (mut user_w, mut target_w) = (twin(&user)?, twin(&target)?);
+    let (mut user_r, mut target_r) = (user, target);
+    let forward = uring_splice_one_way(&mut user_r, &mut target_w, up);
+    let backward = uring_splice_one_way(&mut target_r, &mut user_w, down);
+    let (r1, r2) = monoio::join!(forward, backward);
+    r1.and(r2)
+}
+
+async fn uring_splice_one_way(
+    src: &mut TcpStream,
+    dst: &mut TcpStream,
+    meter: &Meter<'_>,
+) -> io::Result<()> {
+    use monoio::io::splice::{SpliceDestination, SpliceSource};
+    let (mut pipe_r, mut pipe_w) = monoio::net::unix::new_pipe()?;
+    let chunk = meter.chunk(super::pipes::PIPE_SIZE) as u32;
+    loop {
+        let n = src.splice_to_pipe(&mut pipe_w, chunk).await?;
+        if n == 0 {
+            crate::net::shutdown_write(&sys::borrow_fd(dst));
+            return Ok(());
+        }
+        meter.account(n as usize).await;
+        let mut left = n;
+        while left > 0 {
+            left -= dst.splice_from_pipe(&mut pipe_r, left).await?;
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The live sessions of one worker, by descriptor, so a drain deadline can close them all.
+//!
+//! Closing an fd does not cancel io_uring operations that hold it, so teardown shuts each
+//! socket down instead, which completes every pending poll, read and splice on it.
+
+use std::cell::RefCell;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+
+/// Slot table of live sessions' sockets; freed slots are reused (no allocation per session
+/// once the table has grown to the worker's peak).
+#[derive(Default)]
+pub struct SessionTable {
+    slots: RefCell<Vec<Option<[RawFd; 2]>>>,
+    free: RefCell<Vec<usize>>,
+}
+
+/// Keeps a session registered; unregisters on drop.
+pub struct SessionEntry {
+    table: Rc<SessionTable>,
+    slot: usize,
+}
+
+impl SessionTable {
+    /// Register a session's two sockets.
+    pub fn register(self: &Rc<Self>, fds: [RawFd; 2]) -> SessionEntry {
+        let mut slots = self.slots.borrow_mut();
+        let slot = match self.free.borrow_mut().pop() {
+            Some(i) => {
+                slots[i] = Some(fds);
+                i
+            }
+            None => {
+                slots.push(Some(fds));
+                slots.len() - 1
+            }
+        };
+        SessionEntry {
+            table: Rc::clone(self),
+            slot,
+        }
+    }
+
+    /// Shut down every registered socket (both directions).
+    pub fn shutdown_all(&self) {
+        for fds in self.slots.borrow().iter().flatten() {
+            for fd in fds {
+                crate::net::shutdown_both(&crate::sys::borrow_raw_fd(fd));
+            }
+        }
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.slots.borrow().len() - self.free.borrow().len()
+    }
+}
+
+impl Drop for SessionEntry {
+    fn drop(&mut self) {
+        if let Some(s) = self.table.slots.borrow_mut().get_mut(self.slot) {
+            *s = None;
+        }
+        self.table.free.borrow_mut().push(self.slot);
+    }
+}

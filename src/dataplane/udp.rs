@@ -1,0 +1,191 @@
+//! UDP forwarding on one worker: a session per client address, each with its own
+//! connected socket towards one target, expiring after `NP_UDP_READ_TIMEOUT` idle.
+//!
+//! Datagram boundaries are kept (one receive = one send). A datagram longer than
+//! `NP_UDP_DATA_BUF_SIZE` is truncated to it, as in NodePass.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::buf::IoBuf;
+use monoio::net::udp::UdpSocket;
+
+use super::worker::WorkerCtx;
+use crate::limit::SlotGuard;
+use crate::runtime::ActiveDriver;
+use crate::stats::WorkerStats;
+use crate::{net, sys};
+
+struct Session {
+    socket: UdpSocket,
+    last_active: Cell<Instant>,
+    _slot: SlotGuard,
+}
+
+type SessionMap = Rc<RefCell<HashMap<SocketAddr, Rc<Session>>>>;
+
+/// Serve datagrams arriving on this worker's UDP socket until the worker stops.
+pub async fn serve(listener: UdpSocket, ctx: Rc<WorkerCtx>) {
+    let listener = Rc::new(listener);
+    let sessions: SessionMap = Rc::default();
+    let mut buf = vec![0u8; ctx.spec.udp_buf_size.max(1)];
+    loop {
+        let (res, b) = monoio::select! {
+            r = listener.recv_from(buf) => r,
+            _ = ctx.stopping.wait() => break,
+        };
+        buf = b;
+        let (n, from) = match res {
+            Ok(x) => x,
+            Err(e) => {
+                log::debug!("udp receive: {e}");
+                continue;
+            }
+        };
+        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+        WorkerStats::add(&ctx.stats.udp_rx, n);
+        if let Some(l) = ctx.spec.rate_rx.as_ref() {
+            let wait = l.reserve(n);
+            if !wait.is_zero() {
+                monoio::time::sleep(wait).await;
+            }
+        }
+        let existing = sessions.borrow().get(&from).cloned();
+        let session = match existing {
+            Some(s) => s,
+            None => match open_session(from, &ctx, &listener, &sessions) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::warn!("udp datagram from {from} dropped: {e}");
+                    continue;
+                }
+            },
+        };
+        session.last_active.set(Instant::now());
+        let (res, slice) = session.socket.send(buf.slice(0..n)).await;
+        buf = slice.into_inner();
+        if let Err(e) = res {
+            log::debug!("udp send for {from}: {e}");
+        }
+    }
+    log::debug!("worker {}: stopped accepting UDP", ctx.index);
+}
+
+fn open_session(
+    from: SocketAddr,
+    ctx: &Rc<WorkerCtx>,
+    listener: &Rc<UdpSocket>,
+    sessions: &SessionMap,
+) -> io::Result<Rc<Session>> {
+    let slot = ctx
+        .spec
+        .slots
+        .try_acquire()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::WouldBlock, "slot limit reached"))?;
+    let targets = ctx.targets.borrow().clone();
+    let start = ctx.take_rotation();
+    let target = (0..targets.len())
+        .find_map(|i| targets[(start + i) % targets.len()])
+        .ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "no target address is resolved yet")
+        })?;
+    let std_socket = match net::udp_socket_for(target, ctx.spec.source.current()) {
+        Ok(s) => s,
+        Err(e) if ctx.spec.source.current().is_some() => {
+            ctx.spec.source.give_up(&e);
+            net::udp_socket_for(target, None)?
+        }
+        Err(e) => return Err(e),
+    };
+    std_socket.set_nonblocking(ctx.driver == ActiveDriver::Legacy)?;
+    let session = Rc::new(Session {
+        socket: UdpSocket::from_std(std_socket)?,
+        last_active: Cell::new(Instant::now()),
+        _slot: slot,
+    });
+    sessions.borrow_mut().insert(from, Rc::clone(&session));
+    log::debug!("udp session {from} -> {target}");
+    monoio::spawn(pump_replies(
+        Rc::clone(&session),
+        from,
+        Rc::clone(listener),
+        Rc::clone(sessions),
+        Rc::clone(ctx),
+    ));
+    Ok(session)
+}
+
+/// Carry the target's replies back to the client until the session idles out.
+async fn pump_replies(
+    session: Rc<Session>,
+    client: SocketAddr,
+    listener: Rc<UdpSocket>,
+    sessions: SessionMap,
+    ctx: Rc<WorkerCtx>,
+) {
+    let fd = session.socket.as_raw_fd();
+    let entry = ctx.sessions.register([fd, fd]);
+    ctx.stats
+        .udp_sessions
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let timeout = ctx.spec.udp_read_timeout;
+    let mut buf = vec![0u8; ctx.spec.udp_buf_size.max(1)];
+    'session: loop {
+        let idle_for = session.last_active.get().elapsed();
+        if idle_for >= timeout {
+            break;
+        }
+        // A readiness wait consumes nothing, so timing it out loses no datagram.
+        match monoio::time::timeout(timeout - idle_for, session.socket.readable(false)).await {
+            Err(_) => continue,
+            Ok(Err(e)) => {
+                log::debug!("udp session {client}: {e}");
+                break;
+            }
+            Ok(Ok(())) => {}
+        }
+        loop {
+            let n = match sys::recv_now(sys::borrow_fd(&session.socket), &mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // ECONNREFUSED from an ICMP error, or a shutdown: the session is over.
+                    log::debug!("udp session {client}: {e}");
+                    break 'session;
+                }
+            };
+            if n == 0 && ctx.stopping.is_raised() {
+                break 'session;
+            }
+            session.last_active.set(Instant::now());
+            if let Some(l) = ctx.spec.rate_tx.as_ref() {
+                let wait = l.reserve(n);
+                if !wait.is_zero() {
+                    monoio::time::sleep(wait).await;
+                }
+            }
+            let (res, slice) = listener.send_to(buf.slice(0..n), client).await;
+            buf = slice.into_inner();
+            match res {
+                Ok(sent) => WorkerStats::add(&ctx.stats.udp_tx, sent),
+                Err(e) => log::debug!("udp reply to {client}: {e}"),
+            }
+        }
+    }
+    let mut map = sessions.borrow_mut();
+    if map.get(&client).is_some_and(|s| Rc::ptr_eq(s, &session)) {
+        map.remove(&client);
+    }
+    drop(map);
+    drop(entry);
+    ctx.stats
+        .udp_sessions
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    log::debug!("udp session {client} closed");
+}

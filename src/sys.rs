@@ -1,0 +1,136 @@
+//! The one place that calls libc directly: signal handlers, splice(2), pipes and fd borrowing.
+//!
+//! Everything `unsafe` in the crate lives here, each block with its `SAFETY:` reason, behind
+//! safe functions that take owned or borrowed descriptors.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Borrow the descriptor of a value that owns it (monoio streams implement only `AsRawFd`).
+pub fn borrow_fd<T: AsRawFd>(owner: &T) -> BorrowedFd<'_> {
+    // SAFETY: `owner` owns an open descriptor and outlives the returned borrow, whose
+    // lifetime is tied to `&owner`; the descriptor cannot be closed while it is borrowed.
+    unsafe { BorrowedFd::borrow_raw(owner.as_raw_fd()) }
+}
+
+/// Install `handler` for `signum` with SA_RESTART. The handler must be async-signal-safe.
+pub fn set_signal_handler(
+    signum: libc::c_int,
+    handler: extern "C" fn(libc::c_int),
+) -> io::Result<()> {
+    // SAFETY: a zeroed `sigaction` is a valid value; we set a handler that the caller
+    // guarantees is async-signal-safe, an empty mask, and pass no old-action pointer.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signum, &action, std::ptr::null_mut())
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Ignore SIGPIPE so writing to a vanished peer is an `EPIPE` error, not a process kill.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting SIGPIPE to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// A non-blocking, close-on-exec pipe: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Ask the kernel for a pipe of `bytes` capacity; returns the capacity it granted.
+pub fn set_pipe_size(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
+    let want = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: F_SETPIPE_SZ on a borrowed, open pipe descriptor with an int argument.
+    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, want) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+/// One non-blocking `splice(2)` of at most `len` bytes from `from` to `to` (one of them a
+/// pipe). `Ok(0)` means end of file on `from`; `WouldBlock` means wait for readiness.
+pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: plain syscall on two descriptors the caller keeps open for the call; null
+    // offsets because neither side is seekable.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Borrow a raw descriptor number that the caller knows is open (for example one held by a
+/// live session in the worker's table).
+pub fn borrow_raw_fd(fd: &RawFd) -> BorrowedFd<'_> {
+    // SAFETY: callers pass descriptors owned by sessions that unregister before closing
+    // them, on the same thread, so the descriptor is open for the borrow's duration.
+    unsafe { BorrowedFd::borrow_raw(*fd) }
+}
+
+/// Copy up to `buf.len()` bytes that are waiting on a socket without consuming them and
+/// without blocking (`MSG_PEEK | MSG_DONTWAIT`).
+pub fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes for recv to fill.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Receive one datagram (or stream bytes) now, without blocking (`MSG_DONTWAIT`),
+/// whatever the socket's `O_NONBLOCK` mode.
+pub fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes for recv to fill.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}

@@ -1,0 +1,272 @@
+//! Shared fixtures for black-box tests: echo servers on 127.0.0.1:0, a library-level
+//! forwarder on either driver, the real binary as a child process (killed on drop), and
+//! deadline helpers. Nothing here sleeps a fixed time: everything polls with a deadline.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nodepass::config::Driver;
+use nodepass::dataplane::{self, DataPlane, ForwardSpec, WorkerSockets};
+use nodepass::runtime::{self, ActiveDriver};
+
+/// Both drivers, so every relay case runs on io_uring and on epoll.
+pub const DRIVERS: [Driver; 2] = [Driver::Uring, Driver::Legacy];
+
+/// A generous bound for any single step of a test.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// A TCP echo server: each connection echoes until EOF, then shuts its write side.
+pub fn echo_tcp() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if conn.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = conn.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// A UDP echo server: every datagram goes back to its sender unchanged.
+pub fn echo_udp() -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind udp echo");
+    let addr = socket.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let _ = socket.send_to(&buf[..n], from);
+        }
+    });
+    addr
+}
+
+/// A TCP address where nothing listens (bound, then closed).
+pub fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// A forwarder started through the library on a chosen driver (2 workers).
+pub struct Forwarder {
+    /// Where users connect (TCP and UDP).
+    pub addr: SocketAddr,
+    plane: Option<DataPlane>,
+}
+
+impl Forwarder {
+    /// Start with `spec` on `driver`.
+    pub fn start(driver: Driver, spec: ForwardSpec) -> Forwarder {
+        let active = runtime::choose(driver).expect("driver available");
+        let tcp =
+            nodepass::net::bind_tcp_listeners("127.0.0.1:0".parse().unwrap(), 2).expect("bind");
+        let addr = tcp[0].local_addr().unwrap();
+        let udp = nodepass::net::bind_udp_sockets(addr, 2).expect("bind udp");
+        let sockets = tcp
+            .into_iter()
+            .zip(udp)
+            .map(|(t, u)| WorkerSockets {
+                tcp: Some(t),
+                udp: Some(u),
+            })
+            .collect();
+        let plane = dataplane::start_forwarder(Arc::new(spec), sockets, active).expect("start");
+        Forwarder {
+            addr,
+            plane: Some(plane),
+        }
+    }
+
+    /// The driver the workers run on.
+    pub fn driver(&self) -> ActiveDriver {
+        self.plane
+            .as_ref()
+            .map_or(ActiveDriver::Legacy, |p| p.driver)
+    }
+
+    /// Sum of live TCP sessions over the workers.
+    pub fn live_tcp(&self) -> i64 {
+        let plane = self.plane.as_ref().expect("running");
+        nodepass::stats::snapshot(plane.stats.iter().map(|s| s.as_ref())).tcps
+    }
+
+    /// The summed counters.
+    pub fn snapshot(&self) -> nodepass::stats::Snapshot {
+        let plane = self.plane.as_ref().expect("running");
+        nodepass::stats::snapshot(plane.stats.iter().map(|s| s.as_ref()))
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        if let Some(plane) = self.plane.take() {
+            plane.broadcast(|| nodepass::bus::Command::CloseAll);
+            plane.join();
+        }
+    }
+}
+
+/// Poll `cond` until it holds or `limit` passes.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+    cond()
+}
+
+/// Connect with read/write timeouts so a broken relay fails the test instead of hanging it.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, STEP).expect("connect");
+    s.set_read_timeout(Some(STEP)).unwrap();
+    s.set_write_timeout(Some(STEP)).unwrap();
+    s
+}
+
+/// Deterministic test payload of `len` bytes.
+pub fn payload(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Send `data` through `addr` to an echo server and return what came back after EOF.
+pub fn echo_through(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut s = connect(addr);
+    let mut reader = s.try_clone().expect("clone");
+    let receiver = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).map(|_| out)
+    });
+    s.write_all(data).expect("write");
+    s.shutdown(Shutdown::Write).expect("shutdown write");
+    receiver.join().expect("join").expect("read")
+}
+
+/// The real binary as a child process; killed (and reaped) on drop.
+pub struct NodepassProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Every stdout line seen so far.
+    pub seen: Vec<String>,
+}
+
+impl NodepassProcess {
+    /// Start `nodepass <url>` with extra environment variables.
+    pub fn start(url: &str, envs: &[(&str, &str)]) -> NodepassProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodepass"));
+        cmd.arg(url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn nodepass");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx2.send(line);
+            }
+        });
+        NodepassProcess {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait for an output line containing `needle`; returns it.
+    pub fn wait_for_line(&mut self, needle: &str, limit: Duration) -> Option<String> {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return Some(l.clone());
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send SIGTERM.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// Wait for exit within `limit`; the exit code, or None if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::park_timeout(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for NodepassProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP+UDP port on 127.0.0.1 (bound, checked, released).
+pub fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
