@@ -158,9 +158,17 @@ start_relay() {
     local q=""
     [[ -n "$NP_QUERY" ]] && q="&$NP_QUERY"
     case "$c" in
-    nodepass)
+    nodepass | nodepass-w[0-9]* | nodepass-legacy | nodepass-uring)
         [[ -x "$NODEPASS_BIN" ]] || { echo "no binary at $NODEPASS_BIN" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
-        spawn "$d/np.log" "$NODEPASS_BIN" "client://127.0.0.1:$lp/127.0.0.1:$tp?mode=1$q"
+        # Variants: nodepass-wN sets NP_WORKERS=N; nodepass-legacy/-uring set NP_DRIVER.
+        local envs=() tok
+        for tok in ${c//-/ }; do
+            case "$tok" in
+            w[0-9]*) envs+=("NP_WORKERS=${tok#w}") ;;
+            legacy | uring) envs+=("NP_DRIVER=$tok") ;;
+            esac
+        done
+        spawn "$d/np.log" env "${envs[@]}" "$NODEPASS_BIN" "client://127.0.0.1:$lp/127.0.0.1:$tp?mode=1$q"
         RELAY_PIDS=$SPAWNED_PID RELAY_LOGS="$d/np.log"
         ;;
     nodepass-tunnel)

@@ -22,7 +22,9 @@ usage: bash perf/run.sh [options]
   --reps N             repetitions (default 3)
   --duration S         seconds per tool run (default 5; 2 with --quick)
   --tunnel             add the nodepass tunnel contender (server + client, mode=2, flow +)
-  --contenders LIST    comma list from: direct,nodepass,nodepass-tunnel,haproxy,nginx-stream,socat
+  --contenders LIST    comma list from: direct,nodepass,nodepass-tunnel,haproxy,nginx-stream,socat;
+                       variants nodepass-wN (NP_WORKERS=N), nodepass-legacy / nodepass-uring (NP_DRIVER),
+                       combinable: nodepass-w1-legacy
   --workloads LIST     comma list from: W1,W1R,W2,W3,W4,W5,W5q,W7 (default: all)
   --workers N          NP_WORKERS for nodepass (default: unset = one per core)
   --np-query Q         extra nodepass URL query, e.g. 'log=warn'
