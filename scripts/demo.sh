@@ -51,7 +51,7 @@ if [[ -n "${NODEPASS_BIN:-}" ]]; then
     say "1. build: skipped, NODEPASS_BIN=$NODEPASS_BIN"
     BIN=$NODEPASS_BIN
 else
-    say "1. build: cargo build $([[ $PROFILE == release ]] && echo --release)"
+    say "1. build: cargo build$([[ $PROFILE == release ]] && echo " --release")"
     if [[ $PROFILE == release ]]; then cargo build --release --bin nodepass; else cargo build --bin nodepass; fi
     BIN="target/$PROFILE/nodepass"
 fi
