@@ -131,7 +131,7 @@ fn run_single_end(cfg: Config) -> i32 {
     };
     let targets = dns::resolve_all(&cfg.targets);
     let spec = Arc::new(forward_spec(&cfg, targets.clone()));
-    log::info!("Client started: {}", cfg.tunnel); // TODO(merge): cfg.started_line()
+    log::info!("{}", cfg.started_line());
     log::info!(
         "Data plane: {workers} worker(s) on {}, relay {:?}",
         driver.name(),

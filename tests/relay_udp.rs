@@ -61,6 +61,9 @@ fn each_client_address_gets_its_own_session() {
             "{driver:?}: {:?}",
             fwd.snapshot()
         );
+        let t = std::time::Instant::now();
+        drop(fwd);
+        eprintln!("{driver:?} drop took {:?}", t.elapsed());
     }
 }
 

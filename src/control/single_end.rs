@@ -39,7 +39,7 @@ async fn control_loop(cfg: &Config, plane: Plane<'_>) {
         let ping = probe_next_target(&plane.targets, &mut rotation, cfg.env.tcp_dial_timeout).await;
         let snap = stats::snapshot(plane.stats.iter().map(|s| s.as_ref()));
         let line = stats::checkpoint_line(1, ping, 0, &snap);
-        log::error!(target: "np::event", "{line}");
+        crate::np_event!("{line}");
     }
     drain(cfg, &plane).await;
 }

@@ -141,7 +141,11 @@ async fn pump_replies(
             break;
         }
         // A readiness wait consumes nothing, so timing it out loses no datagram.
-        match monoio::time::timeout(timeout - idle_for, session.socket.readable(false)).await {
+        let ready = monoio::select! {
+            r = monoio::time::timeout(timeout - idle_for, session.socket.readable(false)) => r,
+            _ = ctx.closing.wait() => break,
+        };
+        match ready {
             Err(_) => continue,
             Ok(Err(e)) => {
                 log::debug!("udp session {client}: {e}");
@@ -160,9 +164,6 @@ async fn pump_replies(
                     break 'session;
                 }
             };
-            if n == 0 && ctx.stopping.is_raised() {
-                break 'session;
-            }
             session.last_active.set(Instant::now());
             if let Some(l) = ctx.spec.rate_tx.as_ref() {
                 let wait = l.reserve(n);

@@ -90,6 +90,8 @@ pub struct WorkerCtx {
     pub next_target: Cell<usize>,
     /// Raised when the worker must stop accepting.
     pub stopping: LocalFlag,
+    /// Raised when every live session must end now.
+    pub closing: LocalFlag,
     /// Live sessions, for forced teardown.
     pub sessions: Rc<SessionTable>,
     /// Splice pipes.
@@ -177,6 +179,7 @@ pub fn start_forwarder(
                     stats: worker_stats,
                     next_target: Cell::new(index),
                     stopping: LocalFlag::default(),
+                    closing: LocalFlag::default(),
                     sessions: Rc::default(),
                     pipes: PipePool::default(),
                     driver,
@@ -220,6 +223,7 @@ async fn worker_main(ctx: Rc<WorkerCtx>, socks: WorkerSockets, mailbox: Mailbox)
         }
     }
     ctx.stopping.raise();
+    ctx.closing.raise();
     ctx.sessions.shutdown_all();
     let deadline = std::time::Instant::now() + CLOSE_GRACE;
     while ctx.sessions.len() > 0 && std::time::Instant::now() < deadline {

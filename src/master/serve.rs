@@ -1,0 +1,323 @@
+//! The master's runtime: bind, load state, run the accept loop and the periodic tasks,
+//! then shut down in Go's order (SSE `shutdown`, stop instances, save, close HTTP).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::net::{ListenerOpts, TcpListener};
+
+use super::core::{random_hex, Master};
+use super::inbox::{inbox, off_thread, Inbox};
+use super::model::Instance;
+use super::process::ChildEvent;
+use super::sse::Hub;
+use super::urls::{self, UrlDefaults};
+use super::{http, state, supervisor, tls, Control, MasterError, MasterOptions};
+use crate::config::{Config, TlsMode};
+
+/// How often the stop flag and the save flag are looked at.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Build the runtime on this thread and serve until `ctl` says stop. `ready` learns the
+/// bound address (or why start failed) exactly once.
+pub fn serve(
+    cfg: Config,
+    opts: MasterOptions,
+    ctl: Control,
+    ready: impl FnOnce(Result<SocketAddr, MasterError>),
+) {
+    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build();
+    let mut rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => return ready(Err(MasterError::Runtime(e))),
+    };
+    rt.block_on(async move {
+        let listen = cfg.tunnel.to_addr_string();
+        let bind_addr = if cfg.tunnel.host.is_empty() {
+            format!("0.0.0.0:{}", cfg.tunnel.port)
+        } else {
+            listen.clone()
+        };
+        let opts_l = ListenerOpts::new().reuse_port(false);
+        let listener = match TcpListener::bind_with_config(bind_addr.as_str(), &opts_l) {
+            Ok(l) => l,
+            Err(e) => return ready(Err(MasterError::Bind(bind_addr, e))),
+        };
+        let addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => return ready(Err(MasterError::Bind(bind_addr, e))),
+        };
+        let (tx, rx) = inbox::<ChildEvent>(4096);
+        let m = Rc::new(build_master(&cfg, opts, tx));
+        let acceptor = tls_acceptor(&cfg, &m);
+        log::info!("Master started: {}{}", addr, m.base);
+        ready(Ok(addr));
+        spawn_tasks(&m, listener, acceptor, rx);
+        autostart(&m);
+        while !ctl.should_stop() {
+            monoio::time::sleep(TICK).await;
+        }
+        if ctl.aborted() {
+            for inst in m.instances.borrow().iter() {
+                if let Some(child) = &inst.run.child {
+                    child.kill();
+                }
+            }
+            return;
+        }
+        shutdown(&m).await;
+    });
+}
+
+fn build_master(
+    cfg: &Config,
+    opts: MasterOptions,
+    tx: super::inbox::InboxSender<ChildEvent>,
+) -> Master {
+    let defaults = UrlDefaults {
+        log: cfg.params.log.as_str().to_string(),
+        tls: cfg.params.tls.code().to_string(),
+        crt: cfg.params.crt.clone(),
+        key: cfg.params.key_file.clone(),
+    };
+    let state_file = opts.state_dir.join(state::FILE_NAME);
+    let saved = state::load(&state_file);
+    let (mid, alias, mut instances) = match saved {
+        Some(s) => (s.mid, s.alias, s.instances),
+        None => (String::new(), String::new(), Vec::new()),
+    };
+    let mid = if mid.is_empty() { random_hex(8) } else { mid };
+    if !instances.iter().any(Instance::is_key) {
+        let key = random_hex(16);
+        log::info!("API Key created: {key}");
+        instances.insert(0, Instance::key(key, mid.clone()));
+    } else {
+        log::info!("API Key loaded from {}", state_file.display());
+    }
+    for inst in instances.iter_mut() {
+        if inst.is_key() {
+            inst.config = mid.clone();
+            inst.alias = alias.clone();
+        } else if inst.config.is_empty() {
+            inst.config = urls::config_url(&inst.url, &inst.kind, &defaults);
+        }
+    }
+    let prefix = if cfg.master_prefix.is_empty() || cfg.master_prefix == "/" {
+        "/api".to_string()
+    } else {
+        cfg.master_prefix.trim_end_matches('/').to_string()
+    };
+    Master {
+        env: cfg.env.clone(),
+        base: format!("{prefix}/v1"),
+        defaults,
+        name: cfg.tunnel.host.clone(),
+        started: Instant::now(),
+        mid,
+        alias: RefCell::new(alias),
+        instances: RefCell::new(instances),
+        hub: Hub::default(),
+        dirty: Cell::new(true),
+        counters_dirty: Cell::new(false),
+        conns: Cell::new(0),
+        tcping_busy: Cell::new(0),
+        children: tx,
+        closing: Cell::new(false),
+        state_file,
+        opts,
+    }
+}
+
+fn tls_acceptor(cfg: &Config, m: &Master) -> Option<monoio_rustls::TlsAcceptor> {
+    let config = match cfg.params.tls {
+        TlsMode::Off => return None,
+        TlsMode::SelfSigned => tls::self_signed(&m.name),
+        TlsMode::Files => tls::from_files(&cfg.params.crt, &cfg.params.key_file).or_else(|e| {
+            log::error!("Certificate load failed, using a self-signed one: {e}");
+            tls::self_signed(&m.name)
+        }),
+    };
+    match config {
+        Ok(c) => Some(monoio_rustls::TlsAcceptor::from(c)),
+        Err(e) => {
+            log::error!("TLS setup failed, serving plain HTTP: {e}");
+            None
+        }
+    }
+}
+
+fn spawn_tasks(
+    m: &Rc<Master>,
+    listener: TcpListener,
+    acceptor: Option<monoio_rustls::TlsAcceptor>,
+    rx: Inbox<ChildEvent>,
+) {
+    let mm = m.clone();
+    monoio::spawn(async move { accept_loop(mm, listener, acceptor).await });
+    let mm = m.clone();
+    monoio::spawn(async move {
+        loop {
+            let ev = rx.recv().await;
+            supervisor::on_child_event(&mm, ev);
+        }
+    });
+    let mm = m.clone();
+    monoio::spawn(async move { saver(mm).await });
+    let mm = m.clone();
+    monoio::spawn(async move {
+        let mut last_reload = Instant::now();
+        loop {
+            monoio::time::sleep(mm.report_interval()).await;
+            supervisor::check_silence(&mm);
+            if last_reload.elapsed() >= mm.env.reload_interval {
+                last_reload = Instant::now();
+                backup(&mm).await;
+                supervisor::restart_errored(&mm).await;
+            }
+        }
+    });
+}
+
+/// Instances with `restart: true` come back up, 100 ms apart, counters kept.
+fn autostart(m: &Rc<Master>) {
+    let ids: Vec<String> = m
+        .instances
+        .borrow()
+        .iter()
+        .filter(|i| i.restart && !i.is_key())
+        .map(|i| i.id.clone())
+        .collect();
+    let mm = m.clone();
+    monoio::spawn(async move {
+        for id in ids {
+            log::info!("Auto-starting instance [{id}]");
+            supervisor::start(&mm, &id);
+            monoio::time::sleep(supervisor::RESTART_PAUSE).await;
+        }
+    });
+}
+
+struct ConnGuard(Rc<Master>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.conns.set(self.0.conns.get().saturating_sub(1));
+    }
+}
+
+async fn accept_loop(
+    m: Rc<Master>,
+    listener: TcpListener,
+    acceptor: Option<monoio_rustls::TlsAcceptor>,
+) {
+    loop {
+        let (stream, _peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("accept failed: {e}");
+                monoio::time::sleep(TICK).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let limits = m.opts.http.clone();
+        if m.conns.get() >= limits.max_connections {
+            monoio::spawn(http::refuse(stream));
+            continue;
+        }
+        m.conns.set(m.conns.get() + 1);
+        let guard = ConnGuard(m.clone());
+        let acceptor = acceptor.clone();
+        let mm = m.clone();
+        monoio::spawn(async move {
+            let _guard = guard;
+            match acceptor {
+                None => http::serve(stream, mm, limits).await,
+                Some(acc) => {
+                    match monoio::time::timeout(limits.request_timeout, acc.accept(stream)).await {
+                        Ok(Ok(tls)) => http::serve(tls, mm, limits).await,
+                        Ok(Err(e)) => log::debug!("HTTP: TLS handshake error: {e}"),
+                        Err(_) => log::debug!("HTTP: TLS handshake timeout"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn save(m: &Master) -> bool {
+    let bytes = state::encode(&m.mid, &m.alias.borrow(), &m.instances.borrow());
+    let path = m.state_file.clone();
+    match off_thread(move || state::write_atomic(&path, &bytes)).await {
+        Some(Ok(())) => true,
+        Some(Err(e)) => {
+            log::error!("saveState: {e}");
+            false
+        }
+        None => false,
+    }
+}
+
+async fn backup(m: &Master) {
+    let bytes = state::encode(&m.mid, &m.alias.borrow(), &m.instances.borrow());
+    let path = state::backup_path(&m.state_file);
+    let shown = path.display().to_string();
+    match off_thread(move || state::write_atomic(&path, &bytes)).await {
+        Some(Ok(())) => log::info!("State backup saved: {shown}"),
+        _ => log::error!("performPeriodicBackup: backup state failed: {shown}"),
+    }
+}
+
+/// Write the state when the structure changed (at once) or counters moved (every
+/// `counter_save_interval`); one write at a time.
+async fn saver(m: Rc<Master>) {
+    let mut last_counters = Instant::now();
+    loop {
+        monoio::time::sleep(TICK).await;
+        let counters_due =
+            m.counters_dirty.get() && last_counters.elapsed() >= m.opts.counter_save_interval;
+        if !m.dirty.get() && !counters_due {
+            continue;
+        }
+        m.dirty.set(false);
+        m.counters_dirty.set(false);
+        last_counters = Instant::now();
+        if !save(&m).await {
+            m.dirty.set(true);
+        }
+    }
+}
+
+async fn shutdown(m: &Rc<Master>) {
+    m.hub.shutdown_all();
+    m.closing.set(true);
+    let ids: Vec<String> = m
+        .instances
+        .borrow()
+        .iter()
+        .filter(|i| i.run.child.is_some())
+        .map(|i| i.id.clone())
+        .collect();
+    let pending = Rc::new(Cell::new(ids.len()));
+    for id in ids {
+        let (mm, p) = (m.clone(), pending.clone());
+        monoio::spawn(async move {
+            // Keep the saved status meaningful: a stop at shutdown is not the user's stop.
+            supervisor::stop(&mm, &id).await;
+            p.set(p.get() - 1);
+        });
+    }
+    while pending.get() > 0 {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let bytes = state::encode(&m.mid, &m.alias.borrow(), &m.instances.borrow());
+    match state::write_atomic(&m.state_file, &bytes) {
+        Ok(()) => log::info!("Instances saved: {}", m.state_file.display()),
+        Err(e) => log::error!("shutdown: save state failed: {e}"),
+    }
+    log::info!("Master shutdown complete");
+}

@@ -1,0 +1,297 @@
+//! Instance URL handling as Go's master does it: validation, the enhanced `url` and the `config` URL.
+//!
+//! Go rebuilds the query with `url.Values.Encode()`: keys sorted, values escaped with
+//! `QueryEscape`. We do the same so the `url` and `config` strings match NodePass byte for byte.
+
+/// The master settings that flow into instance URLs.
+#[derive(Clone, Debug, Default)]
+pub struct UrlDefaults {
+    /// Master `log=` level word.
+    pub log: String,
+    /// Master TLS code: "0", "1" or "2".
+    pub tls: String,
+    /// Master `crt=` path (tls=2).
+    pub crt: String,
+    /// Master `key=` path (tls=2).
+    pub key: String,
+}
+
+/// Why an instance URL was refused (the texts are Go's error messages).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UrlError {
+    /// Not parseable as a URL.
+    Format,
+    /// Scheme other than `client` / `server`.
+    Scheme,
+}
+
+/// Check `raw` the way Go's master does (`url.Parse`, then the scheme) and return the
+/// instance type (`client` / `server`). Go's parser is lenient — `server://:10101/…` with
+/// an empty host is fine — so this is a small check of our own, not the `url` crate.
+pub fn instance_type(raw: &str) -> Result<&'static str, UrlError> {
+    if raw.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(UrlError::Format);
+    }
+    let Some((scheme, rest)) = raw.split_once(':') else {
+        return Err(UrlError::Scheme);
+    };
+    let scheme_ok = scheme
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    if !scheme_ok {
+        return Err(if scheme.is_empty() {
+            UrlError::Format
+        } else {
+            UrlError::Scheme
+        });
+    }
+    let kind = match scheme.to_ascii_lowercase().as_str() {
+        "client" => "client",
+        "server" => "server",
+        _ => return Err(UrlError::Scheme),
+    };
+    let before_query = rest.split(['?', '#']).next().unwrap_or("");
+    if unescape(&before_query.replace('+', "%2B")).is_none() {
+        return Err(UrlError::Format);
+    }
+    if let Some(auth) = before_query.strip_prefix("//") {
+        let authority = auth.split('/').next().unwrap_or("");
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let port = if let Some(v6) = host.strip_prefix('[') {
+            let (_, after) = v6.split_once(']').ok_or(UrlError::Format)?;
+            match after {
+                "" => "",
+                p => p.strip_prefix(':').ok_or(UrlError::Format)?,
+            }
+        } else {
+            host.rsplit_once(':').map_or("", |(_, p)| p)
+        };
+        if !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(UrlError::Format);
+        }
+    }
+    Ok(kind)
+}
+
+/// The enhanced URL: the master's `log` (and for servers `tls`, `crt`, `key`) filled in
+/// where the instance URL leaves them empty.
+pub fn enhance(raw: &str, kind: &str, d: &UrlDefaults) -> String {
+    let (head, query, frag) = split(raw);
+    let mut q = parse_query(query);
+    fill_master(&mut q, kind, d);
+    join(head, &q, frag)
+}
+
+/// The `config` URL: the enhanced URL with every default of the instance type filled in.
+// TODO(config::Config::full_url): switch to the typed renderer once src/config provides it.
+pub fn config_url(enhanced: &str, kind: &str, d: &UrlDefaults) -> String {
+    let (head, query, frag) = split(enhanced);
+    let mut q = parse_query(query);
+    fill_master(&mut q, kind, d);
+    let defaults: &[(&str, &str)] = if kind == "client" {
+        &[
+            ("dns", "5m0s"),
+            ("sni", "none"),
+            ("lbs", "0"),
+            ("min", "64"),
+            ("mode", "0"),
+            ("dial", "auto"),
+            ("read", "0s"),
+            ("rate", "0"),
+            ("slot", "65536"),
+            ("proxy", "0"),
+            ("block", "0"),
+            ("notcp", "0"),
+            ("noudp", "0"),
+        ]
+    } else {
+        &[
+            ("dns", "5m0s"),
+            ("lbs", "0"),
+            ("max", "1024"),
+            ("mode", "0"),
+            ("type", "0"),
+            ("dial", "auto"),
+            ("read", "0s"),
+            ("rate", "0"),
+            ("slot", "65536"),
+            ("proxy", "0"),
+            ("block", "0"),
+            ("notcp", "0"),
+            ("noudp", "0"),
+        ]
+    };
+    for (k, v) in defaults {
+        set_if_empty(&mut q, k, v);
+    }
+    join(head, &q, frag)
+}
+
+fn fill_master(q: &mut Vec<(String, String)>, kind: &str, d: &UrlDefaults) {
+    if !d.log.is_empty() {
+        set_if_empty(q, "log", &d.log);
+    }
+    if kind == "server" && !d.tls.is_empty() && d.tls != "0" {
+        set_if_empty(q, "tls", &d.tls);
+        if d.tls == "2" {
+            if !d.crt.is_empty() {
+                set_if_empty(q, "crt", &d.crt);
+            }
+            if !d.key.is_empty() {
+                set_if_empty(q, "key", &d.key);
+            }
+        }
+    }
+}
+
+/// Go's `Get(k) == ""` then `Set(k, v)`: replaces every value of `k`.
+fn set_if_empty(q: &mut Vec<(String, String)>, k: &str, v: &str) {
+    if q.iter()
+        .find(|(key, _)| key == k)
+        .is_some_and(|(_, val)| !val.is_empty())
+    {
+        return;
+    }
+    q.retain(|(key, _)| key != k);
+    q.push((k.to_string(), v.to_string()));
+}
+
+fn split(raw: &str) -> (&str, &str, &str) {
+    let (rest, frag) = match raw.find('#') {
+        Some(i) => (&raw[..i], &raw[i..]),
+        None => (raw, ""),
+    };
+    match rest.find('?') {
+        Some(i) => (&rest[..i], &rest[i + 1..], frag),
+        None => (rest, "", frag),
+    }
+}
+
+fn join(head: &str, q: &[(String, String)], frag: &str) -> String {
+    let mut sorted: Vec<&(String, String)> = q.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let enc: Vec<String> = sorted
+        .iter()
+        .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+        .collect();
+    let mut out = head.to_string();
+    if !enc.is_empty() {
+        out.push('?');
+        out.push_str(&enc.join("&"));
+    }
+    out.push_str(frag);
+    out
+}
+
+/// `application/x-www-form-urlencoded` pairs, percent-decoded (Go's `ParseQuery`; pairs
+/// with a bad escape or a `;` are skipped as Go's `Query()` does).
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for part in query.split('&') {
+        if part.is_empty() || part.contains(';') {
+            continue;
+        }
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        if let (Some(k), Some(v)) = (unescape(k), unescape(v)) {
+            out.push((k, v));
+        }
+    }
+    out
+}
+
+/// Go's `QueryUnescape`.
+pub fn unescape(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Go's `QueryEscape`.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &c in s.as_bytes() {
+        match c {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(c as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{c:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls2() -> UrlDefaults {
+        UrlDefaults {
+            log: "info".into(),
+            tls: "2".into(),
+            crt: "/c/a.crt".into(),
+            key: "/c/a.key".into(),
+        }
+    }
+
+    #[test]
+    fn a_server_url_gains_the_masters_log_and_tls_files_in_sorted_order() {
+        let out = enhance("server://:10101/127.0.0.1:8080?max=8", "server", &tls2());
+        assert_eq!(
+            out,
+            "server://:10101/127.0.0.1:8080?crt=%2Fc%2Fa.crt&key=%2Fc%2Fa.key&log=info&max=8&tls=2"
+        );
+    }
+
+    #[test]
+    fn a_client_url_keeps_its_own_log_and_gets_no_tls() {
+        let out = enhance("client://k@h:1/[::]:10102?log=debug", "client", &tls2());
+        assert_eq!(out, "client://k@h:1/[::]:10102?log=debug");
+    }
+
+    #[test]
+    fn the_config_url_lists_every_default_of_its_type() {
+        let d = UrlDefaults {
+            log: "info".into(),
+            tls: "0".into(),
+            ..Default::default()
+        };
+        let out = config_url("client://h:1/t:2?log=info&min=8", "client", &d);
+        assert_eq!(out, "client://h:1/t:2?block=0&dial=auto&dns=5m0s&lbs=0&log=info&min=8&mode=0&notcp=0&noudp=0&proxy=0&rate=0&read=0s&slot=65536&sni=none");
+    }
+
+    #[test]
+    fn only_client_and_server_schemes_are_instances() {
+        assert_eq!(instance_type("server://:1/a:2"), Ok("server"));
+        assert_eq!(instance_type("master://:1"), Err(UrlError::Scheme));
+        assert_eq!(instance_type("client://h:x/a:2"), Err(UrlError::Format));
+        assert_eq!(instance_type("client://[::1/a:2"), Err(UrlError::Format));
+        assert_eq!(
+            instance_type("client://k@[::1]:10101/[::]:10102?log=info"),
+            Ok("client")
+        );
+        assert_eq!(instance_type("no scheme here"), Err(UrlError::Scheme));
+    }
+}

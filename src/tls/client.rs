@@ -1,0 +1,216 @@
+//! Client configurations: tls=1 accepts any certificate (still checking the handshake
+//! signature), tls=2 verifies against system roots. Either can record the fingerprint of
+//! the certificate a connection saw, for the `verify` signal.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+
+use super::cert::{fingerprint, provider};
+use super::TlsError;
+
+/// Where Linux distributions keep their CA bundle; the first that exists is used.
+pub const SYSTEM_CA_FILES: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// A client configuration for one tls mode.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    shared: Arc<ClientConfig>,
+    verifier: Arc<dyn ServerCertVerifier>,
+}
+
+impl ClientTls {
+    fn new(
+        verifier: Arc<dyn ServerCertVerifier>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Result<ClientTls, TlsError> {
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        // Resumed sessions skip certificate verification, and with it the fingerprint
+        // capture; Go clients do not resume either.
+        config.resumption = Resumption::disabled();
+        Ok(ClientTls {
+            shared: Arc::new(config),
+            verifier,
+        })
+    }
+
+    /// The configuration for `monoio_rustls::TlsConnector::from`.
+    pub fn config(&self) -> Arc<ClientConfig> {
+        self.shared.clone()
+    }
+
+    /// A configuration for one connection that records the server certificate's
+    /// fingerprint in the returned [`SeenCert`] once the certificate is accepted.
+    pub fn config_capturing(&self) -> (Arc<ClientConfig>, SeenCert) {
+        let seen = SeenCert::default();
+        let mut config = (*self.shared).clone();
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(Capturing {
+                inner: self.verifier.clone(),
+                seen: seen.clone(),
+            }));
+        (Arc::new(config), seen)
+    }
+}
+
+/// The fingerprint of the certificate one client connection accepted.
+#[derive(Debug, Clone, Default)]
+pub struct SeenCert(Arc<OnceLock<String>>);
+
+impl SeenCert {
+    /// `sha256:AB:…` of the server's leaf certificate, once the handshake got that far.
+    pub fn fingerprint(&self) -> Option<String> {
+        self.0.get().cloned()
+    }
+}
+
+/// tls=1: any certificate, TLS 1.3 only (Go: InsecureSkipVerify, MinVersion 1.3).
+pub fn client_config_insecure() -> Result<ClientTls, TlsError> {
+    let verifier = AcceptAnyCert {
+        algorithms: provider().signature_verification_algorithms,
+    };
+    ClientTls::new(Arc::new(verifier), &[&rustls::version::TLS13])
+}
+
+/// tls=2: verify against the system CA bundle (see [`SYSTEM_CA_FILES`]) plus an optional
+/// extra PEM CA file. TLS 1.2 and 1.3.
+pub fn client_config_verifying(extra_ca: Option<&Path>) -> Result<ClientTls, TlsError> {
+    let mut roots = RootCertStore::empty();
+    if let Some(system) = SYSTEM_CA_FILES.iter().map(Path::new).find(|p| p.is_file()) {
+        match read_certs(system) {
+            Ok(certs) => {
+                let (added, ignored) = roots.add_parsable_certificates(certs);
+                log::debug!("{added} system CA certificates loaded, {ignored} ignored");
+            }
+            Err(e) => log::warn!("system CA bundle unusable: {e}"),
+        }
+    }
+    if let Some(path) = extra_ca {
+        roots.add_parsable_certificates(read_certs(path)?);
+    }
+    client_config_with_roots(roots)
+}
+
+/// A verifying client trusting exactly `roots`.
+pub fn client_config_with_roots(roots: RootCertStore) -> Result<ClientTls, TlsError> {
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(TlsError::Roots)?;
+    ClientTls::new(verifier, rustls::DEFAULT_VERSIONS)
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let read_err = |source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut reader = BufReader::new(File::open(path).map_err(read_err)?);
+    rustls_pemfile::certs(&mut reader)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_err)
+}
+
+/// Accepts every certificate but still verifies the handshake signature with it, so the
+/// peer must hold the key of the certificate whose fingerprint we report.
+#[derive(Debug)]
+struct AcceptAnyCert {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Wraps a verifier and records the fingerprint of the certificate it accepted.
+#[derive(Debug)]
+struct Capturing {
+    inner: Arc<dyn ServerCertVerifier>,
+    seen: SeenCert,
+}
+
+impl ServerCertVerifier for Capturing {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let verified =
+            self.inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        let _ = self.seen.0.set(fingerprint(end_entity));
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}

@@ -1,0 +1,311 @@
+//! Handshakes between our client and server configurations: in memory (rustls connections
+//! pumping bytes into each other) and over monoio TCP on 127.0.0.1 with both drivers.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConnection};
+
+use super::*;
+use crate::config::TlsMode;
+
+/// A directory under the system temp dir, removed on drop.
+pub(super) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(super) fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("np-tls-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub(super) fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    pub(super) fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Moves every pending TLS record from one side to the other.
+fn transfer(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Error> {
+    let mut wire = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut wire).unwrap();
+    }
+    let mut rest = &wire[..];
+    while !rest.is_empty() {
+        to.read_tls(&mut rest).unwrap();
+        to.process_new_packets()?;
+    }
+    Ok(())
+}
+
+/// Runs a full handshake in memory; returns the server fingerprint the client saw.
+fn handshake(
+    client_config: Arc<ClientConfig>,
+    server: &ServerTls,
+    name: &'static str,
+) -> Result<String, rustls::Error> {
+    let name = ServerName::try_from(name).unwrap();
+    let mut client = Connection::from(ClientConnection::new(client_config, name)?);
+    let mut server = Connection::from(ServerConnection::new(server.config.clone())?);
+    for _ in 0..10 {
+        transfer(&mut client, &mut server)?;
+        transfer(&mut server, &mut client)?;
+        if !client.is_handshaking() && !server.is_handshaking() {
+            assert_eq!(
+                client.protocol_version(),
+                Some(rustls::ProtocolVersion::TLSv1_3)
+            );
+            let certs = client.peer_certificates().unwrap();
+            return Ok(fingerprint(&certs[0]));
+        }
+    }
+    panic!("handshake did not finish");
+}
+
+/// A CA and a leaf for `tunnel.test` signed by it, written as PEM files.
+struct Pki {
+    dir: TempDir,
+    ca_der: rustls::pki_types::CertificateDer<'static>,
+    crt: PathBuf,
+    key: PathBuf,
+}
+
+fn make_pki(tag: &str) -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["tunnel.test".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let dir = TempDir::new(tag);
+    let crt = dir.write("crt.pem", leaf.pem().as_bytes());
+    let key = dir.write("key.pem", leaf_key.serialize_pem().as_bytes());
+    Pki {
+        ca_der: ca.der().clone(),
+        dir,
+        crt,
+        key,
+    }
+}
+
+fn roots(ca: &rustls::pki_types::CertificateDer<'static>) -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    roots
+}
+
+#[test]
+fn insecure_client_completes_tls13_with_a_self_signed_server_and_sees_its_fingerprint() {
+    let server = server_config_self_signed().unwrap();
+    assert_eq!(server.mode, TlsMode::SelfSigned);
+    let client = client_config_insecure().unwrap();
+    let (config, seen) = client.config_capturing();
+    let seen_fp = handshake(config, &server, "none").unwrap();
+    assert_eq!(seen_fp, server.fingerprint());
+    assert_eq!(seen.fingerprint(), Some(server.fingerprint()));
+    // The shared configuration works too, without capture.
+    assert_eq!(
+        handshake(client.config(), &server, "none").unwrap(),
+        seen_fp
+    );
+}
+
+#[test]
+fn verifying_client_accepts_a_server_certificate_signed_by_its_ca() {
+    let pki = make_pki("verify");
+    let server = server_config_from_files(&pki.crt, &pki.key, Duration::from_secs(3600)).unwrap();
+    assert_eq!(server.mode, TlsMode::Files);
+    let client = client_config_with_roots(roots(&pki.ca_der)).unwrap();
+    let (config, seen) = client.config_capturing();
+    assert_eq!(
+        handshake(config, &server, "tunnel.test").unwrap(),
+        server.fingerprint()
+    );
+    assert_eq!(seen.fingerprint(), Some(server.fingerprint()));
+}
+
+#[test]
+fn verifying_client_rejects_a_wrong_name_or_an_unknown_ca() {
+    let pki = make_pki("reject");
+    let server = server_config_from_files(&pki.crt, &pki.key, Duration::from_secs(3600)).unwrap();
+    let client = client_config_with_roots(roots(&pki.ca_der)).unwrap();
+    let (config, seen) = client.config_capturing();
+    assert!(handshake(config, &server, "other.test").is_err());
+    assert_eq!(seen.fingerprint(), None);
+    let stranger = make_pki("stranger");
+    let client = client_config_with_roots(roots(&stranger.ca_der)).unwrap();
+    assert!(handshake(client.config(), &server, "tunnel.test").is_err());
+    let self_signed = server_config_self_signed().unwrap();
+    assert!(handshake(client.config(), &self_signed, "localhost").is_err());
+}
+
+#[test]
+fn verifying_client_takes_an_extra_ca_file_and_needs_some_root() {
+    let pki = make_pki("extra");
+    let ca_pem = pki.dir.write("ca.pem", pem_of(&pki.ca_der).as_bytes());
+    let server = server_config_from_files(&pki.crt, &pki.key, Duration::from_secs(3600)).unwrap();
+    let client = client_config_verifying(Some(&ca_pem)).unwrap();
+    assert!(handshake(client.config(), &server, "tunnel.test").is_ok());
+    let none = client_config_with_roots(RootCertStore::empty());
+    assert!(matches!(none, Err(TlsError::Roots(_))));
+}
+
+fn pem_of(der: &[u8]) -> String {
+    let mut b64 = Vec::new();
+    crate::proto::base64::encode_into(der, &mut b64);
+    let body: Vec<String> = b64
+        .chunks(64)
+        .map(|c| String::from_utf8_lossy(c).into())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        body.join("\n")
+    )
+}
+
+#[test]
+fn files_are_reloaded_only_when_due_and_new_handshakes_get_the_new_certificate() {
+    let first = make_pki("reload");
+    let interval = Duration::from_secs(60);
+    let start = Instant::now();
+    let reloading = ReloadingCert::load(&first.crt, &first.key, interval, start).unwrap();
+    let old_fp = fingerprint(&reloading.current().cert[0]);
+    let second = make_pki("reload2");
+    std::fs::copy(&second.crt, &first.crt).unwrap();
+    std::fs::copy(&second.key, &first.key).unwrap();
+    assert!(!reloading.reload_if_due(start + interval / 2).unwrap());
+    assert_eq!(fingerprint(&reloading.current().cert[0]), old_fp);
+    assert!(reloading.reload_if_due(start + interval).unwrap());
+    let new_fp = fingerprint(&reloading.current().cert[0]);
+    assert_ne!(new_fp, old_fp);
+    // A broken file keeps the current certificate, and the next try waits an interval.
+    std::fs::write(&first.crt, b"garbage").unwrap();
+    assert!(reloading.reload_if_due(start + interval * 2).is_err());
+    assert!(!reloading.reload_if_due(start + interval * 2).unwrap());
+    assert_eq!(fingerprint(&reloading.current().cert[0]), new_fp);
+}
+
+#[test]
+fn server_with_files_serves_the_reloaded_certificate() {
+    let pki1 = make_pki("serve");
+    let server = server_config_from_files(&pki1.crt, &pki1.key, Duration::ZERO).unwrap();
+    let client = client_config_insecure().unwrap();
+    let before = handshake(client.config(), &server, "x.test").unwrap();
+    let pki2 = make_pki("serve2");
+    std::fs::copy(&pki2.crt, &pki1.crt).unwrap();
+    std::fs::copy(&pki2.key, &pki1.key).unwrap();
+    // Interval zero: the resolver reloads on this very handshake.
+    let after = handshake(client.config(), &server, "x.test").unwrap();
+    assert_ne!(before, after);
+    assert_eq!(after, server.fingerprint());
+}
+
+#[test]
+fn unreadable_files_fall_back_to_self_signed_and_tls_off_has_no_config() {
+    let tls = server_config_for(
+        TlsMode::Files,
+        "/nonexistent/crt",
+        "/nonexistent/key",
+        Duration::from_secs(1),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(tls.mode, TlsMode::SelfSigned);
+    assert!(tls.reloader().is_none());
+    assert!(server_config_for(TlsMode::Off, "", "", Duration::ZERO)
+        .unwrap()
+        .is_none());
+    let pki = make_pki("for");
+    let files = server_config_for(
+        TlsMode::Files,
+        pki.crt.to_str().unwrap(),
+        pki.key.to_str().unwrap(),
+        Duration::from_secs(1),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(files.mode, TlsMode::Files);
+    assert!(files.reloader().is_some());
+}
+
+/// Accepts one TLS connection on 127.0.0.1:0, sends a pool id, echoes one message.
+async fn tls_echo_over_loopback() {
+    use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
+
+    let server = server_config_self_signed().unwrap();
+    let acceptor = monoio_rustls::TlsAcceptor::from(server.config.clone());
+    let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = monoio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let (res, _) = tls.write_all(vec![0xcb, 0x5b, 0xaf, 0x6b]).await;
+        res.unwrap();
+        let (res, buf) = tls.read_exact(vec![0u8; 5]).await;
+        res.unwrap();
+        let (res, _) = tls.write_all(buf).await;
+        res.unwrap();
+    });
+    let (config, seen) = client_config_insecure().unwrap().config_capturing();
+    let connector = monoio_rustls::TlsConnector::from(config);
+    let tcp = monoio::net::TcpStream::connect_addr(addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("none").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (res, id) = tls.read_exact(vec![0u8; 4]).await;
+    res.unwrap();
+    assert_eq!(id, [0xcb, 0x5b, 0xaf, 0x6b]);
+    let (res, _) = tls.write_all(b"hello".to_vec()).await;
+    res.unwrap();
+    let (res, echo) = tls.read_exact(vec![0u8; 5]).await;
+    res.unwrap();
+    assert_eq!(echo, b"hello");
+    assert_eq!(seen.fingerprint(), Some(server.fingerprint()));
+    served.await;
+}
+
+async fn within_10s(fut: impl std::future::Future<Output = ()>) {
+    monoio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .expect("TLS over loopback took longer than 10 s");
+}
+
+#[monoio::test(driver = "legacy", timer_enabled = true)]
+async fn monoio_rustls_streams_carry_bytes_on_the_legacy_driver() {
+    within_10s(tls_echo_over_loopback()).await;
+}
+
+#[test]
+fn monoio_rustls_streams_carry_bytes_on_the_io_uring_driver() {
+    if !monoio::utils::detect_uring() {
+        eprintln!("io_uring unavailable here; the legacy-driver test covers the path");
+        return;
+    }
+    let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap();
+    rt.block_on(within_10s(tls_echo_over_loopback()));
+}
