@@ -1,0 +1,216 @@
+# perf/lib.sh — shared helpers for perf/run.sh and perf/idle_memory.sh (sourced, not run).
+#
+# Every process is started through `spawn`: its own process group (setsid, no fork, so
+# the pid is the group id and stays a child of the script), logged to a file, and killed
+# by group in `cleanup`. Contenders are started one relay instance at a time with
+# `start_relay CONTENDER LISTEN_PORT TARGET_PORT TAG`, which sets RELAY_PIDS.
+
+PERF_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT_DIR="$(cd "$PERF_DIR/.." && pwd)"
+NODEPASS_BIN="${NODEPASS_BIN:-$ROOT_DIR/target/release/nodepass}"
+NP_KEY="${NP_KEY:-perfkey}"
+NP_QUERY="${NP_QUERY:-}"             # extra query for nodepass URLs, e.g. "log=warn"
+HAPROXY_NBTHREAD="${HAPROXY_NBTHREAD:-2}"
+NGINX_STREAM_WORKERS="${NGINX_STREAM_WORKERS:-2}"
+NGINX_STREAM_MODULE="${NGINX_STREAM_MODULE:-/usr/lib/nginx/modules/ngx_stream_module.so}"
+
+PGIDS=()
+FREE_PORTS=()
+WORK_DIR="${WORK_DIR:-$(mktemp -d /tmp/np-perf.XXXXXX)}"
+RELAY_PIDS=""
+RELAY_LOGS=""
+
+log() { printf '[perf %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# spawn LOGFILE CMD... : start CMD in its own process group; sets SPAWNED_PID.
+spawn() {
+    local logfile=$1
+    shift
+    setsid "$@" >"$logfile" 2>&1 </dev/null &
+    SPAWNED_PID=$!
+    PGIDS+=("$SPAWNED_PID")
+}
+
+# kill_group PGID : TERM the group, then KILL what is left after a short grace.
+kill_group() {
+    local pg=$1 i
+    kill -TERM -- "-$pg" 2>/dev/null || return 0
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        kill -0 -- "-$pg" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$pg" 2>/dev/null || true
+    wait "$pg" 2>/dev/null || true
+}
+
+cleanup() {
+    local pg
+    for pg in "${PGIDS[@]}"; do kill_group "$pg"; done
+    PGIDS=()
+    [[ -n "${KEEP_WORK_DIR:-}" ]] || rm -rf "$WORK_DIR"
+}
+
+# alloc_ports N : fill FREE_PORTS with N ports free for both TCP and UDP on 127.0.0.1.
+alloc_ports() {
+    mapfile -t FREE_PORTS < <(python3 "$PERF_DIR/ports.py" "$1")
+    [[ ${#FREE_PORTS[@]} -eq $1 ]] || { log "could not allocate $1 free ports"; return 1; }
+}
+
+# next_port : pop one port from FREE_PORTS into NEXT_PORT.
+next_port() {
+    NEXT_PORT=${FREE_PORTS[0]}
+    FREE_PORTS=("${FREE_PORTS[@]:1}")
+}
+
+# is_listening PORT : true when some socket listens on TCP 127.0.0.1/any PORT.
+is_listening() {
+    local hex
+    hex=$(printf ':%04X' "$1")
+    awk -v p="$hex" 'substr($2, length($2)-4) == p && $4 == "0A" { found=1 } END { exit !found }' \
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# all_alive PID... : true when every pid still runs (not a zombie).
+all_alive() {
+    local p st
+    for p in "$@"; do
+        st=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) || return 1
+        [[ -n "$st" && "$st" != Z ]] || return 1
+    done
+}
+
+# wait_ready PORT SECONDS PID... : poll until PORT listens while the pids stay alive.
+wait_ready() {
+    local port=$1 secs=$2
+    shift 2
+    local deadline=$((SECONDS + secs))
+    while ((SECONDS <= deadline)); do
+        all_alive "$@" || return 1
+        is_listening "$port" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# why_failed : one line describing why the last start_relay failed (tail of its logs).
+why_failed() {
+    local f out=""
+    for f in $RELAY_LOGS; do
+        [[ -s "$f" ]] && out+="$(basename "$f"): $(tail -n 3 "$f" | tr '\n' ' ' | cut -c1-300) "
+    done
+    printf '%s' "${out:-no output}"
+}
+
+haproxy_maxconn() {
+    local nofile
+    nofile=$(ulimit -n)
+    [[ "$nofile" == unlimited ]] && nofile=1048576
+    local m=$(((nofile - 200) / 5))
+    ((m > 4000)) && m=4000
+    ((m < 100)) && m=100
+    echo "$m"
+}
+
+write_haproxy_cfg() { # FILE LISTEN TARGET
+    cat >"$1" <<EOF
+global
+    nbthread $HAPROXY_NBTHREAD
+    maxconn $(haproxy_maxconn)
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option splice-request
+    option splice-response
+frontend fe
+    bind 127.0.0.1:$2
+    default_backend be
+backend be
+    server target 127.0.0.1:$3
+EOF
+}
+
+write_nginx_stream_cfg() { # FILE DIR LISTEN TARGET
+    cat >"$1" <<EOF
+load_module $NGINX_STREAM_MODULE;
+daemon off;
+worker_processes $NGINX_STREAM_WORKERS;
+pid $2/nginx.pid;
+error_log $2/error.log warn;
+events { worker_connections 8192; }
+stream {
+    server { listen 127.0.0.1:$3; proxy_pass 127.0.0.1:$4; }
+    server { listen 127.0.0.1:$3 udp; proxy_pass 127.0.0.1:$4; proxy_timeout 30s; }
+}
+EOF
+}
+
+# start_relay CONTENDER LISTEN_PORT TARGET_PORT TAG : start one relay instance that
+# forwards 127.0.0.1:LISTEN_PORT to 127.0.0.1:TARGET_PORT (TCP, and UDP where the relay
+# can). Sets RELAY_PIDS (the instance's process-group leaders) and RELAY_LOGS; returns 1
+# (reason via why_failed) when it does not come up.
+start_relay() {
+    local c=$1 lp=$2 tp=$3 tag=$4 d="$WORK_DIR/$1-$4"
+    mkdir -p "$d"
+    RELAY_PIDS=""
+    RELAY_LOGS=""
+    local q=""
+    [[ -n "$NP_QUERY" ]] && q="&$NP_QUERY"
+    case "$c" in
+    nodepass | nodepass-w[0-9]* | nodepass-legacy | nodepass-uring)
+        [[ -x "$NODEPASS_BIN" ]] || { echo "no binary at $NODEPASS_BIN" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
+        # Variants: nodepass-wN sets NP_WORKERS=N; nodepass-legacy/-uring set NP_DRIVER.
+        local envs=() tok
+        for tok in ${c//-/ }; do
+            case "$tok" in
+            w[0-9]*) envs+=("NP_WORKERS=${tok#w}") ;;
+            legacy | uring) envs+=("NP_DRIVER=$tok") ;;
+            esac
+        done
+        spawn "$d/np.log" env "${envs[@]}" "$NODEPASS_BIN" "client://127.0.0.1:$lp/127.0.0.1:$tp?mode=1$q"
+        RELAY_PIDS=$SPAWNED_PID RELAY_LOGS="$d/np.log"
+        ;;
+    nodepass-tunnel)
+        [[ -x "$NODEPASS_BIN" ]] || { echo "no binary at $NODEPASS_BIN" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
+        next_port
+        local tun=$NEXT_PORT
+        spawn "$d/server.log" "$NODEPASS_BIN" "server://$NP_KEY@127.0.0.1:$tun/127.0.0.1:$tp?mode=2$q"
+        RELAY_PIDS=$SPAWNED_PID RELAY_LOGS="$d/server.log"
+        if ! wait_ready "$tun" 10 "$RELAY_PIDS"; then return 1; fi
+        spawn "$d/client.log" "$NODEPASS_BIN" "client://$NP_KEY@127.0.0.1:$tun/127.0.0.1:$lp?mode=2$q"
+        RELAY_PIDS+=" $SPAWNED_PID" RELAY_LOGS+=" $d/client.log"
+        ;;
+    socat)
+        command -v socat >/dev/null || { echo "socat not installed" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
+        spawn "$d/socat.log" socat "TCP4-LISTEN:$lp,bind=127.0.0.1,fork,reuseaddr" "TCP4:127.0.0.1:$tp"
+        RELAY_PIDS=$SPAWNED_PID RELAY_LOGS="$d/socat.log"
+        spawn "$d/socat-udp.log" socat "UDP4-LISTEN:$lp,bind=127.0.0.1,fork,reuseaddr" "UDP4:127.0.0.1:$tp"
+        RELAY_PIDS+=" $SPAWNED_PID" RELAY_LOGS+=" $d/socat-udp.log"
+        ;;
+    haproxy)
+        command -v haproxy >/dev/null || { echo "haproxy not installed" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
+        write_haproxy_cfg "$d/haproxy.cfg" "$lp" "$tp"
+        spawn "$d/haproxy.log" haproxy -db -f "$d/haproxy.cfg"
+        RELAY_PIDS=$SPAWNED_PID RELAY_LOGS="$d/haproxy.log"
+        ;;
+    nginx-stream)
+        command -v nginx >/dev/null || { echo "nginx not installed" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
+        [[ -f "$NGINX_STREAM_MODULE" ]] || { echo "no $NGINX_STREAM_MODULE (libnginx-mod-stream)" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
+        write_nginx_stream_cfg "$d/nginx.conf" "$d" "$lp" "$tp"
+        spawn "$d/nginx.log" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf"
+        RELAY_PIDS=$SPAWNED_PID RELAY_LOGS="$d/nginx.log $d/error.log"
+        ;;
+    *)
+        echo "unknown contender $c" >"$d/start.log"
+        RELAY_LOGS="$d/start.log"
+        return 1
+        ;;
+    esac
+    # shellcheck disable=SC2086
+    wait_ready "$lp" 10 $RELAY_PIDS || return 1
+    # A tunnel needs its pool warm before it is measured.
+    if [[ "$c" == nodepass-tunnel ]]; then sleep 1; fi
+    # shellcheck disable=SC2086
+    all_alive $RELAY_PIDS
+}
