@@ -77,12 +77,12 @@ fn an_idle_udp_session_expires_after_the_udp_read_timeout() {
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     c.send_to(b"ping", fwd.addr).unwrap();
     let mut buf = [0u8; 16];
-    assert_eq!(recv_from_retry(c, &mut buf).unwrap().0, 4);
+    assert_eq!(recv_from_retry(&c, &mut buf).unwrap().0, 4);
     assert!(
         eventually(STEP, || fwd.snapshot().udps == 0),
         "session expired"
     );
     // A new datagram opens a fresh session.
     c.send_to(b"again", fwd.addr).unwrap();
-    assert_eq!(recv_from_retry(c, &mut buf).unwrap().0, 5);
+    assert_eq!(recv_from_retry(&c, &mut buf).unwrap().0, 5);
 }
