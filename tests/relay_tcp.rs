@@ -241,3 +241,111 @@ fn proxy_v1_and_v2_headers_reach_the_target_before_the_data() {
         }
     }
 }
+
+#[test]
+fn an_idle_session_is_closed_after_the_read_timeout_and_a_busy_one_is_not() {
+    let echo = echo_tcp();
+    for driver in DRIVERS {
+        for kind in [RelayKind::Splice, RelayKind::Copy] {
+            let mut spec = spec_to(&[echo]);
+            spec.read_timeout = Duration::from_millis(300);
+            spec.relay = kind;
+            let fwd = Forwarder::start(driver, spec);
+            // Busy: a byte every 100 ms for 0.6 s keeps the session open past the timeout.
+            let mut busy = connect(fwd.addr);
+            let mut one = [0u8; 1];
+            for _ in 0..6 {
+                busy.write_all(b"b").unwrap();
+                busy.read_exact(&mut one).unwrap();
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+            // Idle: nothing for longer than the timeout → EOF from nodepass.
+            let started = Instant::now();
+            let mut rest = Vec::new();
+            let _ = busy.read_to_end(&mut rest);
+            let waited = started.elapsed();
+            assert!(
+                waited >= Duration::from_millis(150) && waited < Duration::from_secs(3),
+                "{driver:?} {kind:?}: closed after {waited:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn blocked_protocols_are_refused_and_others_pass() {
+    let echo = echo_tcp();
+    let mut spec = spec_to(&[echo]);
+    spec.block = nodepass::config::BlockSet {
+        socks: true,
+        http: true,
+        tls: true,
+    };
+    let fwd = Forwarder::start(nodepass::config::Driver::Auto, spec);
+    for blocked in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"\x05\x01\x00",
+        b"\x16\x03\x01\x00\x05hello",
+    ] {
+        let mut s = connect(fwd.addr);
+        s.write_all(blocked).unwrap();
+        let mut back = Vec::new();
+        let _ = s.read_to_end(&mut back);
+        assert!(back.is_empty(), "{blocked:?} must be blocked");
+    }
+    let ssh = b"SSH-2.0-test\r\n".to_vec();
+    assert_eq!(echo_through(fwd.addr, &ssh), ssh);
+    // A protocol where the server speaks first is not held forever: the target's greeting arrives.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let greeter = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = listener.accept() {
+            let _ = c.write_all(b"220 ready\r\n");
+        }
+    });
+    let mut spec = spec_to(&[greeter]);
+    spec.block = nodepass::config::BlockSet {
+        socks: true,
+        http: true,
+        tls: true,
+    };
+    let fwd2 = Forwarder::start(nodepass::config::Driver::Auto, spec);
+    let mut s = connect(fwd2.addr);
+    let mut greeting = [0u8; 11];
+    s.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting, b"220 ready\r\n");
+}
+
+#[test]
+fn dial_binds_the_source_ip_and_falls_back_when_it_cannot() {
+    // The target reports the peer address it sees.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            let peer = c
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default();
+            let _ = c.write_all(peer.as_bytes());
+        }
+    });
+    let read_peer = |addr| {
+        let mut s = connect(addr);
+        let mut ip = String::new();
+        s.read_to_string(&mut ip).unwrap();
+        ip
+    };
+    let mut spec = spec_to(&[target]);
+    spec.source = nodepass::dataplane::SourcePolicy::new(Some("127.0.0.2".parse().unwrap()));
+    let fwd = Forwarder::start(nodepass::config::Driver::Auto, spec);
+    assert_eq!(read_peer(fwd.addr), "127.0.0.2");
+    // 192.0.2.1 (TEST-NET-1) is not an address of this host: the bind fails at once
+    // (no packet is sent) and nodepass falls back to a system-chosen source.
+    let mut spec = spec_to(&[target]);
+    spec.source = nodepass::dataplane::SourcePolicy::new(Some("192.0.2.1".parse().unwrap()));
+    let fwd = Forwarder::start(nodepass::config::Driver::Auto, spec);
+    assert_eq!(read_peer(fwd.addr), "127.0.0.1");
+    assert_eq!(read_peer(fwd.addr), "127.0.0.1");
+}
