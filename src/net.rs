@@ -139,10 +139,11 @@ pub fn start_connect(
 
 /// The outcome of a connect started by [`start_connect`], once the socket is writable.
 pub fn connect_result<S: std::os::fd::AsFd>(stream: &S) -> io::Result<()> {
-    let s = SockRef::from(stream);
-    match s.take_error()? {
+    // Writability with no pending error means the handshake completed; a refused or
+    // reset connect leaves its errno in SO_ERROR.
+    match SockRef::from(stream).take_error()? {
         Some(e) => Err(e),
-        None => s.peer_addr().map(|_| ()),
+        None => Ok(()),
     }
 }
 

@@ -198,9 +198,8 @@ async fn splice_both(
     idle: &Idle,
     pipes: &PipePool,
 ) -> io::Result<()> {
-    for s in [user, target] {
-        crate::net::set_nonblocking(&sys::borrow_fd(s), true)?;
-    }
+    // Dialled sockets are non-blocking already; accepted ones are only on epoll.
+    crate::net::set_nonblocking(&sys::borrow_fd(user), true)?;
     let mut up_pipe = pipes.take()?;
     let mut down_pipe = pipes.take()?;
     let forward = async {
