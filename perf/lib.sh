@@ -158,14 +158,17 @@ start_relay() {
     local q=""
     [[ -n "$NP_QUERY" ]] && q="&$NP_QUERY"
     case "$c" in
-    nodepass | nodepass-w[0-9]* | nodepass-legacy | nodepass-uring)
+    nodepass | nodepass-w[0-9]* | nodepass-legacy | nodepass-uring | nodepass-copy | nodepass-usplice | nodepass-*-*)
         [[ -x "$NODEPASS_BIN" ]] || { echo "no binary at $NODEPASS_BIN" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
-        # Variants: nodepass-wN sets NP_WORKERS=N; nodepass-legacy/-uring set NP_DRIVER.
+        # Variants: nodepass-wN sets NP_WORKERS=N; nodepass-legacy/-uring set NP_DRIVER;
+        # nodepass-copy / nodepass-usplice pick the relay method (NP_RELAY=copy / uring-splice).
         local envs=() tok
         for tok in ${c//-/ }; do
             case "$tok" in
             w[0-9]*) envs+=("NP_WORKERS=${tok#w}") ;;
             legacy | uring) envs+=("NP_DRIVER=$tok") ;;
+            copy) envs+=("NP_RELAY=copy") ;;
+            usplice) envs+=("NP_RELAY=uring-splice") ;;
             esac
         done
         spawn "$d/np.log" env "${envs[@]}" "$NODEPASS_BIN" "client://127.0.0.1:$lp/127.0.0.1:$tp?mode=1$q"
