@@ -32,10 +32,24 @@ impl Pipe {
     }
 }
 
-/// Reusable empty pipes of one worker.
-#[derive(Default)]
+/// Size of the worker's scratch buffer for small reads (see `relay::splice_one_way`).
+pub const SCRATCH_SIZE: usize = 16 * 1024;
+
+/// Reusable empty pipes of one worker, and its scratch buffer for small messages.
 pub struct PipePool {
     free: RefCell<Vec<Pipe>>,
+    /// Shared by every relay on the worker: only used between two syscalls, never across
+    /// an `.await`, so one buffer serves all connections.
+    pub scratch: RefCell<Box<[u8]>>,
+}
+
+impl Default for PipePool {
+    fn default() -> Self {
+        PipePool {
+            free: RefCell::default(),
+            scratch: RefCell::new(vec![0u8; SCRATCH_SIZE].into_boxed_slice()),
+        }
+    }
 }
 
 impl PipePool {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use super::pipes::{Pipe, PipePool};
+use super::pipes::{Pipe, PipePool, SCRATCH_SIZE};
 use crate::limit::RateLimiter;
 use crate::stats::WorkerStats;
 use crate::sys;
@@ -203,11 +203,11 @@ async fn splice_both(
     let mut up_pipe = pipes.take()?;
     let mut down_pipe = pipes.take()?;
     let forward = async {
-        let r = splice_one_way(user, target, &mut up_pipe, up, idle).await;
+        let r = splice_one_way(user, target, &mut up_pipe, pipes, up, idle).await;
         finish(r, user, target)
     };
     let backward = async {
-        let r = splice_one_way(target, user, &mut down_pipe, down, idle).await;
+        let r = splice_one_way(target, user, &mut down_pipe, pipes, down, idle).await;
         finish(r, target, user)
     };
     let (r1, r2) = monoio::join!(forward, backward);
@@ -220,24 +220,76 @@ async fn splice_one_way(
     src: &TcpStream,
     dst: &TcpStream,
     pipe: &mut Pipe,
+    pipes: &PipePool,
     meter: &Meter<'_>,
     idle: &Idle,
 ) -> io::Result<()> {
     let chunk = meter.chunk(pipe.capacity);
+    // Small messages go through the worker's scratch buffer (recv + send): for a few KiB,
+    // two copies are cheaper in the kernel than pipe bookkeeping plus two splices (HAProxy
+    // makes the same call). A read that fills the scratch means bulk: switch to splice
+    // until the socket runs dry. Rate-limited directions always splice, because the
+    // limiter may sleep and the scratch must never be held across an await.
+    let mut bulk = meter.limiter.is_some();
     loop {
-        match sys::splice(src.as_raw_fd(), pipe.write_fd(), chunk) {
+        let got = if bulk {
+            sys::splice(src.as_raw_fd(), pipe.write_fd(), chunk)
+        } else {
+            copy_small(src, dst, pipe, pipes)
+        };
+        match got {
             Ok(0) => return Ok(()),
             Ok(n) => {
-                pipe.buffered += n;
                 idle.touch();
-                meter.account(n).await;
+                if bulk {
+                    pipe.buffered += n;
+                    meter.account(n).await;
+                } else {
+                    WorkerStats::add(meter.counter, n);
+                }
                 drain_pipe(pipe, dst).await?;
+                let filled = if bulk { n == chunk } else { n == SCRATCH_SIZE };
+                bulk = filled || meter.limiter.is_some();
+                if !filled {
+                    // The socket had less than a buffer: it is most likely empty now, so
+                    // wait for readiness instead of paying a read that returns EAGAIN.
+                    idle.wait_readable(src).await?;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => idle.wait_readable(src).await?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Read what is waiting on `src` into the scratch buffer and send it on at once; whatever
+/// `dst` does not take now is parked in the (empty) pipe for `drain_pipe`. Returns the
+/// bytes read (0 = EOF).
+fn copy_small(
+    src: &TcpStream,
+    dst: &TcpStream,
+    pipe: &mut Pipe,
+    pipes: &PipePool,
+) -> io::Result<usize> {
+    let mut scratch = pipes.scratch.borrow_mut();
+    let n = sys::recv_now(sys::borrow_fd(src), &mut scratch)?;
+    if n == 0 {
+        return Ok(0);
+    }
+    let sent = match crate::net::send_now(&sys::borrow_fd(dst), &scratch[..n]) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    let mut rest = &scratch[sent..n];
+    while !rest.is_empty() {
+        // The pipe is empty here and holds far more than the scratch, so this never blocks.
+        let w = sys::write_now(pipe.write_fd(), rest)?;
+        pipe.buffered += w;
+        rest = &rest[w..];
+    }
+    Ok(n)
 }
 
 async fn drain_pipe(pipe: &mut Pipe, dst: &TcpStream) -> io::Result<()> {
