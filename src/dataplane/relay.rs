@@ -76,7 +76,9 @@ impl Meter<'_> {
         if let Some(l) = self.limiter {
             let wait = l.reserve(n);
             if !wait.is_zero() {
-                monoio::time::sleep(wait).await;
+                // Boxed: a timer in the relay future would grow every connection's task,
+                // rate-limited or not (idle memory per connection).
+                Box::pin(monoio::time::sleep(wait)).await;
             }
         }
     }
@@ -105,8 +107,14 @@ impl Idle {
 
     async fn wait_readable(&self, s: &TcpStream) -> io::Result<()> {
         if self.timeout.is_zero() {
-            return s.readable(false).await;
+            s.readable(false).await
+        } else {
+            // Boxed for the same reason as in `Meter::account`.
+            Box::pin(self.wait_readable_timed(s)).await
         }
+    }
+
+    async fn wait_readable_timed(&self, s: &TcpStream) -> io::Result<()> {
         loop {
             let idle_for = self.last.get().elapsed();
             if idle_for >= self.timeout {
@@ -159,8 +167,11 @@ impl Relay<'_> {
         let idle = Idle::new(self.idle);
         match self.kind {
             RelayKind::Splice => splice_both(&user, &target, &up, &down, &idle, self.pipes).await,
-            RelayKind::Copy => copy_both(user, target, &up, &down, &idle, self.copy_buf).await,
-            RelayKind::UringSplice => uring_splice_both(user, target, &up, &down).await,
+            // The rarely used methods are boxed so their state does not size every task.
+            RelayKind::Copy => {
+                Box::pin(copy_both(user, target, &up, &down, &idle, self.copy_buf)).await
+            }
+            RelayKind::UringSplice => Box::pin(uring_splice_both(user, target, &up, &down)).await,
         }
     }
 }
@@ -398,5 +409,36 @@ async fn uring_splice_one_way(
         while left > 0 {
             left -= dst.splice_from_pipe(&mut pipe_r, left).await?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every live connection's task holds this future: its size is most of our user-space
+    /// memory per idle connection (BENCHMARKS.md W8), so keep it from creeping back up.
+    #[monoio::test(driver = "legacy", timer_enabled = true)]
+    async fn the_relay_future_of_a_connection_stays_small() {
+        let l = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect_addr(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        let counter = AtomicU64::new(0);
+        let pipes = PipePool::default();
+        let relay = Relay {
+            kind: RelayKind::Splice,
+            idle: Duration::ZERO,
+            pipes: &pipes,
+            copy_buf: 16384,
+        };
+        let meter = || Meter {
+            counter: &counter,
+            limiter: None,
+        };
+        let fut = relay.run(a, b, meter(), meter());
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 1536, "relay future is {size} bytes");
     }
 }
