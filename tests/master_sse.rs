@@ -123,7 +123,11 @@ fn a_child_ignoring_sigterm_is_killed_after_the_shutdown_timeout() {
     let (_dir, m) = fake_master("stubborn");
     let mut ev = m.events();
     let id = create(&m, "client://127.0.0.1:1/127.0.0.1:2?x=stubborn");
-    ev.wait_for(T3, |e| is_status(e, &id, "running")).unwrap();
+    // Its first CHECK_POINT proves the shell has installed its SIGTERM trap.
+    ev.wait_for(T3, |e| {
+        is_status(e, &id, "running") && e["instance"]["tcprx"].as_u64().unwrap_or(0) > 0
+    })
+    .unwrap();
     let start = Instant::now();
     let r = m.call(
         "PATCH",
