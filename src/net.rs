@@ -49,7 +49,7 @@ fn new_socket(addr: &SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Soc
         // `[::]` serves IPv4 too, as Go's ":port" does.
         socket.set_only_v6(false)?;
     }
-    socket.set_cloexec(true)?;
+    // socket2 opens every socket with SOCK_CLOEXEC on Linux.
     Ok(socket)
 }
 
@@ -124,11 +124,11 @@ pub fn start_connect(
     target: SocketAddr,
     source: Option<IpAddr>,
 ) -> io::Result<std::net::TcpStream> {
-    let s = new_socket(&target, Type::STREAM, Protocol::TCP)?;
+    // SOCK_NONBLOCK at creation saves the two fcntl calls per dial.
+    let s = new_socket(&target, Type::STREAM.nonblocking(), Protocol::TCP)?;
     if let Some(ip) = source {
         s.bind(&SocketAddr::new(ip, 0).into())?;
     }
-    s.set_nonblocking(true)?;
     match s.connect(&target.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
