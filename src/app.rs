@@ -343,7 +343,11 @@ fn client_once(cfg: &Config, driver: runtime::ActiveDriver) -> Result<Outcome, S
     let client_tls = match tc.tls {
         0 => None,
         1 => Some(tls::client_config_insecure().map_err(|e| e.to_string())?),
-        _ => Some(tls::client_config_verifying(None).map_err(|e| e.to_string())?),
+        // Like Go's system pool, SSL_CERT_FILE adds a CA bundle to the system roots.
+        _ => {
+            let extra = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+            Some(tls::client_config_verifying(extra.as_deref()).map_err(|e| e.to_string())?)
+        }
     };
     let sockets = users
         .into_iter()
@@ -391,6 +395,7 @@ fn run_plane(
     });
     let plane = dataplane::start_tunnel(spec, sockets, driver)
         .map_err(|e| format!("cannot start workers: {e}"))?;
+    let _ = shared.workers.set(plane.handles.clone());
     let resolver = dns::Resolver::spawn(
         cfg.targets.clone(),
         targets,

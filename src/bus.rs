@@ -41,6 +41,14 @@ pub enum Command {
     },
     /// Tunnel: close every idle pool connection of this worker (`flush`).
     PoolFlush,
+    /// Tunnel: serve this user TCP connection, accepted by a worker whose pool shard was
+    /// empty while this worker's was not.
+    AdoptUser {
+        /// The accepted socket.
+        fd: std::os::fd::OwnedFd,
+        /// The user's address.
+        peer: SocketAddr,
+    },
     /// Tunnel (tls 1/2): take the oldest idle pool connection, send `verify` for it with
     /// `fp` (or, on a client, the fingerprint seen on that connection), then close it.
     SendVerify {
@@ -187,6 +195,8 @@ pub struct TunnelShared {
     pub signals: QueueTx<Vec<u8>>,
     /// The writer's end, taken by the worker that owns the control channel.
     pub signal_rx: Mutex<Option<QueueRx<Vec<u8>>>>,
+    /// Every worker's mailbox (set once the plane runs), for user hand-off between shards.
+    pub workers: std::sync::OnceLock<Vec<WorkerHandle>>,
 }
 
 /// Depth of the signal-line queue (Go: NP_SEMAPHORE_LIMIT).
@@ -206,6 +216,7 @@ impl TunnelShared {
             events,
             signals,
             signal_rx: Mutex::new(Some(signal_rx)),
+            workers: std::sync::OnceLock::new(),
         };
         (Arc::new(shared), inbox)
     }

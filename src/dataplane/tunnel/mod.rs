@@ -214,6 +214,23 @@ async fn worker_main(
                 ));
             }
             Some(Command::PoolFlush) => t.shard.flush(),
+            Some(Command::AdoptUser { fd, peer }) => {
+                let std_stream = std::net::TcpStream::from(fd);
+                let adopted = std_stream
+                    .set_nonblocking(native_nonblocking)
+                    .and_then(|()| monoio::net::TcpStream::from_std(std_stream));
+                match adopted {
+                    Ok(s) => {
+                        monoio::spawn(session::serve_adopted(
+                            s,
+                            peer,
+                            Rc::clone(&ctx),
+                            Rc::clone(&t),
+                        ));
+                    }
+                    Err(e) => log::warn!("handed-over connection from {peer} lost: {e}"),
+                }
+            }
             Some(Command::SendVerify { fp }) => link::send_verify(&ctx, &t, fp),
             Some(Command::CheckVerify { id, fp, own }) => {
                 monoio::spawn(link::check_verify(id, fp, own, Rc::clone(&t)));

@@ -12,7 +12,7 @@ use monoio::net::{TcpListener, TcpStream};
 use super::pool::{PoolConn, Pooled};
 use super::pool_io::{PoolRead, PoolWrite};
 use super::{fit_for_driver, TunnelCtx};
-use crate::bus::Event;
+use crate::bus::{Command, Event};
 use crate::dataplane::dial::dial_rotating;
 use crate::dataplane::forward::{send_proxy_header, sniff_blocked, Gauge};
 use crate::dataplane::relay::{copy_one_way, shutdown_fds, Idle, Meter, Relay, RelayKind};
@@ -52,7 +52,45 @@ pub(super) fn session_signal(action: Action, remote: &str, id: PoolId, key: &str
     encode_line(&sig, key)
 }
 
+/// A worker with an empty shard passes a new user to the worker with the most idle pool
+/// connections (the fd crosses threads; nothing has been read from it yet).
+fn hand_off(user: &TcpStream, peer: SocketAddr, ctx: &WorkerCtx, t: &TunnelCtx) -> bool {
+    if t.shard.len() > 0 {
+        return false;
+    }
+    let shared = &t.spec.shared;
+    let idle = |i: usize| shared.idle[i].load(std::sync::atomic::Ordering::Relaxed);
+    let Some(best) = (0..shared.idle.len())
+        .filter(|i| *i != ctx.index)
+        .max_by_key(|i| idle(*i))
+        .filter(|i| idle(*i) > 0)
+    else {
+        return false;
+    };
+    let Some(handle) = shared.workers.get().and_then(|w| w.get(best)) else {
+        return false;
+    };
+    let Ok(fd) = sys::borrow_fd(user).try_clone_to_owned() else {
+        return false;
+    };
+    handle.post(Command::AdoptUser { fd, peer }).is_ok()
+}
+
 async fn serve_user(user: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
+    if hand_off(&user, peer, &ctx, &t) {
+        log::debug!("user {peer} handed to another worker (empty shard)");
+        return;
+    }
+    serve_adopted(user, peer, ctx, t).await;
+}
+
+/// Serve a user on this worker, whatever its shard holds.
+pub async fn serve_adopted(
+    user: TcpStream,
+    peer: SocketAddr,
+    ctx: Rc<WorkerCtx>,
+    t: Rc<TunnelCtx>,
+) {
     let spec = &ctx.spec;
     let Some(_slot) = spec.slots.try_acquire() else {
         log::warn!("slot limit reached: refusing {peer}");
