@@ -291,6 +291,10 @@ pub struct TunnelPair {
     pub user: SocketAddr,
     /// The tunnel port.
     pub tunnel_port: u16,
+    /// The server's URL (to start it again).
+    pub server_url: String,
+    /// The client's URL (to start it again).
+    pub client_url: String,
 }
 
 /// How to start a [`TunnelPair`].
@@ -358,13 +362,13 @@ pub fn tunnel_pair(o: &TunnelOpts<'_>, target: SocketAddr) -> TunnelPair {
     let user_port = free_port();
     let mut env: Vec<(&str, &str)> = TUNNEL_ENV.to_vec();
     env.extend(o.env.iter().copied());
-    let mut server =
-        NodepassProcess::start(&tunnel_server_url(o, tunnel_port, user_port, target), &env);
+    let server_url = tunnel_server_url(o, tunnel_port, user_port, target);
+    let client_url = tunnel_client_url(o, tunnel_port, user_port, target);
+    let mut server = NodepassProcess::start(&server_url, &env);
     server
         .wait_for_line("Pending tunnel handshake", STEP)
         .unwrap_or_else(|| panic!("server did not start: {:?}", server.seen));
-    let mut client =
-        NodepassProcess::start(&tunnel_client_url(o, tunnel_port, user_port, target), &env);
+    let mut client = NodepassProcess::start(&client_url, &env);
     for p in [&mut server, &mut client] {
         p.wait_for_line("Marking tunnel handshake as complete", STEP)
             .unwrap_or_else(|| panic!("no handshake: {:?}", p.seen));
@@ -374,6 +378,8 @@ pub fn tunnel_pair(o: &TunnelOpts<'_>, target: SocketAddr) -> TunnelPair {
         client,
         user: SocketAddr::from(([127, 0, 0, 1], user_port)),
         tunnel_port,
+        server_url,
+        client_url,
     }
 }
 
@@ -400,4 +406,17 @@ pub fn udp_round_trips(addr: SocketAddr, count: usize) -> usize {
         }
     }
     ok
+}
+
+/// Like [`echo_through`] but false (instead of a panic) on any connection error.
+pub fn echo_through_ok(addr: SocketAddr, data: &[u8]) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, STEP) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(STEP));
+    if s.write_all(data).is_err() || s.shutdown(Shutdown::Write).is_err() {
+        return false;
+    }
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).is_ok() && out == data
 }
