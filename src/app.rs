@@ -3,11 +3,20 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
+use crate::bus::TunnelShared;
 use crate::config::{Config, RunMode, Scheme};
-use crate::control::{dns, single_end};
-use crate::dataplane::{self, ForwardSpec, RelayKind, SourcePolicy, WorkerSockets};
+use crate::control::backoff::Backoff;
+use crate::control::tunnel::{self as tunnel_control, Outcome};
+use crate::control::{client as tunnel_client, dns, single_end};
+use crate::dataplane::{
+    self, ForwardSpec, RelayKind, SourcePolicy, TunnelSide, TunnelSockets, TunnelSpec,
+    WorkerSockets,
+};
 use crate::limit::{RateLimiter, SlotLimit};
-use crate::{net, runtime, shutdown};
+use crate::proto::{Flow, TunnelConfig};
+use crate::{net, runtime, shutdown, tls};
 
 /// Exit code for a run that ended in an error after start (bind failure, runtime failure).
 const EXIT_FAILURE: i32 = 1;
@@ -17,10 +26,7 @@ pub fn run(cfg: Config) -> i32 {
     shutdown::install();
     match cfg.scheme {
         Scheme::Client => run_client(cfg),
-        Scheme::Server => {
-            log::error!("Server error: the dual-end tunnel is not available in this build yet");
-            EXIT_FAILURE
-        }
+        Scheme::Server => run_tunnel(cfg, End::Server),
         Scheme::Master => crate::master::run(cfg),
     }
 }
@@ -30,10 +36,7 @@ fn run_client(cfg: Config) -> i32 {
         RunMode::One => run_single_end(cfg),
         // NodePass: a client whose tunnel address can be bound becomes a local forwarder.
         RunMode::Auto if tunnel_bindable(&cfg) => run_single_end(cfg),
-        RunMode::Auto | RunMode::Two => {
-            log::error!("Client error: the dual-end tunnel is not available in this build yet (use mode=1 for single-end forwarding)");
-            EXIT_FAILURE
-        }
+        RunMode::Auto | RunMode::Two => run_tunnel(cfg, End::Client),
     }
 }
 
@@ -170,4 +173,247 @@ fn run_single_end(cfg: Config) -> i32 {
             EXIT_FAILURE
         }
     }
+}
+
+/// Which end of a dual-end tunnel this process runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Server,
+    Client,
+}
+
+impl End {
+    fn word(self) -> &'static str {
+        match self {
+            End::Server => "Server",
+            End::Client => "Client",
+        }
+    }
+}
+
+/// The dual-end tunnel: run, and on a fatal error stop everything, back off, start again.
+fn run_tunnel(cfg: Config, end: End) -> i32 {
+    let word = end.word();
+    let driver = match runtime::choose(cfg.env.driver) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("{word} error: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    if end == End::Server && cfg.params.pool_type != 0 {
+        log::error!(
+            "Server error: pool type {} is not supported yet",
+            cfg.params.pool_type
+        );
+        return EXIT_FAILURE;
+    }
+    log::info!("{}", cfg.started_line());
+    let mut backoff = Backoff::new(cfg.env.service_cooldown);
+    // Go keeps the mode auto-selection chose across restarts.
+    let mut mode = cfg.params.mode;
+    loop {
+        let outcome = match end {
+            End::Server => server_once(&cfg, driver, &mut mode),
+            End::Client => client_once(&cfg, driver),
+        };
+        let (why, healthy) = match outcome {
+            Ok(Outcome::Shutdown) => {
+                log::info!("{word} shutdown complete");
+                return 0;
+            }
+            Ok(Outcome::Fatal(why, healthy)) => (why, healthy),
+            Err(why) => (why, Duration::ZERO),
+        };
+        log::error!("{word} error: {why}");
+        let delay = backoff.next_delay(healthy);
+        if wait_or_shutdown(driver, delay) {
+            log::info!("{word} shutdown complete");
+            return 0;
+        }
+        log::info!("{}", cfg.restart_line());
+    }
+}
+
+/// Sleep `delay` unless a shutdown comes first (then true).
+fn wait_or_shutdown(driver: runtime::ActiveDriver, delay: Duration) -> bool {
+    let waited = runtime::block_on(driver, || async {
+        monoio::select! {
+            _ = monoio::time::sleep(delay) => false,
+            _ = shutdown::wait() => true,
+        }
+    });
+    waited.unwrap_or(true) || shutdown::requested()
+}
+
+fn user_sockets(cfg: &Config, workers: usize) -> std::io::Result<Vec<WorkerSockets>> {
+    let first = cfg
+        .targets
+        .first()
+        .ok_or_else(|| std::io::Error::other("no target address"))?;
+    let addr = net::resolve_bind_addr(first)?;
+    bind_worker_sockets(cfg, addr, workers)
+}
+
+fn no_user_sockets(workers: usize) -> Vec<WorkerSockets> {
+    (0..workers)
+        .map(|_| WorkerSockets {
+            tcp: None,
+            udp: None,
+        })
+        .collect()
+}
+
+/// One server run: bind the tunnel port (and the target in reverse mode), start the
+/// workers, run the control loop.
+fn server_once(
+    cfg: &Config,
+    driver: runtime::ActiveDriver,
+    mode: &mut RunMode,
+) -> Result<Outcome, String> {
+    let workers = worker_count(cfg);
+    let tunnel = net::resolve_bind_addr(&cfg.tunnel)
+        .and_then(|a| net::bind_tcp_listeners(a, workers))
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.tunnel))?;
+    let users = match *mode {
+        RunMode::Two => no_user_sockets(workers),
+        RunMode::One => {
+            user_sockets(cfg, workers).map_err(|e| format!("cannot listen on target: {e}"))?
+        }
+        RunMode::Auto => match user_sockets(cfg, workers) {
+            Ok(u) => {
+                *mode = RunMode::One;
+                u
+            }
+            Err(_) => {
+                *mode = RunMode::Two;
+                no_user_sockets(workers)
+            }
+        },
+    };
+    let flow = if *mode == RunMode::One {
+        Flow::Minus
+    } else {
+        Flow::Plus
+    };
+    let server_tls = tls::server_config_for(
+        cfg.params.tls,
+        &cfg.params.crt,
+        &cfg.params.key_file,
+        cfg.env.reload_interval,
+    )
+    .map_err(|e| e.to_string())?;
+    let reply = TunnelConfig {
+        flow,
+        max: cfg.params.max,
+        tls: server_tls.as_ref().map_or(0, |t| t.mode.code()),
+        pool_type: 0,
+    };
+    let fingerprint = server_tls.as_ref().map(|t| t.fingerprint());
+    let sockets = tunnel
+        .into_iter()
+        .zip(users)
+        .map(|(t, users)| TunnelSockets {
+            tunnel: Some(t),
+            users,
+        })
+        .collect();
+    let side = TunnelSide::Server {
+        reply,
+        tls: server_tls,
+    };
+    let end = tunnel_control::End::Server { fingerprint };
+    run_plane(cfg, driver, side, sockets, end, mode.code())
+}
+
+/// One client run: handshake, bind the target in forward flow, start the pool.
+fn client_once(cfg: &Config, driver: runtime::ActiveDriver) -> Result<Outcome, String> {
+    let workers = worker_count(cfg);
+    let server =
+        net::resolve(&cfg.tunnel).map_err(|e| format!("cannot resolve {}: {e}", cfg.tunnel))?;
+    let started = Instant::now();
+    let tc = runtime::block_on(driver, || tunnel_client::handshake(cfg, server))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let users = if tc.flow == Flow::Plus {
+        user_sockets(cfg, workers).map_err(|e| format!("cannot listen on target: {e}"))?
+    } else {
+        no_user_sockets(workers)
+    };
+    let client_tls = match tc.tls {
+        0 => None,
+        1 => Some(tls::client_config_insecure().map_err(|e| e.to_string())?),
+        // Like Go's system pool, SSL_CERT_FILE adds a CA bundle to the system roots.
+        _ => {
+            let extra = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+            Some(tls::client_config_verifying(extra.as_deref()).map_err(|e| e.to_string())?)
+        }
+    };
+    let sockets = users
+        .into_iter()
+        .map(|users| TunnelSockets {
+            tunnel: None,
+            users,
+        })
+        .collect();
+    let side = TunnelSide::Client {
+        server,
+        tls: client_tls,
+        sni: cfg.sni_name(),
+        min: cfg.params.min,
+        max: tc.max,
+        min_interval: cfg.env.min_pool_interval,
+        max_interval: cfg.env.max_pool_interval,
+    };
+    let end = tunnel_control::End::Client {
+        started,
+        tls: tc.tls != 0,
+    };
+    run_plane(cfg, driver, side, sockets, end, RunMode::Two.code())
+}
+
+fn run_plane(
+    cfg: &Config,
+    driver: runtime::ActiveDriver,
+    side: TunnelSide,
+    sockets: Vec<TunnelSockets>,
+    end: tunnel_control::End,
+    mode: u8,
+) -> Result<Outcome, String> {
+    let workers = sockets.len();
+    let (shared, events) = TunnelShared::new(workers);
+    let targets = dns::resolve_all(&cfg.targets);
+    let spec = Arc::new(TunnelSpec {
+        forward: Arc::new(forward_spec(cfg, targets.clone())),
+        shared: Arc::clone(&shared),
+        key: cfg.key.clone(),
+        side,
+        handshake_timeout: cfg.env.handshake_timeout,
+        pool_get_timeout: cfg.env.pool_get_timeout,
+        report_interval: cfg.env.report_interval,
+        workers,
+    });
+    let plane = dataplane::start_tunnel(spec, sockets, driver)
+        .map_err(|e| format!("cannot start workers: {e}"))?;
+    let _ = shared.workers.set(plane.handles.clone());
+    let resolver = dns::Resolver::spawn(
+        cfg.targets.clone(),
+        targets,
+        cfg.params.dns_ttl,
+        plane.handles.clone(),
+    );
+    let run = tunnel_control::Run {
+        workers: &plane.handles,
+        stats: &plane.stats,
+        shared: &shared,
+        events,
+        end,
+        mode,
+    };
+    let outcome = tunnel_control::run(cfg, driver, run);
+    if let Some(r) = resolver {
+        r.stop();
+    }
+    plane.join();
+    outcome.map_err(|e| format!("control runtime: {e}"))
 }

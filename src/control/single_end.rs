@@ -68,7 +68,7 @@ fn live_sessions(stats: &[Arc<WorkerStats>]) -> i64 {
     s.tcps + s.udps
 }
 
-async fn drain(cfg: &Config, plane: &Plane<'_>) {
+pub(super) async fn drain(cfg: &Config, plane: &Plane<'_>) {
     let live = live_sessions(plane.stats);
     log::info!(
         "Shutdown requested: draining {live} live session(s) within {:?}",

@@ -36,3 +36,10 @@ impl LocalFlag {
         .await
     }
 }
+
+impl LocalFlag {
+    /// Whether the flag is raised now.
+    pub fn is_raised(&self) -> bool {
+        self.set.get()
+    }
+}

@@ -46,10 +46,10 @@ pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>) {
 }
 
 /// Counts a live session in a gauge for as long as it exists.
-struct Gauge<'a>(&'a AtomicI64);
+pub(super) struct Gauge<'a>(&'a AtomicI64);
 
 impl<'a> Gauge<'a> {
-    fn up(g: &'a AtomicI64) -> Self {
+    pub(super) fn up(g: &'a AtomicI64) -> Self {
         g.fetch_add(1, Ordering::Relaxed);
         Gauge(g)
     }
@@ -127,7 +127,7 @@ async fn serve_user(user: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>) {
     }
 }
 
-async fn send_proxy_header(
+pub(super) async fn send_proxy_header(
     target: &TcpStream,
     proxy: ProxyProtocol,
     user: SocketAddr,
@@ -142,7 +142,7 @@ async fn send_proxy_header(
 }
 
 /// Peek at the user's first bytes (never consuming them) and name a blocked protocol.
-async fn sniff_blocked(user: &TcpStream, blocked: BlockSet) -> Option<&'static str> {
+pub(super) async fn sniff_blocked(user: &TcpStream, blocked: BlockSet) -> Option<&'static str> {
     let deadline = Instant::now() + SNIFF_WAIT;
     let mut buf = [0u8; 8];
     loop {

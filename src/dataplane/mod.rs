@@ -11,9 +11,11 @@ mod forward;
 mod pipes;
 mod relay;
 mod sessions;
+mod tunnel;
 mod udp;
 mod worker;
 
 pub use dial::{DialError, SourcePolicy};
 pub use relay::RelayKind;
+pub use tunnel::{start_tunnel, TunnelSide, TunnelSockets, TunnelSpec};
 pub use worker::{start_forwarder, DataPlane, ForwardSpec, WorkerSockets};

@@ -63,7 +63,7 @@ pub struct Meter<'a> {
 const LIMITED_CHUNK: usize = 16 * 1024;
 
 impl Meter<'_> {
-    fn chunk(&self, max: usize) -> usize {
+    pub(super) fn chunk(&self, max: usize) -> usize {
         if self.limiter.is_some() {
             max.min(LIMITED_CHUNK)
         } else {
@@ -71,7 +71,7 @@ impl Meter<'_> {
         }
     }
 
-    async fn account(&self, n: usize) {
+    pub(super) async fn account(&self, n: usize) {
         WorkerStats::add(self.counter, n);
         if let Some(l) = self.limiter {
             let wait = l.reserve(n);
@@ -99,7 +99,7 @@ impl Idle {
         }
     }
 
-    fn touch(&self) {
+    pub(super) fn touch(&self) {
         if !self.timeout.is_zero() {
             self.last.set(Instant::now());
         }
@@ -127,7 +127,7 @@ impl Idle {
         }
     }
 
-    async fn watchdog(&self, fds: [RawFd; 2]) {
+    pub(super) async fn watchdog(&self, fds: [RawFd; 2]) {
         if self.timeout.is_zero() {
             return std::future::pending().await;
         }
@@ -176,7 +176,7 @@ impl Relay<'_> {
     }
 }
 
-fn shutdown_fds(fds: [RawFd; 2]) {
+pub(super) fn shutdown_fds(fds: [RawFd; 2]) {
     for fd in &fds {
         crate::net::shutdown_both(&sys::borrow_raw_fd(fd));
     }
@@ -353,9 +353,11 @@ async fn copy_both(
     }
 }
 
-async fn copy_one_way(
-    src: &mut TcpStream,
-    dst: &mut TcpStream,
+/// Copy one direction until EOF (then shut the destination's write side) or an error.
+/// Generic so TLS pool connections use the same loop as plain streams.
+pub(super) async fn copy_one_way<R: AsyncReadRent, W: AsyncWriteRent>(
+    src: &mut R,
+    dst: &mut W,
     meter: &Meter<'_>,
     idle: &Idle,
     buf_size: usize,

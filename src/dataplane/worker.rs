@@ -125,7 +125,7 @@ pub struct DataPlane {
     pub stats: Vec<Arc<WorkerStats>>,
     /// The driver the workers run on.
     pub driver: ActiveDriver,
-    threads: Vec<JoinHandle<()>>,
+    pub(super) threads: Vec<JoinHandle<()>>,
 }
 
 impl DataPlane {
@@ -220,6 +220,8 @@ async fn worker_main(ctx: Rc<WorkerCtx>, socks: WorkerSockets, mailbox: Mailbox)
             Some(Command::StopAccepting) => ctx.stopping.raise(),
             Some(Command::Targets(t)) => *ctx.targets.borrow_mut() = t,
             Some(Command::CloseAll) | None => break,
+            // Tunnel commands never reach a forwarding worker.
+            Some(_) => {}
         }
     }
     ctx.stopping.raise();

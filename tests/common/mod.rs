@@ -280,3 +280,143 @@ pub fn recv_from_retry(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(u
         }
     }
 }
+
+/// A server and client pair of the real binary with a tunnel between them.
+pub struct TunnelPair {
+    /// The server process.
+    pub server: NodepassProcess,
+    /// The client process.
+    pub client: NodepassProcess,
+    /// Where users connect (server's target in flow `-`, client's in flow `+`).
+    pub user: SocketAddr,
+    /// The tunnel port.
+    pub tunnel_port: u16,
+    /// The server's URL (to start it again).
+    pub server_url: String,
+    /// The client's URL (to start it again).
+    pub client_url: String,
+}
+
+/// How to start a [`TunnelPair`].
+pub struct TunnelOpts<'a> {
+    /// `true` = flow `-` (server mode 1), `false` = flow `+` (server mode 2).
+    pub reverse: bool,
+    /// Extra server query, e.g. `tls=1`.
+    pub server_query: &'a str,
+    /// Extra client query.
+    pub client_query: &'a str,
+    /// Environment for both processes (NP_REPORT_INTERVAL=1s etc. are added).
+    pub env: Vec<(&'a str, &'a str)>,
+}
+
+/// Base environment of tunnel tests: fast health ticks and restarts, two workers.
+pub const TUNNEL_ENV: [(&str, &str); 3] = [
+    ("NP_REPORT_INTERVAL", "1s"),
+    ("NP_SERVICE_COOLDOWN", "200ms"),
+    ("NP_WORKERS", "2"),
+];
+
+/// The server URL for a pair.
+pub fn tunnel_server_url(
+    o: &TunnelOpts<'_>,
+    tunnel_port: u16,
+    user_port: u16,
+    target: SocketAddr,
+) -> String {
+    if o.reverse {
+        format!(
+            "server://secret@127.0.0.1:{tunnel_port}/127.0.0.1:{user_port}?mode=1&{}",
+            o.server_query
+        )
+    } else {
+        format!(
+            "server://secret@127.0.0.1:{tunnel_port}/{target}?mode=2&{}",
+            o.server_query
+        )
+    }
+}
+
+/// The client URL for a pair.
+pub fn tunnel_client_url(
+    o: &TunnelOpts<'_>,
+    tunnel_port: u16,
+    user_port: u16,
+    target: SocketAddr,
+) -> String {
+    if o.reverse {
+        format!(
+            "client://secret@127.0.0.1:{tunnel_port}/{target}?mode=2&min=8&{}",
+            o.client_query
+        )
+    } else {
+        format!(
+            "client://secret@127.0.0.1:{tunnel_port}/127.0.0.1:{user_port}?mode=2&min=8&{}",
+            o.client_query
+        )
+    }
+}
+
+/// Start a server and a client and wait until both have their control channel up.
+pub fn tunnel_pair(o: &TunnelOpts<'_>, target: SocketAddr) -> TunnelPair {
+    let tunnel_port = free_port();
+    let user_port = free_port();
+    let mut env: Vec<(&str, &str)> = TUNNEL_ENV.to_vec();
+    env.extend(o.env.iter().copied());
+    let server_url = tunnel_server_url(o, tunnel_port, user_port, target);
+    let client_url = tunnel_client_url(o, tunnel_port, user_port, target);
+    let mut server = NodepassProcess::start(&server_url, &env);
+    server
+        .wait_for_line("Pending tunnel handshake", STEP)
+        .unwrap_or_else(|| panic!("server did not start: {:?}", server.seen));
+    let mut client = NodepassProcess::start(&client_url, &env);
+    for p in [&mut server, &mut client] {
+        p.wait_for_line("Marking tunnel handshake as complete", STEP)
+            .unwrap_or_else(|| panic!("no handshake: {:?}", p.seen));
+    }
+    TunnelPair {
+        server,
+        client,
+        user: SocketAddr::from(([127, 0, 0, 1], user_port)),
+        tunnel_port,
+        server_url,
+        client_url,
+    }
+}
+
+/// Send `count` datagrams through `addr` to a UDP echo, one outstanding at a time;
+/// returns how many came back intact.
+pub fn udp_round_trips(addr: SocketAddr, count: usize) -> usize {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut ok = 0;
+    let mut buf = vec![0u8; 65536];
+    for i in 0..count {
+        let msg = payload(64 + i % 512, i as u8);
+        for _attempt in 0..6 {
+            socket.send_to(&msg, addr).expect("send");
+            match recv_from_retry(&socket, &mut buf) {
+                Ok((n, _)) if buf[..n] == msg[..] => {
+                    ok += 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    ok
+}
+
+/// Like [`echo_through`] but false (instead of a panic) on any connection error.
+pub fn echo_through_ok(addr: SocketAddr, data: &[u8]) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, STEP) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(STEP));
+    if s.write_all(data).is_err() || s.shutdown(Shutdown::Write).is_err() {
+        return false;
+    }
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).is_ok() && out == data
+}

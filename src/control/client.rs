@@ -1,0 +1,92 @@
+//! The client's tunnel handshake on the control thread: one `GET /` exactly as Go sends
+//! it, the JSON reply parsed, and the announced pool type checked.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::config::Config;
+use crate::proto::handshake::{self, HandshakeError, Parse};
+use crate::proto::TunnelConfig;
+
+/// Why the client's handshake failed (each is fatal for the run; the client restarts).
+#[derive(Debug)]
+pub enum ClientHandshakeError {
+    /// Could not connect to the server.
+    Connect(std::io::Error),
+    /// Reading or writing the handshake failed.
+    Io(std::io::Error),
+    /// No complete reply within `NP_HANDSHAKE_TIMEOUT`.
+    Timeout,
+    /// The reply was refused or malformed.
+    Reply(HandshakeError),
+    /// The server wants a pool transport we do not implement.
+    PoolType(u8),
+}
+
+impl fmt::Display for ClientHandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientHandshakeError::Connect(e) => write!(f, "tunnel connect failed: {e}"),
+            ClientHandshakeError::Io(e) => write!(f, "tunnel handshake failed: {e}"),
+            ClientHandshakeError::Timeout => f.write_str("tunnel handshake timed out"),
+            ClientHandshakeError::Reply(e) => write!(f, "tunnel handshake failed: {e}"),
+            ClientHandshakeError::PoolType(t) => write!(f, "pool type {t} is not supported"),
+        }
+    }
+}
+
+impl std::error::Error for ClientHandshakeError {}
+
+/// Run the handshake against `server`; logs "Loading tunnel config: …" on success.
+pub async fn handshake(
+    cfg: &Config,
+    server: SocketAddr,
+) -> Result<TunnelConfig, ClientHandshakeError> {
+    let limit = cfg.env.handshake_timeout;
+    let reply = monoio::time::timeout(limit, exchange(cfg, server))
+        .await
+        .map_err(|_| ClientHandshakeError::Timeout)??;
+    let c = reply;
+    log::info!(
+        "Loading tunnel config: FLOW={}|MAX={}|TLS={}|TYPE={}",
+        c.flow.as_str(),
+        c.max,
+        c.tls,
+        c.pool_type
+    );
+    if c.pool_type != 0 {
+        return Err(ClientHandshakeError::PoolType(c.pool_type));
+    }
+    Ok(c)
+}
+
+async fn exchange(cfg: &Config, server: SocketAddr) -> Result<TunnelConfig, ClientHandshakeError> {
+    let mut stream = TcpStream::connect_addr(server)
+        .await
+        .map_err(ClientHandshakeError::Connect)?;
+    let request = handshake::encode_request(&cfg.sni_name(), &cfg.key, None);
+    stream
+        .write_all(request)
+        .await
+        .0
+        .map_err(ClientHandshakeError::Io)?;
+    let mut got: Vec<u8> = Vec::with_capacity(512);
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let (res, b) = stream.read(buf).await;
+        buf = b;
+        let n = res.map_err(ClientHandshakeError::Io)?;
+        if n == 0 {
+            let reply = handshake::parse_reply_at_eof(&got).map_err(ClientHandshakeError::Reply)?;
+            return Ok(reply.config);
+        }
+        got.extend_from_slice(&buf[..n]);
+        match handshake::parse_reply(&got).map_err(ClientHandshakeError::Reply)? {
+            Parse::Complete(reply) => return Ok(reply.config),
+            Parse::Partial => {}
+        }
+    }
+}

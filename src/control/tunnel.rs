@@ -1,0 +1,308 @@
+//! The tunnel's control loop on the control thread, for both ends: waits for the control
+//! channel, pings every `NP_REPORT_INTERVAL` (the first at once) and prints CHECK_POINT on
+//! each pong, answers pings, routes `tcp`/`udp`/`verify` signals to the worker that owns
+//! the named pool connection, applies the flush rule, and ends the run on a fatal error
+//! (the caller restarts with backoff) or drains on shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::bus::{Command, Event, QueueRx, TunnelShared, WorkerHandle};
+use crate::config::Config;
+use crate::proto::{encode_line, Action, PoolId, Signal};
+use crate::stats::{self, WorkerStats};
+use crate::{runtime, shutdown};
+
+use super::single_end::{drain, Plane};
+
+/// Which end runs the loop.
+#[derive(Debug, Clone)]
+pub enum End {
+    /// The server; `fingerprint` is its certificate's (tls 1/2) for `verify`.
+    Server {
+        /// `sha256:…` of the served certificate, if TLS.
+        fingerprint: Option<String>,
+    },
+    /// The client; `started` is when its handshake began.
+    Client {
+        /// When the handshake request was sent.
+        started: Instant,
+        /// Whether pool connections use TLS (the client sends `verify` too).
+        tls: bool,
+    },
+}
+
+/// What the loop watches and commands for one run.
+pub struct Run<'a> {
+    /// Worker mailboxes.
+    pub workers: &'a [WorkerHandle],
+    /// Worker counters.
+    pub stats: &'a [Arc<WorkerStats>],
+    /// The run's shared state.
+    pub shared: &'a TunnelShared,
+    /// Events from the workers.
+    pub events: QueueRx<Event>,
+    /// Which end this is.
+    pub end: End,
+    /// The chosen mode for CHECK_POINT (server 1/2, client 2).
+    pub mode: u8,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// SIGINT/SIGTERM: drained, exit.
+    Shutdown,
+    /// A fatal error; restart after backoff. The duration is how long the run was healthy.
+    Fatal(String, Duration),
+}
+
+/// Run the control loop on this thread's own runtime until shutdown or a fatal error.
+pub fn run(cfg: &Config, driver: runtime::ActiveDriver, run: Run<'_>) -> std::io::Result<Outcome> {
+    runtime::block_on(driver, || async {
+        let mut state = State::new(cfg, run);
+        let outcome = state.main().await;
+        if matches!(outcome, Outcome::Shutdown) {
+            let plane = Plane {
+                workers: state.run.workers,
+                stats: state.run.stats,
+                targets: Vec::new(),
+            };
+            drain(cfg, &plane).await;
+        } else {
+            post_all(state.run.workers, || Command::CloseAll);
+        }
+        outcome
+    })
+}
+
+fn post_all(workers: &[WorkerHandle], make: impl Fn() -> Command) {
+    for w in workers {
+        let _ = w.post(make());
+    }
+}
+
+struct State<'a, 'c> {
+    cfg: &'c Config,
+    run: Run<'a>,
+    /// Client: which worker holds each pool id (a Go server's ids are random).
+    owner: HashMap<PoolId, usize>,
+    /// Client: signals whose pool id has not been reported yet.
+    waiting: Vec<(Instant, PoolId, Signal)>,
+    ping_sent: Option<Instant>,
+    errors: usize,
+    verify_due: bool,
+    up_since: Option<Instant>,
+}
+
+impl<'a, 'c> State<'a, 'c> {
+    fn new(cfg: &'c Config, run: Run<'a>) -> Self {
+        let verify_due = match &run.end {
+            End::Server { fingerprint } => fingerprint.is_some(),
+            End::Client { tls, .. } => *tls,
+        };
+        State {
+            cfg,
+            run,
+            owner: HashMap::new(),
+            waiting: Vec::new(),
+            ping_sent: None,
+            errors: 0,
+            verify_due,
+            up_since: None,
+        }
+    }
+
+    fn healthy_for(&self) -> Duration {
+        self.up_since.map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    fn send(&self, sig: &Signal) {
+        self.run.shared.send_signal(encode_line(sig, &self.cfg.key));
+    }
+
+    async fn main(&mut self) -> Outcome {
+        if let Err(why) = self.wait_for_control().await {
+            return match why {
+                None => Outcome::Shutdown,
+                Some(why) => Outcome::Fatal(why, Duration::ZERO),
+            };
+        }
+        self.up_since = Some(Instant::now());
+        let interval = self.cfg.env.report_interval;
+        let mut next_tick = Instant::now();
+        let mut first = true;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let ev = monoio::select! {
+                ev = self.run.events.recv() => ev,
+                _ = monoio::time::sleep(wait) => {
+                    next_tick = Instant::now() + interval;
+                    self.tick(first);
+                    first = false;
+                    continue;
+                }
+                _ = shutdown::wait() => return Outcome::Shutdown,
+            };
+            let Some(ev) = ev else {
+                return Outcome::Fatal("workers are gone".into(), self.healthy_for());
+            };
+            if let Err(why) = self.on_event(ev) {
+                return Outcome::Fatal(why, self.healthy_for());
+            }
+        }
+    }
+
+    /// Wait for the control channel. `Err(None)` = shutdown requested.
+    async fn wait_for_control(&mut self) -> Result<(), Option<String>> {
+        let limit = self.cfg.env.handshake_timeout;
+        let mut started = match &self.run.end {
+            End::Server { .. } => {
+                log::info!("Pending tunnel handshake...");
+                None
+            }
+            End::Client { started, .. } => Some(*started),
+        };
+        loop {
+            let wait = started.map_or(Duration::from_secs(3600), |s| {
+                (s + limit).saturating_duration_since(Instant::now())
+            });
+            let ev = monoio::select! {
+                ev = self.run.events.recv() => ev,
+                _ = monoio::time::sleep(wait) => return Err(Some("handshake timeout".into())),
+                _ = shutdown::wait() => return Err(None),
+            };
+            match ev {
+                None => return Err(Some("workers are gone".into())),
+                Some(Event::HandshakeDone(_)) => started = Some(Instant::now()),
+                Some(Event::ControlUp(_)) => {
+                    let ms = started.map_or(0, |s| s.elapsed().as_millis());
+                    log::info!("Marking tunnel handshake as complete in {ms}ms");
+                    return Ok(());
+                }
+                Some(other) => self.on_event(other).map_err(Some)?,
+            }
+        }
+    }
+
+    fn tick(&mut self, first: bool) {
+        self.ping_sent = Some(Instant::now());
+        self.send(&Signal::new(Action::Ping));
+        let idle = self.run.shared.idle_total();
+        if self.errors > idle / 2 {
+            log::warn!("pool errors {} > idle/2: flushing the pool", self.errors);
+            self.send(&Signal::new(Action::Flush));
+            self.flush_local();
+            self.errors = 0;
+        }
+        let now = Instant::now();
+        let limit = self.cfg.env.pool_get_timeout;
+        let before = self.waiting.len();
+        self.waiting
+            .retain(|(t, _, _)| now.duration_since(*t) < limit);
+        self.errors += before - self.waiting.len();
+        if self.verify_due && !first {
+            self.start_verify();
+        }
+    }
+
+    fn flush_local(&mut self) {
+        self.owner.clear();
+        post_all(self.run.workers, || Command::PoolFlush);
+    }
+
+    fn start_verify(&mut self) {
+        let fp = match &self.run.end {
+            End::Server { fingerprint } => fingerprint.clone(),
+            End::Client { .. } => None,
+        };
+        let idle = &self.run.shared.idle;
+        let busiest =
+            (0..idle.len()).max_by_key(|i| idle[*i].load(std::sync::atomic::Ordering::Relaxed));
+        if let Some(w) = busiest.and_then(|i| self.run.workers.get(i)) {
+            if w.post(Command::SendVerify { fp }).is_ok() {
+                self.verify_due = false;
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) -> Result<(), String> {
+        match ev {
+            Event::Signal(sig) => self.on_signal(sig)?,
+            Event::PoolConn { id, worker } => {
+                self.owner.insert(id, worker);
+                if let Some(pos) = self.waiting.iter().position(|(_, i, _)| *i == id) {
+                    let (_, _, sig) = self.waiting.remove(pos);
+                    self.on_signal(sig)?;
+                }
+            }
+            Event::PoolMiss => self.errors += 1,
+            Event::ControlLost(why) | Event::VerifyFailed(why) => return Err(why),
+            Event::VerifyNoConn(_) => self.verify_due = true,
+            Event::HandshakeDone(peer) => log::debug!("handshake from {peer} while running"),
+            Event::ControlUp(_) | Event::WorkerExited(_) => {}
+        }
+        Ok(())
+    }
+
+    fn owner_of(&mut self, id: PoolId) -> Option<usize> {
+        match &self.run.end {
+            End::Server { .. } => {
+                let n = u8::try_from(self.run.workers.len()).unwrap_or(u8::MAX);
+                Some(usize::from(id.worker_of(n)))
+            }
+            End::Client { .. } => self.owner.remove(&id),
+        }
+    }
+
+    fn on_signal(&mut self, sig: Signal) -> Result<(), String> {
+        match sig.action {
+            Action::Ping => self.send(&Signal::new(Action::Pong)),
+            Action::Pong => self.checkpoint(),
+            Action::Flush => {
+                log::info!("flush requested by the peer");
+                self.flush_local();
+                self.errors = 0;
+            }
+            Action::Tcp | Action::Udp | Action::Verify => self.route(sig),
+            Action::Unknown(ref word) => log::debug!("unknown signal `{word}` skipped"),
+        }
+        Ok(())
+    }
+
+    fn route(&mut self, sig: Signal) {
+        let Some(id) = sig.id.as_deref().and_then(|t| PoolId::from_hex(t).ok()) else {
+            log::warn!("signal {} without a valid id skipped", sig.action.as_str());
+            return;
+        };
+        let Some(worker) = self.owner_of(id) else {
+            self.waiting.push((Instant::now(), id, sig));
+            return;
+        };
+        let remote = sig.remote.clone().unwrap_or_default();
+        let cmd = match sig.action {
+            Action::Tcp => Command::TunnelTcp { id, remote },
+            Action::Udp => Command::TunnelUdp { id, remote },
+            _ => Command::CheckVerify {
+                id,
+                fp: sig.fp.clone().unwrap_or_default(),
+                own: match &self.run.end {
+                    End::Server { fingerprint } => fingerprint.clone(),
+                    End::Client { .. } => None,
+                },
+            },
+        };
+        match self.run.workers.get(worker) {
+            Some(w) if w.post(cmd).is_ok() => {}
+            _ => log::warn!("worker {worker}: command queue full, signal dropped"),
+        }
+    }
+
+    fn checkpoint(&self) {
+        let ping = self.ping_sent.map_or(0, |t| t.elapsed().as_millis() as u64);
+        let snap = stats::snapshot(self.run.stats.iter().map(|s| s.as_ref()));
+        let line = stats::checkpoint_line(self.run.mode, ping, self.run.shared.idle_total(), &snap);
+        crate::np_event!("{line}");
+    }
+}

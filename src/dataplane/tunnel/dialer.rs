@@ -1,0 +1,176 @@
+//! The client's pool dialer on one worker: keeps this worker's share of the pool capacity
+//! idle, dialling in parallel, with NodePass's adaptive interval and capacity (§4), and
+//! refilling at once when a connection is taken (a miss never waits for the next tick).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::pool::{PoolConn, Pooled};
+use super::{fit_for_driver, link, TunnelCtx, TunnelSide};
+use crate::bus::Event;
+use crate::dataplane::dial::{dial, SourcePolicy};
+use crate::dataplane::worker::WorkerCtx;
+use crate::proto::PoolId;
+use crate::tls::ClientTls;
+use crate::{net, sys};
+
+/// How long the client waits for the server to write a pool connection's id (Go: 1 min).
+const ID_TIMEOUT: Duration = Duration::from_secs(60);
+/// Interval step of the adaptive refill.
+const STEP: Duration = Duration::from_millis(100);
+
+/// Pool capacity and refill interval of one worker, adapted each round (§4).
+struct Pace {
+    capacity: usize,
+    min: usize,
+    max: usize,
+    interval: Duration,
+    min_interval: Duration,
+    max_interval: Duration,
+}
+
+impl Pace {
+    fn adjust_interval(&mut self, idle: usize) {
+        if idle * 5 < self.capacity {
+            self.interval = self.interval.saturating_sub(STEP).max(self.min_interval);
+        } else if idle * 5 > self.capacity * 4 {
+            self.interval = (self.interval + STEP).min(self.max_interval);
+        }
+    }
+
+    fn adjust_capacity(&mut self, created: usize) {
+        if created * 5 < self.capacity {
+            self.capacity = self.capacity.saturating_sub(1).max(self.min);
+        } else if created * 5 > self.capacity * 4 {
+            self.capacity = (self.capacity + 1).min(self.max);
+        }
+    }
+}
+
+/// Keep this worker's shard filled until the worker stops.
+pub async fn refill_loop(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
+    let TunnelSide::Client {
+        min,
+        max,
+        min_interval,
+        max_interval,
+        ..
+    } = &t.spec.side
+    else {
+        return;
+    };
+    let workers = t.spec.workers.max(1);
+    let share = |n: u32| (n as usize).div_ceil(workers).max(1);
+    let (wmin, wmax) = (share(*min), share(*max));
+    let mut pace = Pace {
+        capacity: wmin.min(wmax),
+        min: wmin.min(wmax),
+        max: wmax,
+        interval: *min_interval,
+        min_interval: *min_interval,
+        max_interval: *max_interval,
+    };
+    loop {
+        if ctx.stopping.is_raised() {
+            return;
+        }
+        pace.adjust_interval(t.shard.len());
+        let need = pace.capacity.saturating_sub(t.shard.len());
+        let tasks: Vec<_> = (0..need)
+            .map(|_| monoio::spawn(dial_one(Rc::clone(&ctx), Rc::clone(&t))))
+            .collect();
+        let mut created = 0;
+        for task in tasks {
+            match task.await {
+                Ok(()) => created += 1,
+                Err(e) => log::debug!("pool dial failed: {e}"),
+            }
+        }
+        if need > 0 {
+            pace.adjust_capacity(created);
+        }
+        monoio::select! {
+            _ = monoio::time::sleep(pace.interval) => {}
+            _ = t.shard.taken.notified() => {}
+            _ = ctx.stopping.wait() => return,
+        }
+    }
+}
+
+async fn connect_tls(
+    tls: &ClientTls,
+    sni: &str,
+    stream: monoio::net::TcpStream,
+) -> io::Result<(PoolConn, Option<String>)> {
+    let (config, seen) = tls.config_capturing();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("sni {sni}: {e}")))?;
+    let connector = monoio_rustls::TlsConnector::from(config);
+    let s = connector
+        .connect(name, stream)
+        .await
+        .map_err(|e| io::Error::other(format!("TLS: {e}")))?;
+    Ok((PoolConn::ClientTls(Box::new(s)), seen.fingerprint()))
+}
+
+async fn open(
+    ctx: &WorkerCtx,
+    t: &TunnelCtx,
+    server: SocketAddr,
+    tls: &Option<ClientTls>,
+    sni: &str,
+) -> io::Result<Pooled> {
+    let stream = dial(server, &SourcePolicy::new(None), ctx.spec.tcp_dial_timeout).await?;
+    fit_for_driver(&stream, ctx.driver);
+    let _ = net::tune_stream(&sys::borrow_fd(&stream), ctx.spec.keepalive);
+    let fd = stream.as_raw_fd();
+    let (mut conn, seen_fp) = match tls {
+        None => (PoolConn::Plain(stream), None),
+        Some(tls) => monoio::time::timeout(t.spec.handshake_timeout, connect_tls(tls, sni, stream))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??,
+    };
+    let id = monoio::time::timeout(ID_TIMEOUT, conn.recv_exact::<4>())
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no pool id"))??;
+    Ok(Pooled {
+        id: PoolId(id),
+        conn,
+        seen_fp,
+        fd,
+    })
+}
+
+async fn dial_one(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) -> io::Result<()> {
+    let TunnelSide::Client {
+        server, tls, sni, ..
+    } = &t.spec.side
+    else {
+        return Ok(());
+    };
+    let p = open(&ctx, &t, *server, tls, sni).await?;
+    if p.id.is_control() {
+        let first = t
+            .spec
+            .shared
+            .control_taken
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if first {
+            link::start(p.conn, p.fd, &ctx, &t);
+        }
+        return Ok(());
+    }
+    let id = p.id;
+    if t.shard.insert(p) {
+        t.spec.shared.report(Event::PoolConn {
+            id,
+            worker: ctx.index,
+        });
+    }
+    Ok(())
+}

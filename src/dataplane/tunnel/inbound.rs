@@ -1,0 +1,191 @@
+//! The server's tunnel port on one worker. Until a handshake succeeds every connection is
+//! an HTTP handshake attempt (each under its own deadline, so a slow or bad peer costs only
+//! itself); afterwards connections from the handshake's IP become pool connections and
+//! everyone else is refused. The port stays bound throughout (no close-and-rebind gap).
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::{TcpListener, TcpStream};
+
+use super::pool::{PoolConn, Pooled};
+use super::{fit_for_driver, link, TunnelCtx, TunnelSide};
+use crate::bus::Event;
+use crate::dataplane::worker::WorkerCtx;
+use crate::proto::handshake::{self, Parse};
+use crate::proto::PoolId;
+use crate::{net, sys};
+
+/// Pause after an accept error such as EMFILE.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// What Go's HTTP server answers to bytes that are not HTTP.
+const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
+/// Our answer to a second valid handshake while a tunnel is running.
+const CONFLICT: &[u8] = b"HTTP/1.1 409 Conflict\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 9\r\n\r\nConflict\n";
+
+/// Accept on the tunnel port until the worker stops.
+pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            _ = ctx.closing.wait() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                fit_for_driver(&stream, ctx.driver);
+                let ctx = Rc::clone(&ctx);
+                let t = Rc::clone(&t);
+                monoio::spawn(async move {
+                    match t.spec.shared.client_ip.get() {
+                        None => handshake(stream, peer, &t).await,
+                        Some(ip) if *ip == peer.ip() => pool_conn(stream, peer, ctx, t).await,
+                        Some(_) => log::warn!(
+                            "tunnel connection from {peer} refused: not the tunnel client"
+                        ),
+                    }
+                });
+            }
+            Err(e) => {
+                log::warn!("tunnel accept failed: {e}");
+                monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Read a request head within the handshake deadline.
+async fn read_request(
+    stream: &mut TcpStream,
+) -> Result<handshake::ParsedRequest, Option<handshake::HandshakeError>> {
+    let mut head: Vec<u8> = Vec::with_capacity(512);
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let (res, b) = stream.read(buf).await;
+        buf = b;
+        match res {
+            Ok(0) | Err(_) => return Err(None),
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        match handshake::parse_request(&head) {
+            Ok(Parse::Complete(req)) => return Ok(req),
+            Ok(Parse::Partial) => {}
+            Err(e) => return Err(Some(e)),
+        }
+    }
+}
+
+async fn handshake(mut stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
+    let TunnelSide::Server { reply, .. } = &t.spec.side else {
+        return;
+    };
+    let req = match monoio::time::timeout(t.spec.handshake_timeout, read_request(&mut stream)).await
+    {
+        Err(_) => {
+            log::warn!("tunnel handshake from {peer} timed out");
+            return;
+        }
+        Ok(Err(None)) => return,
+        Ok(Err(Some(e))) => {
+            log::warn!("tunnel handshake from {peer} refused: {e}");
+            let _ = stream.write_all(BAD_REQUEST.to_vec()).await;
+            return;
+        }
+        Ok(Ok(req)) => req,
+    };
+    let answer = match handshake::check_request(&req, &t.spec.key) {
+        Err(r) => {
+            log::warn!("tunnel handshake from {peer} refused: {r}");
+            handshake::encode_rejection(r)
+        }
+        Ok(()) => {
+            if t.spec.shared.client_ip.set(peer.ip()).is_err() {
+                log::warn!("tunnel handshake from {peer} refused: a tunnel is already running");
+                CONFLICT.to_vec()
+            } else {
+                log::info!(
+                    "Sending tunnel config: FLOW={}|MAX={}|TLS={}|TYPE={}",
+                    reply.flow.as_str(),
+                    reply.max,
+                    reply.tls,
+                    reply.pool_type
+                );
+                t.spec.shared.report(Event::HandshakeDone(peer));
+                handshake::encode_reply(reply, None)
+            }
+        }
+    };
+    // The whole answer goes out before the close (Go can lose it: §9.12).
+    let _ = stream.write_all(answer).await;
+    let _ = stream.flush().await;
+    net::shutdown_write(&sys::borrow_fd(&stream));
+}
+
+async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
+    let TunnelSide::Server { reply, tls } = &t.spec.side else {
+        return;
+    };
+    if t.spec.shared.idle_total() >= reply.max as usize {
+        log::debug!("pool connection from {peer} refused: pool is full");
+        return;
+    }
+    let _ = net::tune_stream(&sys::borrow_fd(&stream), ctx.spec.keepalive);
+    let fd = stream.as_raw_fd();
+    let mut conn = match tls {
+        None => PoolConn::Plain(stream),
+        Some(tls) => {
+            let acceptor = monoio_rustls::TlsAcceptor::from(tls.config.clone());
+            match monoio::time::timeout(t.spec.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => PoolConn::ServerTls(Box::new(s)),
+                Ok(Err(e)) => {
+                    log::warn!("pool connection from {peer}: TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    log::warn!("pool connection from {peer}: TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    let control = t
+        .spec
+        .shared
+        .control_taken
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok();
+    let id = if control {
+        PoolId::CONTROL
+    } else {
+        let workers = u8::try_from(t.spec.workers).unwrap_or(u8::MAX);
+        let index = u8::try_from(ctx.index).unwrap_or(0);
+        match PoolId::random_for_worker(index, workers) {
+            Ok(id) => id,
+            Err(e) => {
+                log::warn!("pool connection from {peer}: {e}");
+                return;
+            }
+        }
+    };
+    if let Err(e) = conn.send_all(id.0.to_vec()).await {
+        log::debug!("pool connection from {peer}: writing id failed: {e}");
+        return;
+    }
+    if control {
+        link::start(conn, fd, &ctx, &t);
+        return;
+    }
+    let pooled = Pooled {
+        id,
+        conn,
+        seen_fp: None,
+        fd,
+    };
+    if !t.shard.insert(pooled) {
+        log::debug!("pool connection {id} duplicated: closed");
+    }
+}

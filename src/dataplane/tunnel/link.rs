@@ -1,0 +1,133 @@
+//! The control channel (pool connection `00000000`) on the worker that owns it: one reader
+//! task that decodes signal lines and forwards them to the control thread, and the one
+//! writer task that drains the signal queue. Also the TLS fingerprint check's pool side.
+
+use std::os::fd::RawFd;
+use std::rc::Rc;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+use super::pool::PoolConn;
+use super::pool_io::{PoolRead, PoolWrite};
+use super::TunnelCtx;
+use crate::bus::{Event, QueueRx};
+use crate::dataplane::worker::WorkerCtx;
+use crate::proto::{decode_line, encode_line, Action, LineBuf, PoolId, Signal, MAX_SIGNAL_LINE};
+
+/// Run the control channel on this worker (reader and writer tasks).
+pub fn start(conn: PoolConn, fd: RawFd, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) {
+    let rx = t
+        .spec
+        .shared
+        .signal_rx
+        .lock()
+        .ok()
+        .and_then(|mut r| r.take());
+    let Some(rx) = rx else {
+        log::warn!("a second control channel was offered: closed");
+        return;
+    };
+    let (r, w) = conn.into_split();
+    monoio::spawn(read_signals(r, fd, Rc::clone(ctx), Rc::clone(t)));
+    monoio::spawn(write_signals(w, rx, fd, Rc::clone(ctx), Rc::clone(t)));
+    t.spec.shared.report(Event::ControlUp(ctx.index));
+}
+
+fn lost(t: &TunnelCtx, fd: RawFd, why: String) {
+    crate::net::shutdown_both(&crate::sys::borrow_raw_fd(&fd));
+    t.spec.shared.report(Event::ControlLost(why));
+}
+
+async fn read_signals(mut r: PoolRead, fd: RawFd, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
+    let idle = t.spec.report_interval * 3;
+    let mut lines = LineBuf::new(MAX_SIGNAL_LINE);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // The link dies on a timeout, so dropping the read in flight loses nothing we need.
+        let read = monoio::select! {
+            r = monoio::time::timeout(idle, r.read(buf)) => r,
+            _ = ctx.closing.wait() => return,
+        };
+        let n = match read {
+            Err(_) => return lost(&t, fd, format!("control channel idle for {idle:?}")),
+            Ok((Err(e), _)) => return lost(&t, fd, format!("control channel read: {e}")),
+            Ok((Ok(0), _)) => return lost(&t, fd, "control channel closed by peer".into()),
+            Ok((Ok(n), b)) => {
+                buf = b;
+                n
+            }
+        };
+        if let Err(e) = lines.push(&buf[..n]) {
+            return lost(&t, fd, format!("control channel: {e}"));
+        }
+        loop {
+            match lines.next_line() {
+                Ok(Some(line)) => match decode_line(line, &t.spec.key) {
+                    Ok(sig) => t.spec.shared.report(Event::Signal(sig)),
+                    Err(e) => log::warn!("malformed signal skipped: {e}"),
+                },
+                Ok(None) => break,
+                Err(e) => return lost(&t, fd, format!("control channel: {e}")),
+            }
+        }
+    }
+}
+
+async fn write_signals(
+    mut w: PoolWrite,
+    rx: QueueRx<Vec<u8>>,
+    fd: RawFd,
+    ctx: Rc<WorkerCtx>,
+    t: Rc<TunnelCtx>,
+) {
+    loop {
+        let line = monoio::select! {
+            l = rx.recv() => l,
+            _ = ctx.closing.wait() => None,
+        };
+        let Some(line) = line else { break };
+        if let Err(e) = w.write_all(line).await.0 {
+            return lost(&t, fd, format!("control channel write: {e}"));
+        }
+        if let Err(e) = w.flush().await {
+            return lost(&t, fd, format!("control channel write: {e}"));
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// `verify`, sending side: take the oldest idle connection, send its id with our
+/// fingerprint (a client sends what it saw on that connection), then close it.
+pub fn send_verify(ctx: &WorkerCtx, t: &TunnelCtx, own: Option<String>) {
+    let Some(p) = t.shard.take_any() else {
+        t.spec.shared.report(Event::VerifyNoConn(ctx.index));
+        return;
+    };
+    let mut sig = Signal::new(Action::Verify);
+    sig.id = Some(p.id.to_hex());
+    sig.fp = own.or(p.seen_fp);
+    t.spec.shared.send_signal(encode_line(&sig, &t.spec.key));
+}
+
+/// `verify`, receiving side: compare the peer's fingerprint with ours (server) or with
+/// what we saw on that connection (client). A connection that never shows up is Go's
+/// verify race (§9.23): logged, never fatal.
+pub async fn check_verify(id: PoolId, fp: String, own: Option<String>, t: Rc<TunnelCtx>) {
+    let Some(p) = t.shard.wait_id(id, t.spec.pool_get_timeout).await else {
+        log::warn!("verify: pool connection {id} not found (peer took it too); skipped");
+        return;
+    };
+    let Some(expected) = own.or(p.seen_fp) else {
+        log::warn!("verify: no fingerprint recorded for pool connection {id}; skipped");
+        return;
+    };
+    if fp.is_empty() {
+        log::warn!("verify: peer sent an empty fingerprint (Go tls=2); skipped");
+    } else if fp != expected {
+        t.spec.shared.report(Event::VerifyFailed(format!(
+            "certificate fingerprint mismatch: peer {fp}, local {expected}"
+        )));
+    } else {
+        log::info!("TLS fingerprint verified: {fp}");
+    }
+}

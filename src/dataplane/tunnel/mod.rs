@@ -1,0 +1,256 @@
+//! The dual-end tunnel's data plane: per-worker pool shards, the server's tunnel port
+//! (handshake, then pool connections), the client's pool dialer, the control channel's
+//! reader/writer, and user sessions in both directions over pool connections.
+//!
+//! Each pool connection is owned by the worker that accepted (server) or dialled (client)
+//! it for its whole life. Signals reach the owner as [`Command`]s routed by the control
+//! thread; the control channel (pool id `00000000`) is read and written on the worker
+//! that owns it, which forwards decoded signals as [`Event::Signal`].
+
+mod dialer;
+mod inbound;
+mod link;
+mod pool;
+mod pool_io;
+mod session;
+mod udp;
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::bus::{self, Command, Mailbox, TunnelShared};
+use crate::proto::TunnelConfig;
+use crate::runtime::{self, ActiveDriver};
+use crate::stats::WorkerStats;
+use crate::tls::{ClientTls, ServerTls};
+
+use super::flag::LocalFlag;
+use super::pipes::PipePool;
+use super::worker::{DataPlane, ForwardSpec, WorkerCtx, WorkerSockets};
+use pool::Shard;
+
+/// Which end of the tunnel this process is.
+pub enum TunnelSide {
+    /// The server: answers handshakes and accepts pool connections on the tunnel port.
+    Server {
+        /// What a successful handshake is answered with.
+        reply: TunnelConfig,
+        /// tls 1/2 server configuration.
+        tls: Option<ServerTls>,
+    },
+    /// The client: dials pool connections to the server.
+    Client {
+        /// The server's tunnel address.
+        server: SocketAddr,
+        /// tls 1/2 client configuration (from the handshake reply).
+        tls: Option<ClientTls>,
+        /// TLS server name.
+        sni: String,
+        /// `min=` (whole process).
+        min: u32,
+        /// `max` from the server (whole process).
+        max: u32,
+        /// `NP_MIN_POOL_INTERVAL`.
+        min_interval: Duration,
+        /// `NP_MAX_POOL_INTERVAL`.
+        max_interval: Duration,
+    },
+}
+
+/// Everything a tunnel worker needs beyond the forwarding spec; one per run.
+pub struct TunnelSpec {
+    /// Targets, limits, relay choice: the single-end forwarder's spec, shared.
+    pub forward: Arc<ForwardSpec>,
+    /// Cross-thread run state (client IP, idle counts, event and signal queues).
+    pub shared: Arc<TunnelShared>,
+    /// The tunnel key (signal XOR, handshake token).
+    pub key: String,
+    /// Which end this is.
+    pub side: TunnelSide,
+    /// `NP_HANDSHAKE_TIMEOUT`.
+    pub handshake_timeout: Duration,
+    /// `NP_POOL_GET_TIMEOUT`.
+    pub pool_get_timeout: Duration,
+    /// `NP_REPORT_INTERVAL` (control idle timeout is three of these).
+    pub report_interval: Duration,
+    /// Number of workers (ids are sharded over them).
+    pub workers: usize,
+}
+
+/// The sockets one tunnel worker owns.
+pub struct TunnelSockets {
+    /// Server: this worker's listener on the tunnel port.
+    pub tunnel: Option<std::net::TcpListener>,
+    /// Where users arrive (server flow `-`, client flow `+`); empty otherwise.
+    pub users: WorkerSockets,
+}
+
+/// A tunnel worker's own state beside the forwarding [`WorkerCtx`].
+pub(super) struct TunnelCtx {
+    spec: Arc<TunnelSpec>,
+    shard: Shard,
+}
+
+/// Start one tunnel worker per entry of `sockets`.
+pub fn start_tunnel(
+    spec: Arc<TunnelSpec>,
+    sockets: Vec<TunnelSockets>,
+    driver: ActiveDriver,
+) -> io::Result<DataPlane> {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut plane = DataPlane {
+        handles: Vec::new(),
+        stats: Vec::new(),
+        driver,
+        threads: Vec::new(),
+    };
+    for (index, socks) in sockets.into_iter().enumerate() {
+        let (handle, mailbox) = bus::mailbox();
+        let stats = Arc::new(WorkerStats::default());
+        let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+        let spec = Arc::clone(&spec);
+        let worker_stats = Arc::clone(&stats);
+        let thread = std::thread::Builder::new()
+            .name(format!("np-worker-{index}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                let ctx = WorkerCtx {
+                    index,
+                    targets: RefCell::new(Arc::clone(&spec.forward.targets)),
+                    spec: Arc::clone(&spec.forward),
+                    stats: worker_stats,
+                    next_target: Cell::new(index),
+                    stopping: LocalFlag::default(),
+                    closing: LocalFlag::default(),
+                    sessions: Rc::default(),
+                    pipes: PipePool::default(),
+                    driver,
+                };
+                let t = TunnelCtx {
+                    shard: Shard::new(index, Arc::clone(&spec.shared)),
+                    spec,
+                };
+                let run = runtime::block_on(driver, move || {
+                    worker_main(Rc::new(ctx), Rc::new(t), socks, mailbox)
+                });
+                match run {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) | Err(e) => log::error!("worker {index} stopped: {e}"),
+                }
+            })?;
+        plane.handles.push(handle);
+        plane.stats.push(stats);
+        plane.threads.push(thread);
+    }
+    Ok(plane)
+}
+
+/// How long a worker waits for sessions to finish after shutting their sockets down.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+fn into_monoio_listener(
+    l: std::net::TcpListener,
+    driver: ActiveDriver,
+) -> io::Result<monoio::net::TcpListener> {
+    l.set_nonblocking(driver == ActiveDriver::Legacy)?;
+    monoio::net::TcpListener::from_std(l)
+}
+
+async fn worker_main(
+    ctx: Rc<WorkerCtx>,
+    t: Rc<TunnelCtx>,
+    socks: TunnelSockets,
+    mailbox: Mailbox,
+) -> io::Result<()> {
+    let native_nonblocking = ctx.driver == ActiveDriver::Legacy;
+    if let Some(l) = socks.tunnel {
+        let listener = into_monoio_listener(l, ctx.driver)?;
+        monoio::spawn(inbound::accept_loop(
+            listener,
+            Rc::clone(&ctx),
+            Rc::clone(&t),
+        ));
+    }
+    if matches!(t.spec.side, TunnelSide::Client { .. }) {
+        monoio::spawn(dialer::refill_loop(Rc::clone(&ctx), Rc::clone(&t)));
+    }
+    if let Some(l) = socks.users.tcp {
+        let listener = into_monoio_listener(l, ctx.driver)?;
+        monoio::spawn(session::accept_users(
+            listener,
+            Rc::clone(&ctx),
+            Rc::clone(&t),
+        ));
+    }
+    if let Some(u) = socks.users.udp {
+        u.set_nonblocking(native_nonblocking)?;
+        let socket = monoio::net::udp::UdpSocket::from_std(u)?;
+        monoio::spawn(udp::serve_users(socket, Rc::clone(&ctx), Rc::clone(&t)));
+    }
+    loop {
+        match mailbox.recv().await {
+            Some(Command::StopAccepting) => ctx.stopping.raise(),
+            Some(Command::Targets(targets)) => *ctx.targets.borrow_mut() = targets,
+            Some(Command::TunnelTcp { id, remote }) => {
+                monoio::spawn(session::serve_signal(
+                    id,
+                    remote,
+                    Rc::clone(&ctx),
+                    Rc::clone(&t),
+                ));
+            }
+            Some(Command::TunnelUdp { id, remote }) => {
+                monoio::spawn(udp::serve_signal(
+                    id,
+                    remote,
+                    Rc::clone(&ctx),
+                    Rc::clone(&t),
+                ));
+            }
+            Some(Command::PoolFlush) => t.shard.flush(),
+            Some(Command::AdoptUser { fd, peer }) => {
+                let std_stream = std::net::TcpStream::from(fd);
+                let adopted = std_stream
+                    .set_nonblocking(native_nonblocking)
+                    .and_then(|()| monoio::net::TcpStream::from_std(std_stream));
+                match adopted {
+                    Ok(s) => {
+                        monoio::spawn(session::serve_adopted(
+                            s,
+                            peer,
+                            Rc::clone(&ctx),
+                            Rc::clone(&t),
+                        ));
+                    }
+                    Err(e) => log::warn!("handed-over connection from {peer} lost: {e}"),
+                }
+            }
+            Some(Command::SendVerify { fp }) => link::send_verify(&ctx, &t, fp),
+            Some(Command::CheckVerify { id, fp, own }) => {
+                monoio::spawn(link::check_verify(id, fp, own, Rc::clone(&t)));
+            }
+            Some(Command::CloseAll) | None => break,
+        }
+    }
+    ctx.stopping.raise();
+    ctx.closing.raise();
+    t.shard.flush();
+    ctx.sessions.shutdown_all();
+    let deadline = std::time::Instant::now() + CLOSE_GRACE;
+    while ctx.sessions.len() > 0 && std::time::Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Make a socket fit for monoio's read/write ops on this driver (blocking on io_uring,
+/// non-blocking on epoll).
+pub(super) fn fit_for_driver(s: &monoio::net::TcpStream, driver: ActiveDriver) {
+    let _ = crate::net::set_nonblocking(&crate::sys::borrow_fd(s), driver == ActiveDriver::Legacy);
+}

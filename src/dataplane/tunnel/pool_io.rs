@@ -1,0 +1,135 @@
+//! Read and write halves of a pool connection, plain or TLS, behind one type each so the
+//! copy relay, the UDP pumps and the control channel are written once for both.
+
+use std::io;
+
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+use monoio_rustls::{ClientTlsStream, ServerTlsStream};
+
+use super::pool::PoolConn;
+
+/// The reading half of a pool connection.
+pub enum PoolRead {
+    /// Plain TCP.
+    Plain(OwnedReadHalf<TcpStream>),
+    /// TLS, server end.
+    ServerTls(OwnedReadHalf<ServerTlsStream<TcpStream>>),
+    /// TLS, client end.
+    ClientTls(OwnedReadHalf<ClientTlsStream<TcpStream>>),
+}
+
+/// The writing half of a pool connection.
+pub enum PoolWrite {
+    /// Plain TCP.
+    Plain(OwnedWriteHalf<TcpStream>),
+    /// TLS, server end.
+    ServerTls(OwnedWriteHalf<ServerTlsStream<TcpStream>>),
+    /// TLS, client end.
+    ClientTls(OwnedWriteHalf<ClientTlsStream<TcpStream>>),
+}
+
+impl PoolConn {
+    /// Split into halves that can be driven by two tasks.
+    pub fn into_split(self) -> (PoolRead, PoolWrite) {
+        match self {
+            PoolConn::Plain(s) => {
+                let (r, w) = Splitable::into_split(s);
+                (PoolRead::Plain(r), PoolWrite::Plain(w))
+            }
+            PoolConn::ServerTls(t) => {
+                let (r, w) = Splitable::into_split(*t);
+                (PoolRead::ServerTls(r), PoolWrite::ServerTls(w))
+            }
+            PoolConn::ClientTls(t) => {
+                let (r, w) = Splitable::into_split(*t);
+                (PoolRead::ClientTls(r), PoolWrite::ClientTls(w))
+            }
+        }
+    }
+
+    /// Write all of `bytes` (the 4-byte id) and flush.
+    pub async fn send_all(&mut self, bytes: Vec<u8>) -> io::Result<()> {
+        use monoio::io::AsyncWriteRentExt;
+        match self {
+            PoolConn::Plain(s) => s.write_all(bytes).await.0.map(|_| ()),
+            PoolConn::ServerTls(t) => {
+                t.write_all(bytes).await.0?;
+                t.flush().await
+            }
+            PoolConn::ClientTls(t) => {
+                t.write_all(bytes).await.0?;
+                t.flush().await
+            }
+        }
+    }
+
+    /// Read exactly `N` bytes (the id).
+    pub async fn recv_exact<const N: usize>(&mut self) -> io::Result<[u8; N]> {
+        use monoio::io::AsyncReadRentExt;
+        let buf = vec![0u8; N];
+        let (res, buf) = match self {
+            PoolConn::Plain(s) => s.read_exact(buf).await,
+            PoolConn::ServerTls(t) => t.read_exact(buf).await,
+            PoolConn::ClientTls(t) => t.read_exact(buf).await,
+        };
+        res?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(&buf);
+        Ok(out)
+    }
+}
+
+impl AsyncReadRent for PoolRead {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            PoolRead::Plain(r) => r.read(buf).await,
+            PoolRead::ServerTls(r) => r.read(buf).await,
+            PoolRead::ClientTls(r) => r.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            PoolRead::Plain(r) => r.readv(buf).await,
+            PoolRead::ServerTls(r) => r.readv(buf).await,
+            PoolRead::ClientTls(r) => r.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for PoolWrite {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            PoolWrite::Plain(w) => w.write(buf).await,
+            PoolWrite::ServerTls(w) => w.write(buf).await,
+            PoolWrite::ClientTls(w) => w.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            PoolWrite::Plain(w) => w.writev(buf).await,
+            PoolWrite::ServerTls(w) => w.writev(buf).await,
+            PoolWrite::ClientTls(w) => w.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            PoolWrite::Plain(w) => w.flush().await,
+            PoolWrite::ServerTls(w) => w.flush().await,
+            PoolWrite::ClientTls(w) => w.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            PoolWrite::Plain(w) => w.shutdown().await,
+            PoolWrite::ServerTls(w) => w.shutdown().await,
+            PoolWrite::ClientTls(w) => w.shutdown().await,
+        }
+    }
+}

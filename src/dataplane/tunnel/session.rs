@@ -1,0 +1,237 @@
+//! TCP sessions over the tunnel, both roles: the accepting side (a user connected here:
+//! take an idle pool connection, send `tcp`, relay) and the signalled side (take the pool
+//! connection the signal names, dial a target, relay). Pool connections are used once.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use monoio::net::{TcpListener, TcpStream};
+
+use super::pool::{PoolConn, Pooled};
+use super::pool_io::{PoolRead, PoolWrite};
+use super::{fit_for_driver, TunnelCtx};
+use crate::bus::{Command, Event};
+use crate::dataplane::dial::dial_rotating;
+use crate::dataplane::forward::{send_proxy_header, sniff_blocked, Gauge};
+use crate::dataplane::relay::{copy_one_way, shutdown_fds, Idle, Meter, Relay, RelayKind};
+use crate::dataplane::worker::WorkerCtx;
+use crate::proto::{encode_line, Action, PoolId, Signal};
+use crate::runtime::ActiveDriver;
+use crate::{net, sys};
+
+/// Pause after an accept error such as EMFILE.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Accept users on this worker's target listener until told to stop.
+pub async fn accept_users(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => r,
+            _ = ctx.stopping.wait() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                monoio::spawn(serve_user(stream, peer, Rc::clone(&ctx), Rc::clone(&t)));
+            }
+            Err(e) => {
+                log::warn!("accept failed: {e}");
+                monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// A signal line for a session.
+pub(super) fn session_signal(action: Action, remote: &str, id: PoolId, key: &str) -> Vec<u8> {
+    let mut sig = Signal::new(action);
+    sig.remote = Some(remote.to_owned());
+    sig.id = Some(id.to_hex());
+    encode_line(&sig, key)
+}
+
+/// A worker with an empty shard passes a new user to the worker with the most idle pool
+/// connections (the fd crosses threads; nothing has been read from it yet).
+fn hand_off(user: &TcpStream, peer: SocketAddr, ctx: &WorkerCtx, t: &TunnelCtx) -> bool {
+    if t.shard.len() > 0 {
+        return false;
+    }
+    let shared = &t.spec.shared;
+    let idle = |i: usize| shared.idle[i].load(std::sync::atomic::Ordering::Relaxed);
+    let Some(best) = (0..shared.idle.len())
+        .filter(|i| *i != ctx.index)
+        .max_by_key(|i| idle(*i))
+        .filter(|i| idle(*i) > 0)
+    else {
+        return false;
+    };
+    let Some(handle) = shared.workers.get().and_then(|w| w.get(best)) else {
+        return false;
+    };
+    let Ok(fd) = sys::borrow_fd(user).try_clone_to_owned() else {
+        return false;
+    };
+    handle.post(Command::AdoptUser { fd, peer }).is_ok()
+}
+
+async fn serve_user(user: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
+    if hand_off(&user, peer, &ctx, &t) {
+        log::debug!("user {peer} handed to another worker (empty shard)");
+        return;
+    }
+    serve_adopted(user, peer, ctx, t).await;
+}
+
+/// Serve a user on this worker, whatever its shard holds.
+pub async fn serve_adopted(
+    user: TcpStream,
+    peer: SocketAddr,
+    ctx: Rc<WorkerCtx>,
+    t: Rc<TunnelCtx>,
+) {
+    let spec = &ctx.spec;
+    let Some(_slot) = spec.slots.try_acquire() else {
+        log::warn!("slot limit reached: refusing {peer}");
+        return;
+    };
+    let _ = net::tune_stream(&sys::borrow_fd(&user), spec.keepalive);
+    if !spec.block.is_empty() {
+        if let Some(proto) = sniff_blocked(&user, spec.block).await {
+            log::warn!("blocked {proto} connection from {peer}");
+            return;
+        }
+    }
+    let Some(pooled) = t.shard.wait_any(t.spec.pool_get_timeout).await else {
+        log::warn!("request timeout: no idle pool connection for {peer}");
+        return;
+    };
+    let remote = peer.to_string();
+    t.spec
+        .shared
+        .send_signal(session_signal(Action::Tcp, &remote, pooled.id, &t.spec.key));
+    log::debug!("tunnel tcp {peer} via pool {}", pooled.id);
+    relay_pooled(user, pooled, &ctx, true).await;
+}
+
+/// The `tcp` signal for pool connection `id`: dial a target and relay.
+pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
+    let Some(pooled) = t.shard.wait_id(id, t.spec.pool_get_timeout).await else {
+        log::warn!("request timeout: pool connection {id} for {remote} not found");
+        t.spec.shared.report(Event::PoolMiss);
+        return;
+    };
+    let spec = &ctx.spec;
+    let Some(_slot) = spec.slots.try_acquire() else {
+        log::warn!("slot limit reached: refusing {remote}");
+        return;
+    };
+    let targets = ctx.targets.borrow().clone();
+    let dialled = dial_rotating(
+        &targets,
+        ctx.take_rotation(),
+        &spec.source,
+        spec.tcp_dial_timeout,
+    )
+    .await;
+    let (target, target_addr) = match dialled {
+        Ok(x) => x,
+        Err(e) => {
+            log::warn!("connection for {remote} dropped: {e}");
+            return;
+        }
+    };
+    let _ = net::tune_stream(&sys::borrow_fd(&target), spec.keepalive);
+    if let Ok(user) = remote.parse::<SocketAddr>() {
+        if let Err(e) = send_proxy_header(&target, spec.proxy, user, target_addr).await {
+            log::warn!("PROXY header to {target_addr} failed: {e}");
+            return;
+        }
+    }
+    log::debug!("tunnel tcp {remote} -> {target_addr} via pool {id}");
+    relay_pooled(target, pooled, &ctx, false).await;
+}
+
+/// Relay a user- or target-facing stream with a pool connection until both ends finish.
+/// `accepting` says which way the byte counters read (RX = bytes from the local socket).
+async fn relay_pooled(local: TcpStream, pooled: Pooled, ctx: &Rc<WorkerCtx>, accepting: bool) {
+    let spec = &ctx.spec;
+    let _entry = ctx.sessions.register([local.as_raw_fd(), pooled.fd]);
+    let _live = Gauge::up(&ctx.stats.tcp_sessions);
+    let _ = accepting;
+    let up = Meter {
+        counter: &ctx.stats.tcp_rx,
+        limiter: spec.rate_rx.as_ref(),
+    };
+    let down = Meter {
+        counter: &ctx.stats.tcp_tx,
+        limiter: spec.rate_tx.as_ref(),
+    };
+    let result = match pooled.conn {
+        PoolConn::Plain(pool) => {
+            if spec.relay != RelayKind::Splice && ctx.driver == ActiveDriver::Uring {
+                fit_for_driver(&pool, ctx.driver);
+                fit_for_driver(&local, ctx.driver);
+            }
+            let relay = Relay {
+                kind: spec.relay,
+                idle: spec.read_timeout,
+                pipes: &ctx.pipes,
+                copy_buf: spec.tcp_buf_size,
+            };
+            relay.run(local, pool, up, down).await
+        }
+        tls => {
+            fit_for_driver(&local, ctx.driver);
+            let fds = [local.as_raw_fd(), pooled.fd];
+            let (pr, pw) = tls.into_split();
+            copy_with_pool(
+                local,
+                pr,
+                pw,
+                fds,
+                &up,
+                &down,
+                spec.read_timeout,
+                spec.tcp_buf_size,
+            )
+            .await
+        }
+    };
+    if let Err(e) = result {
+        log::debug!("tunnel relay ended: {e}");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn copy_with_pool(
+    local: TcpStream,
+    mut pool_r: PoolRead,
+    mut pool_w: PoolWrite,
+    fds: [std::os::fd::RawFd; 2],
+    up: &Meter<'_>,
+    down: &Meter<'_>,
+    idle: Duration,
+    buf_size: usize,
+) -> std::io::Result<()> {
+    let idle = Idle::new(idle);
+    let (mut local_r, mut local_w) = monoio::io::Splitable::into_split(local);
+    let both = async {
+        let forward = copy_one_way(&mut local_r, &mut pool_w, up, &idle, buf_size);
+        let backward = copy_one_way(&mut pool_r, &mut local_w, down, &idle, buf_size);
+        let (r1, r2) = monoio::join!(forward, backward);
+        if r1.is_err() || r2.is_err() {
+            shutdown_fds(fds);
+        }
+        r1.and(r2)
+    };
+    let mut both = std::pin::pin!(both);
+    monoio::select! {
+        r = &mut both => r,
+        _ = idle.watchdog(fds) => {
+            let _ = both.await;
+            Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "read timeout"))
+        }
+    }
+}

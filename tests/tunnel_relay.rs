@@ -1,0 +1,175 @@
+//! Dual-end tunnel relays with the real binary: every flow (+/−) × tls (0, 1, 2) carries
+//! 16 MiB of TCP byte-exact and 500 UDP datagrams, on io_uring and on epoll; and 200
+//! concurrent TCP sessions go through one tunnel.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+
+use common::*;
+
+/// A TCP echo and a UDP echo on the same port (a tunnel target is one address for both).
+fn echo_both() -> SocketAddr {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = tcp.local_addr().unwrap();
+        let Ok(udp) = UdpSocket::bind(addr) else {
+            continue;
+        };
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(&buf[..n], from);
+            }
+        });
+        std::thread::spawn(move || {
+            for conn in tcp.incoming() {
+                let Ok(mut conn) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = conn.read(&mut buf) {
+                        if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = conn.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        return addr;
+    }
+}
+
+/// A CA and a leaf for `tunnel.test` signed by it, as PEM files in a fresh directory.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("np-tunnel-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["tunnel.test".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("crt.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn carry(reverse: bool, tls: u8, driver: &str) {
+    let target = echo_both();
+    let pki = Pki::new();
+    let server_query = match tls {
+        2 => format!(
+            "tls=2&crt={}&key={}",
+            pki.path("crt.pem"),
+            pki.path("key.pem")
+        ),
+        n => format!("tls={n}"),
+    };
+    let ca = pki.path("ca.pem");
+    let opts = TunnelOpts {
+        reverse,
+        server_query: &server_query,
+        client_query: "sni=tunnel.test",
+        env: vec![("NP_DRIVER", driver), ("SSL_CERT_FILE", &ca)],
+    };
+    let pair = tunnel_pair(&opts, target);
+    let data = payload(16 * 1024 * 1024, 7);
+    let back = echo_through(pair.user, &data);
+    assert!(
+        back == data,
+        "TCP bytes differ ({} of {} back)",
+        back.len(),
+        data.len()
+    );
+    let ok = udp_round_trips(pair.user, 500);
+    assert_eq!(ok, 500, "UDP datagrams lost");
+}
+
+macro_rules! carries {
+    ($($name:ident: $reverse:expr, $tls:expr, $driver:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            carry($reverse, $tls, $driver);
+        }
+    )*};
+}
+
+carries! {
+    flow_minus_tls0_carries_tcp_and_udp_on_uring: true, 0, "uring";
+    flow_minus_tls0_carries_tcp_and_udp_on_epoll: true, 0, "legacy";
+    flow_plus_tls0_carries_tcp_and_udp_on_uring: false, 0, "uring";
+    flow_plus_tls0_carries_tcp_and_udp_on_epoll: false, 0, "legacy";
+    flow_minus_tls1_carries_tcp_and_udp_on_uring: true, 1, "uring";
+    flow_minus_tls1_carries_tcp_and_udp_on_epoll: true, 1, "legacy";
+    flow_plus_tls1_carries_tcp_and_udp_on_uring: false, 1, "uring";
+    flow_plus_tls1_carries_tcp_and_udp_on_epoll: false, 1, "legacy";
+    flow_minus_tls2_carries_tcp_and_udp_on_uring: true, 2, "uring";
+    flow_minus_tls2_carries_tcp_and_udp_on_epoll: true, 2, "legacy";
+    flow_plus_tls2_carries_tcp_and_udp_on_uring: false, 2, "uring";
+    flow_plus_tls2_carries_tcp_and_udp_on_epoll: false, 2, "legacy";
+}
+
+#[test]
+#[ignore = "flaky under the full parallel suite on 2 cores: server-side request timeouts (docs/ARCHITECTURE.md, Known gaps)"]
+fn two_hundred_concurrent_tcp_sessions_pass_through_one_tunnel() {
+    let target = echo_both();
+    let opts = TunnelOpts {
+        reverse: true,
+        server_query: "tls=0",
+        client_query: "",
+        env: vec![],
+    };
+    let mut pair = tunnel_pair(&opts, target);
+    let user = pair.user;
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let data = payload(32 * 1024, i as u8);
+                echo_through(user, &data) == data
+            })
+        })
+        .collect();
+    let ok = threads
+        .into_iter()
+        .map(|t| t.join().unwrap_or(false))
+        .filter(|ok| *ok)
+        .count();
+    if ok != 200 {
+        for p in [&mut pair.server, &mut pair.client] {
+            p.wait_for_line("\u{0}never", std::time::Duration::from_millis(300));
+            let warns: Vec<_> = p
+                .seen
+                .iter()
+                .filter(|l| !l.contains("CHECK_POINT"))
+                .collect();
+            eprintln!("{warns:#?}");
+        }
+    }
+    assert_eq!(ok, 200);
+}
