@@ -136,7 +136,6 @@ carries! {
 }
 
 #[test]
-#[ignore = "flaky under the full parallel suite on 2 cores: server-side request timeouts (docs/ARCHITECTURE.md, Known gaps)"]
 fn two_hundred_concurrent_tcp_sessions_pass_through_one_tunnel() {
     let target = echo_both();
     let opts = TunnelOpts {

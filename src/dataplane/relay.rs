@@ -209,8 +209,11 @@ async fn splice_both(
     idle: &Idle,
     pipes: &PipePool,
 ) -> io::Result<()> {
-    // Dialled sockets are non-blocking already; accepted ones are only on epoll.
-    crate::net::set_nonblocking(&sys::borrow_fd(user), true)?;
+    // Our syscalls below must never block the worker: accepted sockets (io_uring) and
+    // pool connections may be in blocking mode.
+    for s in [user, target] {
+        crate::net::set_nonblocking(&sys::borrow_fd(s), true)?;
+    }
     let mut up_pipe = pipes.take()?;
     let mut down_pipe = pipes.take()?;
     let forward = async {

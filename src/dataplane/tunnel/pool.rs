@@ -16,7 +16,7 @@ use crate::bus::TunnelShared;
 use crate::proto::PoolId;
 
 /// How often a taker looks again while the connection it wants has not arrived.
-const TAKE_POLL: Duration = Duration::from_millis(5);
+pub const TAKE_POLL: Duration = Duration::from_millis(5);
 
 /// A pool connection's transport.
 pub enum PoolConn {
@@ -141,6 +141,11 @@ impl Shard {
         self.publish();
         self.taken.notify();
         Some(p)
+    }
+
+    /// Ask this worker's refill loop (client side) to top the shard up now.
+    pub fn wake_refill(&self) {
+        self.taken.notify();
     }
 
     /// The oldest idle connection, waiting up to `limit` for one to arrive.

@@ -76,6 +76,34 @@ fn hand_off(user: &TcpStream, peer: SocketAddr, ctx: &WorkerCtx, t: &TunnelCtx) 
     handle.post(Command::AdoptUser { fd, peer }).is_ok()
 }
 
+/// Take an idle pool connection for `user`: from this worker's shard, or — while this
+/// shard stays empty — by handing the user to a worker whose shard has one (new pool
+/// connections land on whichever worker the kernel picks). `None` after
+/// `NP_POOL_GET_TIMEOUT`, or when the user was handed off.
+async fn wait_for_pooled(
+    user: &TcpStream,
+    peer: SocketAddr,
+    ctx: &WorkerCtx,
+    t: &TunnelCtx,
+) -> Option<Pooled> {
+    let deadline = std::time::Instant::now() + t.spec.pool_get_timeout;
+    loop {
+        if let Some(p) = t.shard.take_any() {
+            return Some(p);
+        }
+        if hand_off(user, peer, ctx, t) {
+            log::debug!("user {peer} handed to another worker while waiting for the pool");
+            return None;
+        }
+        if std::time::Instant::now() >= deadline {
+            log::warn!("request timeout: no idle pool connection for {peer}");
+            return None;
+        }
+        t.shard.wake_refill();
+        monoio::time::sleep(super::pool::TAKE_POLL).await;
+    }
+}
+
 async fn serve_user(user: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
     if hand_off(&user, peer, &ctx, &t) {
         log::debug!("user {peer} handed to another worker (empty shard)");
@@ -103,8 +131,7 @@ pub async fn serve_adopted(
             return;
         }
     }
-    let Some(pooled) = t.shard.wait_any(t.spec.pool_get_timeout).await else {
-        log::warn!("request timeout: no idle pool connection for {peer}");
+    let Some(pooled) = wait_for_pooled(&user, peer, &ctx, &t).await else {
         return;
     };
     let remote = peer.to_string();
