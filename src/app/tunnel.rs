@@ -1,184 +1,25 @@
-//! Wires one mode (server, client, master) from a [`Config`] and runs it until shutdown.
+//! The dual-end tunnel (server, or client `mode=2`): one run after another, with backoff.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-
 use std::time::{Duration, Instant};
 
+use super::single_end::{bind_worker_sockets, forward_spec};
+use super::{worker_count, EXIT_FAILURE};
 use crate::bus::TunnelShared;
-use crate::config::{Config, RunMode, Scheme};
+use crate::config::{Config, RunMode};
 use crate::control::backoff::Backoff;
 use crate::control::tunnel::{self as tunnel_control, Outcome};
-use crate::control::{client as tunnel_client, dns, single_end};
-use crate::dataplane::{
-    self, ForwardSpec, RelayKind, SourcePolicy, TunnelSide, TunnelSockets, TunnelSpec,
-    WorkerSockets,
-};
-use crate::limit::{RateLimiter, SlotLimit};
+use crate::control::{client as tunnel_client, dns};
+use crate::dataplane::{self, TunnelSide, TunnelSockets, TunnelSpec, WorkerSockets};
 use crate::proto::{Flow, TunnelConfig};
 use crate::{net, runtime, shutdown, tls};
 
-/// Exit code for a run that ended in an error after start (bind failure, runtime failure).
-const EXIT_FAILURE: i32 = 1;
-
-/// Run the mode the configuration names until it is shut down; returns the process exit code.
-pub fn run(cfg: Config) -> i32 {
-    shutdown::install();
-    match cfg.scheme {
-        Scheme::Client => run_client(cfg),
-        Scheme::Server => run_tunnel(cfg, End::Server),
-        Scheme::Master => crate::master::run(cfg),
-    }
-}
-
-fn run_client(cfg: Config) -> i32 {
-    match cfg.params.mode {
-        RunMode::One => run_single_end(cfg),
-        // NodePass: a client whose tunnel address can be bound becomes a local forwarder.
-        RunMode::Auto if tunnel_bindable(&cfg) => run_single_end(cfg),
-        RunMode::Auto | RunMode::Two => run_tunnel(cfg, End::Client),
-    }
-}
-
-fn tunnel_bindable(cfg: &Config) -> bool {
-    net::resolve_bind_addr(&cfg.tunnel)
-        .and_then(|a| net::bind_tcp_listeners(a, 1))
-        .is_ok()
-}
-
-fn worker_count(cfg: &Config) -> usize {
-    cfg.env
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1)
-}
-
-/// Bind the tunnel address once per worker for TCP and UDP (unless `notcp`/`noudp`).
-fn bind_worker_sockets(
-    cfg: &Config,
-    addr: SocketAddr,
-    workers: usize,
-) -> std::io::Result<Vec<WorkerSockets>> {
-    let mut tcp = if cfg.params.no_tcp {
-        Vec::new()
-    } else {
-        net::bind_tcp_listeners(addr, workers)?
-    };
-    // UDP binds the port TCP got (it matters when the URL asks for port 0).
-    let udp_addr = tcp
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .unwrap_or(addr);
-    let mut udp = if cfg.params.no_udp {
-        Vec::new()
-    } else {
-        net::bind_udp_sockets(udp_addr, workers)?
-    };
-    if let Some(l) = tcp.first() {
-        log::info!("Listening on {} (tcp)", l.local_addr()?);
-    }
-    if let Some(u) = udp.first() {
-        log::info!("Listening on {} (udp)", u.local_addr()?);
-    }
-    let mut tcp = tcp.drain(..);
-    let mut udp = udp.drain(..);
-    Ok((0..workers)
-        .map(|_| WorkerSockets {
-            tcp: tcp.next(),
-            udp: udp.next(),
-        })
-        .collect())
-}
-
-fn forward_spec(cfg: &Config, targets: Vec<Option<SocketAddr>>) -> ForwardSpec {
-    let rate = cfg.rate_bytes_per_sec();
-    ForwardSpec {
-        targets: targets.into(),
-        source: SourcePolicy::new(cfg.params.dial),
-        tcp_dial_timeout: cfg.env.tcp_dial_timeout,
-        read_timeout: cfg.params.read_timeout,
-        udp_read_timeout: cfg.env.udp_read_timeout,
-        udp_buf_size: cfg.env.udp_data_buf_size,
-        tcp_buf_size: cfg.env.tcp_data_buf_size,
-        keepalive: cfg.env.report_interval,
-        proxy: cfg.params.proxy,
-        block: cfg.params.block,
-        slots: SlotLimit::new(cfg.params.slot),
-        rate_rx: rate.map(RateLimiter::new),
-        rate_tx: rate.map(RateLimiter::new),
-        relay: RelayKind::from_env_value(std::env::var("NP_RELAY").ok().as_deref()),
-    }
-}
-
-/// Client `mode=1`: listen on the tunnel address, forward to the targets.
-fn run_single_end(cfg: Config) -> i32 {
-    let driver = match runtime::choose(cfg.env.driver) {
-        Ok(d) => d,
-        Err(e) => {
-            log::error!("Client error: {e}");
-            return EXIT_FAILURE;
-        }
-    };
-    let workers = worker_count(&cfg);
-    let sockets = match net::resolve_bind_addr(&cfg.tunnel)
-        .and_then(|a| bind_worker_sockets(&cfg, a, workers))
-    {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("Client error: cannot listen on {}: {e}", cfg.tunnel);
-            return EXIT_FAILURE;
-        }
-    };
-    let targets = dns::resolve_all(&cfg.targets);
-    let spec = Arc::new(forward_spec(&cfg, targets.clone()));
-    log::info!("{}", cfg.started_line());
-    log::info!(
-        "Data plane: {workers} worker(s) on {}, relay {:?}",
-        driver.name(),
-        spec.relay
-    );
-    let plane = match dataplane::start_forwarder(spec, sockets, driver) {
-        Ok(p) => p,
-        Err(e) => {
-            log::error!("Client error: cannot start workers: {e}");
-            return EXIT_FAILURE;
-        }
-    };
-    let resolver = dns::Resolver::spawn(
-        cfg.targets.clone(),
-        targets.clone(),
-        cfg.params.dns_ttl,
-        plane.handles.clone(),
-    );
-    let result = single_end::run(
-        &cfg,
-        driver,
-        single_end::Plane {
-            workers: &plane.handles,
-            stats: &plane.stats,
-            targets,
-        },
-    );
-    if let Some(r) = resolver {
-        r.stop();
-    }
-    plane.join();
-    match result {
-        Ok(()) => {
-            log::info!("Client shutdown complete");
-            0
-        }
-        Err(e) => {
-            log::error!("Client error: {e}");
-            EXIT_FAILURE
-        }
-    }
-}
-
 /// Which end of a dual-end tunnel this process runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
+    /// `server://`.
     Server,
+    /// `client://` in dual-end mode.
     Client,
 }
 
@@ -192,7 +33,7 @@ impl End {
 }
 
 /// The dual-end tunnel: run, and on a fatal error stop everything, back off, start again.
-fn run_tunnel(cfg: Config, end: End) -> i32 {
+pub(super) fn run_tunnel(cfg: Config, end: End) -> i32 {
     let word = end.word();
     let driver = match runtime::choose(cfg.env.driver) {
         Ok(d) => d,
