@@ -245,19 +245,8 @@ fn now_local() -> LocalTime {
 }
 
 /// Calendar fields of `secs` in the process's time zone (TZ, /etc/localtime), via libc.
-#[allow(unsafe_code)]
 fn local_fields(secs: i64) -> Option<LocalTime> {
-    let t = libc::time_t::try_from(secs).ok()?;
-    let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
-    // SAFETY: `t` and `tm` are valid for the call; localtime_r is the thread-safe variant
-    // that writes only into the `tm` we pass, and returns NULL without touching it on error.
-    // The zeroed `tm` is a valid value of this plain C struct either way.
-    let tm = unsafe {
-        if libc::localtime_r(&t, tm.as_mut_ptr()).is_null() {
-            return None;
-        }
-        tm.assume_init()
-    };
+    let tm = crate::sys::localtime(secs)?;
     Some(LocalTime {
         year: tm.tm_year + 1900,
         month: u8::try_from(tm.tm_mon + 1).ok()?,

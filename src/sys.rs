@@ -146,3 +146,18 @@ pub fn write_now(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
         Ok(n as usize)
     }
 }
+
+/// `secs` since the epoch broken down in the process's time zone (`localtime_r`).
+pub fn localtime(secs: i64) -> Option<libc::tm> {
+    let t = libc::time_t::try_from(secs).ok()?;
+    let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
+    // SAFETY: `t` and `tm` are valid for the call; localtime_r is the thread-safe variant
+    // that writes only into the `tm` we pass, and returns NULL without touching it on error.
+    // The zeroed `tm` is a valid value of this plain C struct either way.
+    unsafe {
+        if libc::localtime_r(&t, tm.as_mut_ptr()).is_null() {
+            return None;
+        }
+        Some(tm.assume_init())
+    }
+}
