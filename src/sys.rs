@@ -161,3 +161,15 @@ pub fn localtime(secs: i64) -> Option<libc::tm> {
         Some(tm.assume_init())
     }
 }
+
+/// Set or clear `O_NONBLOCK` with one `ioctl(FIONBIO)` (fcntl needs a get and a set).
+pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let mut value: libc::c_int = on.into();
+    // SAFETY: FIONBIO takes a pointer to an int that lives for the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONBIO, &mut value) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

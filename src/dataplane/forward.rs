@@ -67,9 +67,6 @@ async fn serve_user(user: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>) {
         log::warn!("slot limit reached: refusing {peer}");
         return;
     };
-    if let Err(e) = net::tune_stream(&sys::borrow_fd(&user), spec.keepalive) {
-        log::debug!("socket options for {peer}: {e}");
-    }
     if !spec.block.is_empty() {
         if let Some(proto) = sniff_blocked(&user, spec.block).await {
             log::warn!("blocked {proto} connection from {peer}");

@@ -188,7 +188,12 @@ pub fn start_forwarder(
                     runtime::block_on(driver, move || worker_main(Rc::new(ctx), socks, mailbox));
                 match run {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) | Err(e) => log::error!("worker {index} stopped: {e}"),
+                    Ok(Err(e)) | Err(e) => {
+                        // A process with a dead worker would silently drop a share of its
+                        // users: stop the whole process instead.
+                        log::error!("worker {index} stopped: {e}; shutting down");
+                        crate::shutdown::request();
+                    }
                 }
             })?;
         plane.handles.push(handle);
@@ -207,6 +212,13 @@ async fn worker_main(ctx: Rc<WorkerCtx>, socks: WorkerSockets, mailbox: Mailbox)
     let native_nonblocking = ctx.driver == ActiveDriver::Legacy;
     if let Some(l) = socks.tcp {
         l.set_nonblocking(native_nonblocking)?;
+        // Accepted users inherit these, so `serve_user` sets no options per connection.
+        if let Err(e) = crate::net::tune_listener(&l, ctx.spec.keepalive) {
+            log::warn!(
+                "worker {}: listener options (TCP_NODELAY, keepalive): {e}",
+                ctx.index
+            );
+        }
         let listener = monoio::net::TcpListener::from_std(l)?;
         monoio::spawn(super::forward::accept_loop(listener, Rc::clone(&ctx)));
     }
