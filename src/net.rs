@@ -28,14 +28,18 @@ pub fn resolve_bind_addr(hp: &HostPort) -> io::Result<SocketAddr> {
     resolve(hp)
 }
 
-/// Resolve `host:port` to its first address (IP literals need no lookup).
+/// Resolve `host:port` (IP literals need no lookup), preferring an IPv4 address as Go's
+/// `ResolveTCPAddr` does.
 pub fn resolve(hp: &HostPort) -> io::Result<SocketAddr> {
     if let Some(ip) = hp.ip() {
         return Ok(SocketAddr::new(ip, hp.port));
     }
-    (hp.host.as_str(), hp.port)
-        .to_socket_addrs()?
-        .next()
+    let addrs: Vec<SocketAddr> = (hp.host.as_str(), hp.port).to_socket_addrs()?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{hp}: no address")))
 }
 

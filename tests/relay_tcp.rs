@@ -349,3 +349,38 @@ fn dial_binds_the_source_ip_and_falls_back_when_it_cannot() {
     assert_eq!(read_peer(fwd.addr), "127.0.0.1");
     assert_eq!(read_peer(fwd.addr), "127.0.0.1");
 }
+
+#[test]
+fn the_rate_limit_holds_for_the_whole_process_across_connections_and_workers() {
+    let target = counting_target();
+    let mut spec = spec_to(&[target]);
+    let bytes_per_sec = 8 * 125_000;
+    spec.rate_rx = Some(nodepass::limit::RateLimiter::new(bytes_per_sec));
+    spec.rate_tx = Some(nodepass::limit::RateLimiter::new(bytes_per_sec));
+    let fwd = Forwarder::start(nodepass::config::Driver::Auto, spec);
+    let addr = fwd.addr;
+    let started = Instant::now();
+    // Four connections of 1 MiB each: together 4 MiB, so ≈ 4 s at 8 Mbit/s, not 1 s.
+    let senders: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                s.write_all(&payload(1024 * 1024, i)).unwrap();
+                s.shutdown(Shutdown::Write).unwrap();
+                let mut reply = String::new();
+                s.read_to_string(&mut reply).unwrap();
+                reply
+            })
+        })
+        .collect();
+    for h in senders {
+        assert_eq!(h.join().unwrap(), "got 1048576");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    assert!(
+        (3.2..=4.8).contains(&secs),
+        "4 × 1 MiB at 8 Mbit/s took {secs:.2} s"
+    );
+}

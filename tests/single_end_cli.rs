@@ -203,3 +203,18 @@ fn notcp_and_noudp_turn_off_their_side() {
         data
     );
 }
+
+#[test]
+fn a_target_given_by_host_name_is_resolved_and_reached() {
+    let target = echo_tcp();
+    let port = free_port();
+    let url = format!(
+        "client://127.0.0.1:{port}/localhost:{}?mode=1&dns=1s",
+        target.port()
+    );
+    let mut np = NodepassProcess::start(&url, &[]);
+    np.wait_for_line("Listening on", STEP).expect("listening");
+    let data = payload(4096, 5);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(echo_through(addr, &data), data);
+}
