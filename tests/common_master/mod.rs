@@ -114,6 +114,7 @@ pub fn options(exe: PathBuf, state: &Path) -> MasterOptions {
         http: master::HttpLimits::default(),
         validate_urls: parser_is_real(),
         counter_save_interval: Duration::from_millis(200),
+        url_log: "info".into(),
     }
 }
 
