@@ -279,6 +279,18 @@ mod tests {
     }
 
     #[test]
+    fn a_master_url_without_log_fills_no_log_into_instance_urls() {
+        let d = UrlDefaults {
+            tls: "1".into(),
+            ..Default::default()
+        };
+        let out = enhance("server://:10101/127.0.0.1:8080?max=8", "server", &d);
+        assert_eq!(out, "server://:10101/127.0.0.1:8080?max=8&tls=1");
+        let cfg = config_url(&out, "server", &d);
+        assert_eq!(cfg, "server://:10101/127.0.0.1:8080?block=0&dial=auto&dns=5m0s&lbs=0&max=8&mode=0&notcp=0&noudp=0&proxy=0&rate=0&read=0s&slot=65536&tls=1&type=0");
+    }
+
+    #[test]
     fn the_config_url_lists_every_default_of_its_type() {
         let d = UrlDefaults {
             log: "info".into(),
