@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{echo_tcp, echo_through, echo_through_ok, free_port, payload, NodepassProcess, STEP};
-use common_master::{is_status, is_type, poll, read_key, request, Events, Reply, TempDir};
+use common_master::{api_call, is_status, is_type, poll, read_key, Events, Reply, TempDir};
 use serde_json::Value;
 
 const T3: Duration = Duration::from_secs(3);
@@ -49,13 +49,7 @@ impl RealMaster {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
-        request(
-            self.addr,
-            method,
-            &format!("/api/v1{path}"),
-            Some(&self.key),
-            body,
-        )
+        api_call(self.addr, &self.key, method, path, body)
     }
 
     fn create(&self, url: &str) -> String {
