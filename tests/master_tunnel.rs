@@ -171,3 +171,28 @@ fn a_tunnel_child_killed_from_outside_turns_error_and_the_periodic_task_restarts
     });
     assert!(second.is_some(), "a new child process");
 }
+
+#[test]
+fn stopping_a_tunnel_instance_frees_its_ports_within_a_second_and_lists_it_stopped() {
+    let m = RealMaster::start("stop");
+    let (tunnel, user) = (free_port(), free_port());
+    let id = m.create(&format!(
+        "server://secret@127.0.0.1:{tunnel}/127.0.0.1:{user}?mode=1"
+    ));
+    let user_addr = SocketAddr::from(([127, 0, 0, 1], user));
+    poll(STEP, || std::net::TcpStream::connect(user_addr).ok()).expect("the server listens");
+    let r = m.call(
+        "PATCH",
+        &format!("/instances/{id}"),
+        Some(r#"{"action":"stop"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let freed = poll(Duration::from_secs(1), || {
+        let t = std::net::TcpListener::bind(("127.0.0.1", tunnel)).ok()?;
+        let u = std::net::TcpListener::bind(user_addr).ok()?;
+        Some((t, u))
+    });
+    assert!(freed.is_some(), "ports still held a second after the stop");
+    let one = m.call("GET", &format!("/instances/{id}"), None).json();
+    assert_eq!(one["status"], "stopped");
+}
