@@ -39,7 +39,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use http::HttpLimits;
-pub use tls::TlsSetupError;
 
 use crate::config::Config;
 
@@ -69,6 +68,9 @@ pub struct MasterOptions {
     pub validate_urls: bool,
     /// How often counter-only changes are written to the state file.
     pub counter_save_interval: Duration,
+    /// The master URL's `log=` value as written ("" when absent): Go fills exactly this
+    /// into instance URLs and `/info`, so an absent `log=` adds nothing (PROTOCOL.md §7).
+    pub url_log: String,
 }
 
 impl MasterOptions {
@@ -80,8 +82,22 @@ impl MasterOptions {
             http: HttpLimits::default(),
             validate_urls: true,
             counter_save_interval: Duration::from_secs(30),
+            url_log: raw_log_arg(),
         }
     }
+}
+
+/// The raw `log=` of the URL this program was started with (its first argument).
+// TODO(app): have app.rs pass the raw URL; `Config` keeps only the parsed level.
+fn raw_log_arg() -> String {
+    let url = std::env::args().nth(1).unwrap_or_default();
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let query = query.split('#').next().unwrap_or("");
+    urls::parse_query(query)
+        .into_iter()
+        .find(|(k, _)| k == "log")
+        .map(|(_, v)| v)
+        .unwrap_or_default()
 }
 
 /// Why the master could not start.

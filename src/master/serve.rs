@@ -15,7 +15,7 @@ use super::process::ChildEvent;
 use super::sse::Hub;
 use super::urls::{self, UrlDefaults};
 use super::{http, state, supervisor, tls, Control, MasterError, MasterOptions};
-use crate::config::{Config, TlsMode};
+use crate::config::Config;
 
 /// How often the stop flag and the save flag are looked at.
 const TICK: Duration = Duration::from_millis(50);
@@ -53,7 +53,7 @@ pub fn serve(
         };
         let (tx, rx) = inbox::<ChildEvent>(4096);
         let m = Rc::new(build_master(&cfg, opts, tx));
-        let acceptor = tls_acceptor(&cfg, &m);
+        let acceptor = tls_acceptor(&cfg);
         log::info!("Master started: {}{}", addr, m.base);
         ready(Ok(addr));
         spawn_tasks(&m, listener, acceptor, rx);
@@ -79,7 +79,7 @@ fn build_master(
     tx: super::inbox::InboxSender<ChildEvent>,
 ) -> Master {
     let defaults = UrlDefaults {
-        log: cfg.params.log.as_str().to_string(),
+        log: opts.url_log.clone(),
         tls: cfg.params.tls.code().to_string(),
         crt: cfg.params.crt.clone(),
         key: cfg.params.key_file.clone(),
@@ -132,22 +132,11 @@ fn build_master(
     }
 }
 
-fn tls_acceptor(cfg: &Config, m: &Master) -> Option<monoio_rustls::TlsAcceptor> {
-    let config = match cfg.params.tls {
-        TlsMode::Off => return None,
-        TlsMode::SelfSigned => tls::self_signed(&m.name),
-        TlsMode::Files => tls::from_files(&cfg.params.crt, &cfg.params.key_file).or_else(|e| {
-            log::error!("Certificate load failed, using a self-signed one: {e}");
-            tls::self_signed(&m.name)
-        }),
-    };
-    match config {
-        Ok(c) => Some(monoio_rustls::TlsAcceptor::from(c)),
-        Err(e) => {
-            log::error!("TLS setup failed, serving plain HTTP: {e}");
-            None
-        }
-    }
+fn tls_acceptor(cfg: &Config) -> Option<monoio_rustls::TlsAcceptor> {
+    tls::acceptor(cfg).unwrap_or_else(|e| {
+        log::error!("TLS setup failed, serving plain HTTP: {e}");
+        None
+    })
 }
 
 fn spawn_tasks(

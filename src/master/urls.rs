@@ -3,10 +3,13 @@
 //! Go rebuilds the query with `url.Values.Encode()`: keys sorted, values escaped with
 //! `QueryEscape`. We do the same so the `url` and `config` strings match NodePass byte for byte.
 
+use crate::config::{format_go_duration, Params};
+
 /// The master settings that flow into instance URLs.
 #[derive(Clone, Debug, Default)]
 pub struct UrlDefaults {
-    /// Master `log=` level word.
+    /// The master URL's `log=` value as written, "" when absent (then nothing is filled,
+    /// as Go's `m.logLevel` is the raw query value).
     pub log: String,
     /// Master TLS code: "0", "1" or "2".
     pub tls: String,
@@ -77,8 +80,9 @@ pub fn instance_type(raw: &str) -> Result<&'static str, UrlError> {
     Ok(kind)
 }
 
-/// The enhanced URL: the master's `log` (and for servers `tls`, `crt`, `key`) filled in
-/// where the instance URL leaves them empty.
+/// The enhanced URL (Go's `enhanceURL`): the master's `log` when the master URL has one
+/// (and for servers with master tls≠0 `tls`, for tls=2 also `crt`, `key`) filled in where
+/// the instance URL leaves them empty; keys sorted.
 pub fn enhance(raw: &str, kind: &str, d: &UrlDefaults) -> String {
     let (head, query, frag) = split(raw);
     let mut q = parse_query(query);
@@ -86,49 +90,52 @@ pub fn enhance(raw: &str, kind: &str, d: &UrlDefaults) -> String {
     join(head, &q, frag)
 }
 
-/// The `config` URL: the enhanced URL with every default of the instance type filled in.
-// TODO(config::Config::full_url): switch to the typed renderer once src/config provides it.
+/// The `config` URL (Go's `generateConfigURL`): the enhanced URL with every parameter of
+/// the instance type that is still empty set to its default, keys sorted. Values the user
+/// gave stay as written, as in Go; the defaults come from [`Params::default`].
 pub fn config_url(enhanced: &str, kind: &str, d: &UrlDefaults) -> String {
     let (head, query, frag) = split(enhanced);
     let mut q = parse_query(query);
     fill_master(&mut q, kind, d);
-    let defaults: &[(&str, &str)] = if kind == "client" {
-        &[
-            ("dns", "5m0s"),
-            ("sni", "none"),
-            ("lbs", "0"),
-            ("min", "64"),
-            ("mode", "0"),
-            ("dial", "auto"),
-            ("read", "0s"),
-            ("rate", "0"),
-            ("slot", "65536"),
-            ("proxy", "0"),
-            ("block", "0"),
-            ("notcp", "0"),
-            ("noudp", "0"),
-        ]
-    } else {
-        &[
-            ("dns", "5m0s"),
-            ("lbs", "0"),
-            ("max", "1024"),
-            ("mode", "0"),
-            ("type", "0"),
-            ("dial", "auto"),
-            ("read", "0s"),
-            ("rate", "0"),
-            ("slot", "65536"),
-            ("proxy", "0"),
-            ("block", "0"),
-            ("notcp", "0"),
-            ("noudp", "0"),
-        ]
-    };
-    for (k, v) in defaults {
-        set_if_empty(&mut q, k, v);
+    for (k, v) in type_defaults(kind == "client") {
+        set_if_empty(&mut q, k, &v);
     }
     join(head, &q, frag)
+}
+
+/// Go's per-type defaults in its order: client `dns sni lbs min mode dial read rate slot
+/// proxy block notcp noudp`, server `dns lbs max mode type dial read …`.
+fn type_defaults(client: bool) -> Vec<(&'static str, String)> {
+    let p = Params::default();
+    let mut out = vec![("dns", format_go_duration(p.dns_ttl))];
+    if client {
+        // Go's DefaultServerName; `Config::sni_name` would pick the tunnel host instead.
+        out.push(("sni", "none".into()));
+    }
+    // Load balancing is not modelled by crate::config; "0" is Go's DefaultLBStrategy.
+    out.push(("lbs", "0".into()));
+    if client {
+        out.push(("min", p.min.to_string()));
+        out.push(("mode", p.mode.code().to_string()));
+    } else {
+        out.push(("max", p.max.to_string()));
+        out.push(("mode", p.mode.code().to_string()));
+        out.push(("type", p.pool_type.to_string()));
+    }
+    out.extend([
+        (
+            "dial",
+            p.dial.map_or_else(|| "auto".into(), |ip| ip.to_string()),
+        ),
+        ("read", format_go_duration(p.read_timeout)),
+        ("rate", p.rate_mbps.to_string()),
+        ("slot", p.slot.to_string()),
+        ("proxy", p.proxy.code().to_string()),
+        ("block", p.block.to_digits()),
+        ("notcp", u8::from(p.no_tcp).to_string()),
+        ("noudp", u8::from(p.no_udp).to_string()),
+    ]);
+    out
 }
 
 fn fill_master(q: &mut Vec<(String, String)>, kind: &str, d: &UrlDefaults) {
@@ -269,6 +276,18 @@ mod tests {
     fn a_client_url_keeps_its_own_log_and_gets_no_tls() {
         let out = enhance("client://k@h:1/[::]:10102?log=debug", "client", &tls2());
         assert_eq!(out, "client://k@h:1/[::]:10102?log=debug");
+    }
+
+    #[test]
+    fn a_master_url_without_log_fills_no_log_into_instance_urls() {
+        let d = UrlDefaults {
+            tls: "1".into(),
+            ..Default::default()
+        };
+        let out = enhance("server://:10101/127.0.0.1:8080?max=8", "server", &d);
+        assert_eq!(out, "server://:10101/127.0.0.1:8080?max=8&tls=1");
+        let cfg = config_url(&out, "server", &d);
+        assert_eq!(cfg, "server://:10101/127.0.0.1:8080?block=0&dial=auto&dns=5m0s&lbs=0&max=8&mode=0&notcp=0&noudp=0&proxy=0&rate=0&read=0s&slot=65536&tls=1&type=0");
     }
 
     #[test]

@@ -114,6 +114,7 @@ pub fn options(exe: PathBuf, state: &Path) -> MasterOptions {
         http: master::HttpLimits::default(),
         validate_urls: parser_is_real(),
         counter_save_interval: Duration::from_millis(200),
+        url_log: "info".into(),
     }
 }
 
@@ -143,13 +144,7 @@ impl TestMaster {
     }
 
     pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> Reply {
-        request(
-            self.addr,
-            method,
-            &format!("/api/v1{path}"),
-            Some(&self.key),
-            body,
-        )
+        api_call(self.addr, &self.key, method, path, body)
     }
 
     pub fn events(&self) -> Events {
@@ -223,6 +218,17 @@ pub fn request(
         raw.push_str("\r\n");
     }
     raw_request(addr, raw.as_bytes())
+}
+
+/// A request under `/api/v1` with the API key.
+pub fn api_call(
+    addr: SocketAddr,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Reply {
+    request(addr, method, &format!("/api/v1{path}"), Some(key), body)
 }
 
 /// Send raw bytes, read to EOF, parse the response.
