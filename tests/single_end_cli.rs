@@ -218,3 +218,24 @@ fn a_target_given_by_host_name_is_resolved_and_reached() {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     assert_eq!(echo_through(addr, &data), data);
 }
+
+#[test]
+fn the_last_check_point_on_shutdown_carries_every_byte() {
+    let target = echo_tcp();
+    let port = free_port();
+    let url = format!("client://127.0.0.1:{port}/{target}?mode=1");
+    // The report interval is far away: only the final CHECK_POINT can carry the bytes.
+    let mut np = NodepassProcess::start(&url, &[("NP_REPORT_INTERVAL", "1h")]);
+    np.wait_for_line("Listening on", STEP).expect("listening");
+    let data = payload(300_000, 2);
+    assert_eq!(
+        echo_through(format!("127.0.0.1:{port}").parse().unwrap(), &data),
+        data
+    );
+    np.terminate();
+    assert_eq!(np.wait_exit(STEP), Some(0));
+    let line = np
+        .wait_for_line("CHECK_POINT", STEP)
+        .expect("a final CHECK_POINT");
+    assert!(line.contains("|TCPRX=300000|TCPTX=300000|"), "{line}");
+}

@@ -119,7 +119,11 @@ pub(super) fn run_single_end(cfg: Config) -> i32 {
     if let Some(r) = resolver {
         r.stop();
     }
+    let stats = plane.stats.clone();
     plane.join();
+    // The bytes since the last report would be lost to a master otherwise (MASTER_API §4.27).
+    let snap = crate::stats::snapshot(stats.iter().map(|s| s.as_ref()));
+    crate::np_event!("{}", crate::stats::checkpoint_line(1, 0, 0, &snap));
     match result {
         Ok(()) => {
             log::info!("Client shutdown complete");
