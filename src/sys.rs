@@ -173,3 +173,12 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// Send signal `sig` to process `pid` (errors such as ESRCH are ignored: the caller only
+/// signals its own children and checks their state itself).
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: `kill` has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}

@@ -59,16 +59,13 @@ impl ChildHandle {
         self.reaped.load(Ordering::SeqCst)
     }
 
-    #[allow(unsafe_code)]
     fn signal(&self, sig: i32) {
+        // The pid belongs to our own child, not reaped yet (checked here), so it cannot
+        // have been recycled for another process.
         if self.is_reaped() || self.pid <= 0 {
             return;
         }
-        // SAFETY: `kill` has no memory-safety preconditions; the pid belongs to our own
-        // child, which is not reaped yet (checked above), so it cannot have been recycled.
-        unsafe {
-            libc::kill(self.pid, sig);
-        }
+        crate::sys::kill(self.pid, sig);
     }
 }
 
