@@ -87,8 +87,7 @@ fn top_up_every_worker(go: &mut GoClient, tunnel: SocketAddr) {
 fn start_reverse_server(driver: &str) -> (NodepassProcess, SocketAddr, SocketAddr) {
     let tunnel_port = free_port();
     let user_port = free_port();
-    let url =
-        format!("server://{KEY}@127.0.0.1:{tunnel_port}/127.0.0.1:{user_port}?mode=1&max=64");
+    let url = format!("server://{KEY}@127.0.0.1:{tunnel_port}/127.0.0.1:{user_port}?mode=1&max=64");
     let mut env = TUNNEL_ENV.to_vec();
     env.push(("NP_DRIVER", driver));
     let mut server = NodepassProcess::start(&url, &env);
@@ -111,7 +110,10 @@ fn tcp_user_crosses(go: &mut GoClient, user_addr: SocketAddr) {
     assert_eq!(sig.remote, Some(user.local_addr().unwrap().to_string()));
     assert_eq!(sig.fp, None);
     let id = sig.id.expect("tcp signal has an id");
-    let mut link = go.idle.remove(&id).expect("the id of one of our idle connections");
+    let mut link = go
+        .idle
+        .remove(&id)
+        .expect("the id of one of our idle connections");
     let up = payload(1024 * 1024, 11);
     let down = payload(1024 * 1024, 12);
     let (up2, down2) = (up.clone(), down.clone());
@@ -124,7 +126,12 @@ fn tcp_user_crosses(go: &mut GoClient, user_addr: SocketAddr) {
     });
     let mut got = Vec::new();
     link.read_to_end(&mut got).unwrap();
-    assert!(got == up, "user→pool bytes differ ({} of {})", got.len(), up.len());
+    assert!(
+        got == up,
+        "user→pool bytes differ ({} of {})",
+        got.len(),
+        up.len()
+    );
     link.write_all(&down).unwrap();
     link.shutdown(Shutdown::Write).unwrap();
     assert!(user_side.join().unwrap(), "pool→user bytes differ");
@@ -144,7 +151,10 @@ fn udp_user_crosses(go: &mut GoClient, user_addr: SocketAddr, server: &mut Nodep
         });
     assert_eq!(sig.remote, Some(user.local_addr().unwrap().to_string()));
     let id = sig.id.expect("udp signal has an id");
-    let mut link = go.idle.remove(&id).expect("the id of one of our idle connections");
+    let mut link = go
+        .idle
+        .remove(&id)
+        .expect("the id of one of our idle connections");
     let mut got = [0u8; 14];
     link.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"first datagram");

@@ -18,7 +18,8 @@ use nodepass::proto::{Action, Signal};
 const KEY: &str = "mykey";
 
 /// Go's `GET /` for key `mykey` and `sni=tunnel.test`, header order as Go's client writes it.
-const GO_REQUEST: &str = "GET / HTTP/1.1\r\nHost: tunnel.test\r\nUser-Agent: Go-http-client/1.1\r\n\
+const GO_REQUEST: &str =
+    "GET / HTTP/1.1\r\nHost: tunnel.test\r\nUser-Agent: Go-http-client/1.1\r\n\
     Authorization: Bearer e1b24265bf2e0b20c81837993b4f1415f7b68c503114d100a40601eca6a2745f\r\n\
     Accept-Encoding: gzip\r\n\r\n";
 
@@ -60,38 +61,63 @@ fn answer_handshake(listener: &TcpListener, tls: u8) -> Vec<u8> {
     request
 }
 
-/// Accept pool connections forever: TLS-accept if `tls` is set, write the 4-byte id
-/// (the first `00000000`, then random-looking and distinct).
-fn accept_pool(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> mpsc::Receiver<Seen> {
+/// Accept pool connections forever, each on its own thread (a connection abandoned
+/// mid-TLS must not hold up the rest): TLS-accept if `tls` is set, then write the 4-byte
+/// id (the first `00000000`, then random-looking and distinct).
+fn accept_pool(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> mpsc::Receiver<Seen> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for n in 0u32.. {
-            let Ok((tcp, _)) = listener.accept() else { return };
-            tcp.set_read_timeout(Some(STEP)).unwrap();
-            let mut peek = [0u8; 3];
-            if tls.is_some() && tcp.peek(&mut peek).is_ok_and(|k| k == 3) && &peek == b"GET" {
-                let _ = tx.send(Seen::Handshake);
-                continue;
-            }
-            let id = if n == 0 { [0; 4] } else { (n.wrapping_mul(0x9E37_79B9) | 1).to_be_bytes() };
-            let raw = tcp.try_clone().unwrap();
-            let mut stream: Box<dyn Stream> = match &tls {
-                None => Box::new(tcp),
-                Some(cfg) => {
-                    let conn = rustls::ServerConnection::new(Arc::clone(cfg)).unwrap();
-                    Box::new(rustls::StreamOwned::new(conn, tcp))
-                }
-            };
-            if stream.write_all(&id).and_then(|()| stream.flush()).is_err() {
-                continue;
-            }
-            let seen = Seen::Pool(Accepted { id: id_hex(id), stream, tcp: raw });
-            if tx.send(seen).is_err() {
+            let Ok((tcp, _)) = listener.accept() else {
                 return;
+            };
+            let (tx, tls) = (tx.clone(), tls.clone());
+            // The first (the control channel, `00000000`) is served inline so it is
+            // always the first one reported.
+            if n == 0 {
+                if let Some(seen) = pool_conn(n, tcp, tls) {
+                    let _ = tx.send(seen);
+                }
+                continue;
             }
+            std::thread::spawn(move || {
+                if let Some(seen) = pool_conn(n, tcp, tls) {
+                    let _ = tx.send(seen);
+                }
+            });
         }
     });
     rx
+}
+
+fn pool_conn(n: u32, tcp: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> Option<Seen> {
+    tcp.set_read_timeout(Some(STEP)).unwrap();
+    let mut peek = [0u8; 3];
+    if tls.is_some() && tcp.peek(&mut peek).is_ok_and(|k| k == 3) && &peek == b"GET" {
+        return Some(Seen::Handshake);
+    }
+    let id = if n == 0 {
+        [0; 4]
+    } else {
+        (n.wrapping_mul(0x9E37_79B9) | 1).to_be_bytes()
+    };
+    let raw = tcp.try_clone().unwrap();
+    let mut stream: Box<dyn Stream> = match tls {
+        None => Box::new(tcp),
+        Some(cfg) => {
+            let conn = rustls::ServerConnection::new(cfg).unwrap();
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+    };
+    stream.write_all(&id).and_then(|()| stream.flush()).ok()?;
+    Some(Seen::Pool(Accepted {
+        id: id_hex(id),
+        stream,
+        tcp: raw,
+    }))
 }
 
 /// The next pool connection accepted within `STEP`.
@@ -119,7 +145,11 @@ struct FakeGoServer {
     request: Vec<u8>,
 }
 
-fn fake_go_server(tls: u8, target: SocketAddr, env: &[(&str, &str)]) -> (FakeGoServer, Option<String>) {
+fn fake_go_server(
+    tls: u8,
+    target: SocketAddr,
+    env: &[(&str, &str)],
+) -> (FakeGoServer, Option<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let url = format!("client://{KEY}@127.0.0.1:{port}/{target}?mode=2&min=4&sni=tunnel.test");
@@ -132,9 +162,17 @@ fn fake_go_server(tls: u8, target: SocketAddr, env: &[(&str, &str)]) -> (FakeGoS
     let pool = accept_pool(listener, server_tls.map(|t| t.config));
     let first = next_pool(&pool);
     assert_eq!(first.id, "00000000");
-    first.tcp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    first
+        .tcp
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     let control = FakeControl::start(first.stream, KEY, Duration::from_secs(1));
-    let server = FakeGoServer { client, control, pool, request };
+    let server = FakeGoServer {
+        client,
+        control,
+        pool,
+        request,
+    };
     (server, fp)
 }
 
@@ -164,7 +202,12 @@ fn go_server_against_our_client(driver: &str) {
     let mut back = Vec::new();
     link.stream.read_to_end(&mut back).unwrap();
     w.join().unwrap();
-    assert!(back == data, "{} of {} bytes came back intact", back.len(), data.len());
+    assert!(
+        back == data,
+        "{} of {} bytes came back intact",
+        back.len(),
+        data.len()
+    );
     // udp: each write is a datagram to the target; each reply comes back as raw bytes.
     let mut link = next_pool(&go.pool);
     let mut sig = Signal::new(Action::Udp);
@@ -177,7 +220,12 @@ fn go_server_against_our_client(driver: &str) {
         link.stream.read_exact(&mut got).unwrap();
         assert_eq!(got, msg);
     }
-    let errors: Vec<_> = go.client.seen.iter().filter(|l| l.contains("Client error")).collect();
+    let errors: Vec<_> = go
+        .client
+        .seen
+        .iter()
+        .filter(|l| l.contains("Client error"))
+        .collect();
     assert!(errors.is_empty(), "{errors:?}");
 }
 
@@ -220,18 +268,30 @@ fn tls1_verify_race_is_tolerated_and_a_wrong_fingerprint_restarts_our_client() {
     go.client
         .wait_for_line("TLS fingerprint verified", STEP)
         .unwrap_or_else(|| panic!("not verified: {:#?}", go.client.seen));
-    let errors: Vec<_> = go.client.seen.iter().filter(|l| l.contains("Client error")).collect();
+    let errors: Vec<_> = go
+        .client
+        .seen
+        .iter()
+        .filter(|l| l.contains("Client error"))
+        .collect();
     assert!(errors.is_empty(), "{errors:?}");
     // A wrong one is fatal: the client restarts and comes back with a new handshake.
     let other = next_pool_except(&go.pool, ours.id.as_deref());
     let mut bad = Signal::new(Action::Verify);
     bad.id = Some(other.id.clone());
-    bad.fp = Some(fp.replace("sha256:", "sha256:00:").chars().take(fp.len()).collect());
+    bad.fp = Some(
+        fp.replace("sha256:", "sha256:00:")
+            .chars()
+            .take(fp.len())
+            .collect(),
+    );
     go.control.send(bad);
     go.client
         .wait_for_line("certificate fingerprint mismatch", STEP)
         .expect("mismatch is an error");
-    go.client.wait_for_line("Client restart", STEP).expect("restart");
+    go.client
+        .wait_for_line("Client restart", STEP)
+        .expect("restart");
     let again = (0..64).any(|_| matches!(go.pool.recv_timeout(STEP), Ok(Seen::Handshake)));
     assert!(again, "no new handshake after the restart");
     drop((idle, other));

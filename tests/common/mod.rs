@@ -494,16 +494,18 @@ impl FakeControl {
             let mut buf = [0u8; 4096];
             let mut next_ping = Instant::now();
             while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                let mut lines: Vec<Vec<u8>> = out_rx
-                    .try_iter()
-                    .map(|s| encode_line(&s, &key))
-                    .collect();
+                let mut lines: Vec<Vec<u8>> =
+                    out_rx.try_iter().map(|s| encode_line(&s, &key)).collect();
                 if Instant::now() >= next_ping {
                     next_ping = Instant::now() + ping_every;
                     lines.push(encode_line(&Signal::new(Action::Ping), &key));
                 }
                 for line in lines {
-                    if stream.write_all(&line).and_then(|()| stream.flush()).is_err() {
+                    if stream
+                        .write_all(&line)
+                        .and_then(|()| stream.flush())
+                        .is_err()
+                    {
                         return;
                     }
                 }
