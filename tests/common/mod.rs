@@ -420,3 +420,159 @@ pub fn echo_through_ok(addr: SocketAddr, data: &[u8]) -> bool {
     let mut out = Vec::new();
     s.read_to_end(&mut out).is_ok() && out == data
 }
+
+/// A TCP echo and a UDP echo on the same port (a tunnel target is one address for both).
+pub fn echo_tcp_udp() -> SocketAddr {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = tcp.local_addr().expect("addr");
+        let Ok(udp) = UdpSocket::bind(addr) else {
+            continue;
+        };
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(&buf[..n], from);
+            }
+        });
+        std::thread::spawn(move || {
+            for conn in tcp.incoming() {
+                let Ok(mut conn) = conn else { return };
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = conn.read(&mut buf) {
+                        if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = conn.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        return addr;
+    }
+}
+
+/// Read an HTTP head (up to and including the blank line) and nothing more.
+pub fn read_http_head(s: &mut impl Read) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    head
+}
+
+/// Plays a Go peer's side of a control channel on its own thread: decodes every signal
+/// line, answers `ping` with `pong`, pings every `ping_every` (the first at once), and
+/// writes what the test queues. The stream must have a short read timeout (≈50 ms) so
+/// the thread can interleave writes; it is closed when this value is dropped.
+pub struct FakeControl {
+    got: mpsc::Receiver<nodepass::proto::Signal>,
+    out: mpsc::Sender<nodepass::proto::Signal>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeControl {
+    /// Start on `stream` with the tunnel `key`.
+    pub fn start<S: Read + Write + Send + 'static>(
+        mut stream: S,
+        key: &str,
+        ping_every: Duration,
+    ) -> FakeControl {
+        use nodepass::proto::{decode_line, encode_line, Action, Signal};
+        let (got_tx, got) = mpsc::channel();
+        let (out, out_rx) = mpsc::channel::<Signal>();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let key = key.to_owned();
+        std::thread::spawn(move || {
+            let mut pending = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut next_ping = Instant::now();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut lines: Vec<Vec<u8>> =
+                    out_rx.try_iter().map(|s| encode_line(&s, &key)).collect();
+                if Instant::now() >= next_ping {
+                    next_ping = Instant::now() + ping_every;
+                    lines.push(encode_line(&Signal::new(Action::Ping), &key));
+                }
+                for line in lines {
+                    if stream
+                        .write_all(&line)
+                        .and_then(|()| stream.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                let n = match stream.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(_) => return,
+                };
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    let sig = decode_line(&line, &key).expect("a well-formed signal line");
+                    if sig.action == Action::Ping {
+                        let pong = encode_line(&Signal::new(Action::Pong), &key);
+                        if stream.write_all(&pong).is_err() {
+                            return;
+                        }
+                    }
+                    if got_tx.send(sig).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        FakeControl { got, out, stop }
+    }
+
+    /// Queue a signal for the peer.
+    pub fn send(&self, sig: nodepass::proto::Signal) {
+        self.out.send(sig).expect("control thread alive");
+    }
+
+    /// The next received signal matching `pred` within `limit` (others are skipped).
+    pub fn wait_for(
+        &self,
+        limit: Duration,
+        pred: impl Fn(&nodepass::proto::Signal) -> bool,
+    ) -> Option<nodepass::proto::Signal> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.got.recv_timeout(left) {
+                Ok(sig) if pred(&sig) => return Some(sig),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for FakeControl {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Lowercase hex of a 4-byte pool id, as it appears in signals.
+pub fn id_hex(id: [u8; 4]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}

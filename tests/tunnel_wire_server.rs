@@ -1,0 +1,298 @@
+//! Our client against a fake Go v1.14.0 server played byte for byte over raw sockets: the
+//! exact request our client sends, Go's reply bytes, 4-byte ids (`00000000` first, then
+//! random), the control channel, a `tcp`/`udp` signal relayed byte-exact to the target on
+//! both drivers; and with tls=1 the fingerprint exchange — Go's verify race is tolerated,
+//! a wrong fingerprint restarts our client.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use nodepass::proto::{Action, Signal};
+
+const KEY: &str = "mykey";
+
+/// Go's `GET /` for key `mykey` and `sni=tunnel.test`, header order as Go's client writes it.
+const GO_REQUEST: &str =
+    "GET / HTTP/1.1\r\nHost: tunnel.test\r\nUser-Agent: Go-http-client/1.1\r\n\
+    Authorization: Bearer e1b24265bf2e0b20c81837993b4f1415f7b68c503114d100a40601eca6a2745f\r\n\
+    Accept-Encoding: gzip\r\n\r\n";
+
+/// Go's `http.Server` reply: handler headers sorted, then Date and Content-Length.
+fn go_reply(tls: u8) -> Vec<u8> {
+    let body = format!("{{\"flow\":\"-\",\"max\":8,\"tls\":\"{tls}\",\"type\":\"0\"}}\n");
+    format!(
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Date: Sat, 01 Mar 2025 10:00:00 GMT\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// A pool connection the fake server accepted, after its id was written.
+struct Accepted {
+    id: String,
+    stream: Box<dyn Stream>,
+    tcp: TcpStream,
+}
+
+/// What the fake server's listener sees after the handshake.
+enum Seen {
+    Pool(Accepted),
+    /// A new HTTP handshake (the client restarted).
+    Handshake,
+}
+
+/// Answer the first connection as Go's handshake handler; returns the request bytes.
+fn answer_handshake(listener: &TcpListener, tls: u8) -> Vec<u8> {
+    let (mut s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(STEP)).unwrap();
+    let request = read_http_head(&mut s);
+    s.write_all(&go_reply(tls)).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    request
+}
+
+/// Accept pool connections forever, each on its own thread (a connection abandoned
+/// mid-TLS must not hold up the rest): TLS-accept if `tls` is set, then write the 4-byte
+/// id (the first `00000000`, then random-looking and distinct).
+fn accept_pool(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> mpsc::Receiver<Seen> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for n in 0u32.. {
+            let Ok((tcp, _)) = listener.accept() else {
+                return;
+            };
+            let (tx, tls) = (tx.clone(), tls.clone());
+            // The first (the control channel, `00000000`) is served inline so it is
+            // always the first one reported.
+            if n == 0 {
+                if let Some(seen) = pool_conn(n, tcp, tls) {
+                    let _ = tx.send(seen);
+                }
+                continue;
+            }
+            std::thread::spawn(move || {
+                if let Some(seen) = pool_conn(n, tcp, tls) {
+                    let _ = tx.send(seen);
+                }
+            });
+        }
+    });
+    rx
+}
+
+fn pool_conn(n: u32, tcp: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> Option<Seen> {
+    tcp.set_read_timeout(Some(STEP)).unwrap();
+    let mut peek = [0u8; 3];
+    if tls.is_some() && tcp.peek(&mut peek).is_ok_and(|k| k == 3) && &peek == b"GET" {
+        return Some(Seen::Handshake);
+    }
+    let id = if n == 0 {
+        [0; 4]
+    } else {
+        (n.wrapping_mul(0x9E37_79B9) | 1).to_be_bytes()
+    };
+    let raw = tcp.try_clone().unwrap();
+    let mut stream: Box<dyn Stream> = match tls {
+        None => Box::new(tcp),
+        Some(cfg) => {
+            let conn = rustls::ServerConnection::new(cfg).unwrap();
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+    };
+    stream.write_all(&id).and_then(|()| stream.flush()).ok()?;
+    Some(Seen::Pool(Accepted {
+        id: id_hex(id),
+        stream,
+        tcp: raw,
+    }))
+}
+
+/// The next pool connection accepted within `STEP`.
+fn next_pool(rx: &mpsc::Receiver<Seen>) -> Accepted {
+    match rx.recv_timeout(STEP).expect("a pool connection") {
+        Seen::Pool(a) => a,
+        Seen::Handshake => panic!("unexpected handshake"),
+    }
+}
+
+/// The next accepted pool connection other than `used` (which the client took itself).
+fn next_pool_except(rx: &mpsc::Receiver<Seen>, used: Option<&str>) -> Accepted {
+    loop {
+        let a = next_pool(rx);
+        if Some(a.id.as_str()) != used {
+            return a;
+        }
+    }
+}
+
+struct FakeGoServer {
+    client: NodepassProcess,
+    control: FakeControl,
+    pool: mpsc::Receiver<Seen>,
+    request: Vec<u8>,
+}
+
+fn fake_go_server(
+    tls: u8,
+    target: SocketAddr,
+    env: &[(&str, &str)],
+) -> (FakeGoServer, Option<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let url = format!("client://{KEY}@127.0.0.1:{port}/{target}?mode=2&min=4&sni=tunnel.test");
+    let mut all = TUNNEL_ENV.to_vec();
+    all.extend_from_slice(env);
+    let client = NodepassProcess::start(&url, &all);
+    let request = answer_handshake(&listener, tls);
+    let server_tls = (tls != 0).then(|| nodepass::tls::server_config_self_signed().unwrap());
+    let fp = server_tls.as_ref().map(|t| t.fingerprint());
+    let pool = accept_pool(listener, server_tls.map(|t| t.config));
+    let first = next_pool(&pool);
+    assert_eq!(first.id, "00000000");
+    first
+        .tcp
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let control = FakeControl::start(first.stream, KEY, Duration::from_secs(1));
+    let server = FakeGoServer {
+        client,
+        control,
+        pool,
+        request,
+    };
+    (server, fp)
+}
+
+fn go_server_against_our_client(driver: &str) {
+    let target = echo_tcp_udp();
+    let (mut go, _) = fake_go_server(0, target, &[("NP_DRIVER", driver)]);
+    assert_eq!(String::from_utf8_lossy(&go.request), GO_REQUEST);
+    go.control
+        .wait_for(STEP, |s| *s == Signal::new(Action::Ping))
+        .expect("the client pings at once");
+    go.client
+        .wait_for_line("CHECK_POINT|MODE=2|PING=", STEP)
+        .expect("CHECK_POINT on our pong");
+    // tcp: our client dials the target and relays 1 MiB both ways.
+    let mut link = next_pool(&go.pool);
+    let mut sig = Signal::new(Action::Tcp);
+    sig.remote = Some("127.0.0.1:40000".into());
+    sig.id = Some(link.id.clone());
+    go.control.send(sig);
+    let data = payload(1024 * 1024, 21);
+    let mut writer = link.tcp.try_clone().unwrap();
+    let sent = data.clone();
+    let w = std::thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    link.stream.read_to_end(&mut back).unwrap();
+    w.join().unwrap();
+    assert!(
+        back == data,
+        "{} of {} bytes came back intact",
+        back.len(),
+        data.len()
+    );
+    // udp: each write is a datagram to the target; each reply comes back as raw bytes.
+    let mut link = next_pool(&go.pool);
+    let mut sig = Signal::new(Action::Udp);
+    sig.remote = Some("127.0.0.1:40001".into());
+    sig.id = Some(link.id.clone());
+    go.control.send(sig);
+    for msg in [&b"one datagram"[..], b"and another"] {
+        link.stream.write_all(msg).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        link.stream.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg);
+    }
+    let errors: Vec<_> = go
+        .client
+        .seen
+        .iter()
+        .filter(|l| l.contains("Client error"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn our_client_sends_gos_request_and_relays_signalled_sessions_on_uring() {
+    go_server_against_our_client("uring");
+}
+
+#[test]
+fn our_client_sends_gos_request_and_relays_signalled_sessions_on_epoll() {
+    go_server_against_our_client("legacy");
+}
+
+#[test]
+fn tls1_verify_race_is_tolerated_and_a_wrong_fingerprint_restarts_our_client() {
+    let env = [("NP_POOL_GET_TIMEOUT", "1s")];
+    let (mut go, fp) = fake_go_server(1, echo_tcp_udp(), &env);
+    let fp = fp.unwrap();
+    // Our client reports what it saw on one idle connection: our certificate.
+    let ours = go
+        .control
+        .wait_for(STEP, |s| s.action == Action::Verify)
+        .expect("the client sends verify");
+    assert_eq!(ours.fp.as_deref(), Some(fp.as_str()));
+    assert_eq!(ours.remote, None);
+    // Go's race (§9.23): the server picked the same id. Logged, no restart.
+    let mut race = Signal::new(Action::Verify);
+    race.id = ours.id.clone();
+    race.fp = Some(fp.clone());
+    go.control.send(race);
+    go.client
+        .wait_for_line("not found (peer took it too)", STEP)
+        .expect("race logged");
+    // A right fingerprint for another idle connection passes.
+    let idle = next_pool_except(&go.pool, ours.id.as_deref());
+    let mut good = Signal::new(Action::Verify);
+    good.id = Some(idle.id.clone());
+    good.fp = Some(fp.clone());
+    go.control.send(good);
+    go.client
+        .wait_for_line("TLS fingerprint verified", STEP)
+        .unwrap_or_else(|| panic!("not verified: {:#?}", go.client.seen));
+    let errors: Vec<_> = go
+        .client
+        .seen
+        .iter()
+        .filter(|l| l.contains("Client error"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    // A wrong one is fatal: the client restarts and comes back with a new handshake.
+    let other = next_pool_except(&go.pool, ours.id.as_deref());
+    let mut bad = Signal::new(Action::Verify);
+    bad.id = Some(other.id.clone());
+    bad.fp = Some(
+        fp.replace("sha256:", "sha256:00:")
+            .chars()
+            .take(fp.len())
+            .collect(),
+    );
+    go.control.send(bad);
+    go.client
+        .wait_for_line("certificate fingerprint mismatch", STEP)
+        .expect("mismatch is an error");
+    go.client
+        .wait_for_line("Client restart", STEP)
+        .expect("restart");
+    let again = (0..64).any(|_| matches!(go.pool.recv_timeout(STEP), Ok(Seen::Handshake)));
+    assert!(again, "no new handshake after the restart");
+    drop((idle, other));
+}
