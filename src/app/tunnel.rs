@@ -12,6 +12,7 @@ use crate::control::tunnel::{self as tunnel_control, Outcome};
 use crate::control::{client as tunnel_client, dns};
 use crate::dataplane::{self, TunnelSide, TunnelSockets, TunnelSpec, WorkerSockets};
 use crate::proto::{Flow, TunnelConfig};
+use crate::stats::WorkerStats;
 use crate::{net, runtime, shutdown, tls};
 
 /// Which end of a dual-end tunnel this process runs.
@@ -51,15 +52,19 @@ pub(super) fn run_tunnel(cfg: Config, end: End) -> i32 {
     }
     log::info!("{}", cfg.started_line());
     let mut backoff = Backoff::new(cfg.env.service_cooldown);
+    // Created once: every run adds to the same counters, so CHECK_POINT stays cumulative
+    // per process across restarts (a master reads a drop as a restarted child).
+    let stats: Vec<Arc<WorkerStats>> = (0..worker_count(&cfg)).map(|_| Arc::default()).collect();
     // Go keeps the mode auto-selection chose across restarts.
     let mut mode = cfg.params.mode;
     loop {
         let outcome = match end {
-            End::Server => server_once(&cfg, driver, &mut mode),
-            End::Client => client_once(&cfg, driver),
+            End::Server => server_once(&cfg, driver, &stats, &mut mode),
+            End::Client => client_once(&cfg, driver, &stats),
         };
         let (why, healthy) = match outcome {
             Ok(Outcome::Shutdown) => {
+                final_checkpoint(mode, &stats);
                 log::info!("{word} shutdown complete");
                 return 0;
             }
@@ -69,11 +74,26 @@ pub(super) fn run_tunnel(cfg: Config, end: End) -> i32 {
         log::error!("{word} error: {why}");
         let delay = backoff.next_delay(healthy);
         if wait_or_shutdown(driver, delay) {
+            final_checkpoint(mode, &stats);
             log::info!("{word} shutdown complete");
             return 0;
         }
         log::info!("{}", cfg.restart_line());
     }
+}
+
+/// The bytes since the last report would be lost to a master otherwise (MASTER_API §4.27).
+fn final_checkpoint(mode: RunMode, stats: &[Arc<WorkerStats>]) {
+    let mode = if mode == RunMode::Auto {
+        RunMode::Two
+    } else {
+        mode
+    };
+    let snap = crate::stats::snapshot(stats.iter().map(|s| s.as_ref()));
+    crate::np_event!(
+        "{}",
+        crate::stats::checkpoint_line(mode.code(), 0, 0, &snap)
+    );
 }
 
 /// Sleep `delay` unless a shutdown comes first (then true).
@@ -110,6 +130,7 @@ fn no_user_sockets(workers: usize) -> Vec<WorkerSockets> {
 fn server_once(
     cfg: &Config,
     driver: runtime::ActiveDriver,
+    stats: &[Arc<WorkerStats>],
     mode: &mut RunMode,
 ) -> Result<Outcome, String> {
     let workers = worker_count(cfg);
@@ -164,11 +185,15 @@ fn server_once(
         tls: server_tls,
     };
     let end = tunnel_control::End::Server { fingerprint };
-    run_plane(cfg, driver, side, sockets, end, mode.code())
+    run_plane(cfg, driver, side, sockets, end, mode.code(), stats)
 }
 
 /// One client run: handshake, bind the target in forward flow, start the pool.
-fn client_once(cfg: &Config, driver: runtime::ActiveDriver) -> Result<Outcome, String> {
+fn client_once(
+    cfg: &Config,
+    driver: runtime::ActiveDriver,
+    stats: &[Arc<WorkerStats>],
+) -> Result<Outcome, String> {
     let workers = worker_count(cfg);
     let server =
         net::resolve(&cfg.tunnel).map_err(|e| format!("cannot resolve {}: {e}", cfg.tunnel))?;
@@ -210,7 +235,7 @@ fn client_once(cfg: &Config, driver: runtime::ActiveDriver) -> Result<Outcome, S
         started,
         tls: tc.tls != 0,
     };
-    run_plane(cfg, driver, side, sockets, end, RunMode::Two.code())
+    run_plane(cfg, driver, side, sockets, end, RunMode::Two.code(), stats)
 }
 
 fn run_plane(
@@ -220,6 +245,7 @@ fn run_plane(
     sockets: Vec<TunnelSockets>,
     end: tunnel_control::End,
     mode: u8,
+    stats: &[Arc<WorkerStats>],
 ) -> Result<Outcome, String> {
     let workers = sockets.len();
     let (shared, events) = TunnelShared::new(workers);
@@ -234,7 +260,7 @@ fn run_plane(
         report_interval: cfg.env.report_interval,
         workers,
     });
-    let plane = dataplane::start_tunnel(spec, sockets, driver)
+    let plane = dataplane::start_tunnel(spec, sockets, stats.to_vec(), driver)
         .map_err(|e| format!("cannot start workers: {e}"))?;
     let _ = shared.workers.set(plane.handles.clone());
     let resolver = dns::Resolver::spawn(

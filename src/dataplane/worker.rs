@@ -84,8 +84,8 @@ pub struct WorkerCtx {
     pub spec: Arc<ForwardSpec>,
     /// This worker's counters.
     pub stats: Arc<WorkerStats>,
-    /// Current target addresses (replaced by DNS refreshes).
-    pub targets: RefCell<Arc<[Option<SocketAddr>]>>,
+    /// Current target addresses (replaced by DNS refreshes); this worker's own copy.
+    pub targets: RefCell<Rc<[Option<SocketAddr>]>>,
     /// Round-robin position; starts at the worker index so workers spread their picks.
     pub next_target: Cell<usize>,
     /// Raised when the worker must stop accepting.
@@ -153,6 +153,28 @@ pub fn start_forwarder(
     sockets: Vec<WorkerSockets>,
     driver: ActiveDriver,
 ) -> io::Result<DataPlane> {
+    let stats = (0..sockets.len()).map(|_| Arc::default()).collect();
+    spawn_workers(spec, sockets, stats, driver, |ctx, socks, mailbox| {
+        worker_main(ctx, socks, mailbox)
+    })
+}
+
+/// Spawn one `np-worker-{i}` thread per entry of `items`, pinned to cores in order, each
+/// with its own [`WorkerCtx`] and monoio runtime running `main` until it returns.
+/// `stats` (one per worker) are the counters the workers add to; a caller that restarts
+/// its data plane passes the same ones again, so counters stay cumulative per process.
+pub(crate) fn spawn_workers<S, F, Fut>(
+    spec: Arc<ForwardSpec>,
+    items: Vec<S>,
+    stats: Vec<Arc<WorkerStats>>,
+    driver: ActiveDriver,
+    main: F,
+) -> io::Result<DataPlane>
+where
+    S: Send + 'static,
+    F: Fn(Rc<WorkerCtx>, S, Mailbox) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = io::Result<()>>,
+{
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut plane = DataPlane {
         handles: Vec::new(),
@@ -160,12 +182,12 @@ pub fn start_forwarder(
         driver,
         threads: Vec::new(),
     };
-    for (index, socks) in sockets.into_iter().enumerate() {
+    for ((index, item), stats) in items.into_iter().enumerate().zip(stats) {
         let (handle, mailbox) = bus::mailbox();
-        let stats = Arc::new(WorkerStats::default());
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let spec = Arc::clone(&spec);
         let worker_stats = Arc::clone(&stats);
+        let main = main.clone();
         let thread = std::thread::Builder::new()
             .name(format!("np-worker-{index}"))
             .spawn(move || {
@@ -174,7 +196,9 @@ pub fn start_forwarder(
                 }
                 let ctx = WorkerCtx {
                     index,
-                    targets: RefCell::new(Arc::clone(&spec.targets)),
+                    // A copy per worker: cloning it per connection then touches no memory
+                    // another core writes.
+                    targets: RefCell::new(spec.targets.iter().copied().collect()),
                     spec,
                     stats: worker_stats,
                     next_target: Cell::new(index),
@@ -184,8 +208,7 @@ pub fn start_forwarder(
                     pipes: PipePool::default(),
                     driver,
                 };
-                let run =
-                    runtime::block_on(driver, move || worker_main(Rc::new(ctx), socks, mailbox));
+                let run = runtime::block_on(driver, move || main(Rc::new(ctx), item, mailbox));
                 match run {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) | Err(e) => {
@@ -230,7 +253,7 @@ async fn worker_main(ctx: Rc<WorkerCtx>, socks: WorkerSockets, mailbox: Mailbox)
     loop {
         match mailbox.recv().await {
             Some(Command::StopAccepting) => ctx.stopping.raise(),
-            Some(Command::Targets(t)) => *ctx.targets.borrow_mut() = t,
+            Some(Command::Targets(t)) => *ctx.targets.borrow_mut() = t.iter().copied().collect(),
             Some(Command::CloseAll) | None => break,
             // Tunnel commands never reach a forwarding worker.
             Some(_) => {}

@@ -15,22 +15,19 @@ mod pool_io;
 mod session;
 mod udp;
 
-use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bus::{self, Command, Mailbox, TunnelShared};
+use crate::bus::{Command, Mailbox, TunnelShared};
 use crate::proto::TunnelConfig;
-use crate::runtime::{self, ActiveDriver};
+use crate::runtime::ActiveDriver;
 use crate::stats::WorkerStats;
 use crate::tls::{ClientTls, ServerTls};
 
-use super::flag::LocalFlag;
-use super::pipes::PipePool;
-use super::worker::{DataPlane, ForwardSpec, WorkerCtx, WorkerSockets};
+use super::worker::{spawn_workers, DataPlane, ForwardSpec, WorkerCtx, WorkerSockets};
 use pool::Shard;
 
 /// Which end of the tunnel this process is.
@@ -95,60 +92,28 @@ pub(super) struct TunnelCtx {
     shard: Shard,
 }
 
-/// Start one tunnel worker per entry of `sockets`.
+/// Start one tunnel worker per entry of `sockets`, adding to `stats` (one per worker,
+/// kept by the caller across restarts so CHECK_POINT counters stay cumulative).
 pub fn start_tunnel(
     spec: Arc<TunnelSpec>,
     sockets: Vec<TunnelSockets>,
+    stats: Vec<Arc<WorkerStats>>,
     driver: ActiveDriver,
 ) -> io::Result<DataPlane> {
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let mut plane = DataPlane {
-        handles: Vec::new(),
-        stats: Vec::new(),
+    let forward = Arc::clone(&spec.forward);
+    spawn_workers(
+        forward,
+        sockets,
+        stats,
         driver,
-        threads: Vec::new(),
-    };
-    for (index, socks) in sockets.into_iter().enumerate() {
-        let (handle, mailbox) = bus::mailbox();
-        let stats = Arc::new(WorkerStats::default());
-        let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
-        let spec = Arc::clone(&spec);
-        let worker_stats = Arc::clone(&stats);
-        let thread = std::thread::Builder::new()
-            .name(format!("np-worker-{index}"))
-            .spawn(move || {
-                if let Some(core) = core {
-                    core_affinity::set_for_current(core);
-                }
-                let ctx = WorkerCtx {
-                    index,
-                    targets: RefCell::new(Arc::clone(&spec.forward.targets)),
-                    spec: Arc::clone(&spec.forward),
-                    stats: worker_stats,
-                    next_target: Cell::new(index),
-                    stopping: LocalFlag::default(),
-                    closing: LocalFlag::default(),
-                    sessions: Rc::default(),
-                    pipes: PipePool::default(),
-                    driver,
-                };
-                let t = TunnelCtx {
-                    shard: Shard::new(index, Arc::clone(&spec.shared)),
-                    spec,
-                };
-                let run = runtime::block_on(driver, move || {
-                    worker_main(Rc::new(ctx), Rc::new(t), socks, mailbox)
-                });
-                match run {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) | Err(e) => log::error!("worker {index} stopped: {e}"),
-                }
-            })?;
-        plane.handles.push(handle);
-        plane.stats.push(stats);
-        plane.threads.push(thread);
-    }
-    Ok(plane)
+        move |ctx, socks, mailbox| {
+            let t = TunnelCtx {
+                shard: Shard::new(ctx.index, Arc::clone(&spec.shared)),
+                spec: Arc::clone(&spec),
+            };
+            worker_main(ctx, Rc::new(t), socks, mailbox)
+        },
+    )
 }
 
 /// How long a worker waits for sessions to finish after shutting their sockets down.
@@ -196,7 +161,9 @@ async fn worker_main(
     loop {
         match mailbox.recv().await {
             Some(Command::StopAccepting) => ctx.stopping.raise(),
-            Some(Command::Targets(targets)) => *ctx.targets.borrow_mut() = targets,
+            Some(Command::Targets(targets)) => {
+                *ctx.targets.borrow_mut() = targets.iter().copied().collect()
+            }
             Some(Command::TunnelTcp { id, remote }) => {
                 monoio::spawn(session::serve_signal(
                     id,
