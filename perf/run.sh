@@ -154,7 +154,7 @@ ver() { command -v "$1" >/dev/null && "$@" 2>&1 | grep -m1 -iE 'version|[0-9]+\.
     printf 'tool\tsocat: %s\n' "$(command -v socat >/dev/null && socat -V 2>&1 | grep -m1 'socat version' || echo "not installed")"
     printf 'tool\thaproxy: %s\n' "$(ver haproxy -v)"
     printf 'tool\tnginx: %s\n' "$(ver nginx -v)"
-    printf 'tool\trathole: %s\n' "$([[ -x "$RATHOLE_BIN" ]] && "$RATHOLE_BIN" --version 2>&1 | head -n 1 || echo "not installed")"
+    printf 'tool\trathole: %s\n' "$([[ -x "$RATHOLE_BIN" ]] && "$RATHOLE_BIN" --version 2>&1 | grep -m1 "Build Version" | tr -s " " || echo "not installed")"
 } >"$META"
 skip() { # CONTENDER REASON
     printf 'skip\t%s\t%s\n' "$1" "$2" >>"$META"
