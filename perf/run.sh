@@ -208,8 +208,9 @@ start_contenders() {
                 continue
             fi
             next_port
-            if start_relay "$c" "$NEXT_PORT" "${BACKEND[$tag]}" "$tag"; then
-                LPORT[$c:$tag]=$NEXT_PORT RPIDS[$c:$tag]=$RELAY_PIDS
+            local lp=$NEXT_PORT # start_relay may take more ports (a tunnel's T) via next_port
+            if start_relay "$c" "$lp" "${BACKEND[$tag]}" "$tag"; then
+                LPORT[$c:$tag]=$lp RPIDS[$c:$tag]=$RELAY_PIDS
             else
                 skip "$c" "did not start: $(why_failed)"
                 DEAD[$c]=1
