@@ -162,7 +162,7 @@ skip() { # CONTENDER REASON
 }
 
 # --- backends ----------------------------------------------------------------------------
-alloc_ports $((4 + 6 * ${#CONTENDER_LIST[@]})) || exit 1
+alloc_ports $((4 + 7 * ${#CONTENDER_LIST[@]})) || exit 1
 declare -A BACKEND LPORT RPIDS DEAD
 start_backends() {
     local d="$WORK_DIR/backend"
@@ -193,10 +193,15 @@ EOF
     fi
     if command -v sockperf >/dev/null; then
         next_port; BACKEND[sock]=$NEXT_PORT
-        spawn "$d/sockperf-tcp.log" sockperf server --tcp -i 127.0.0.1 -p "${BACKEND[sock]}"
-        wait_ready "${BACKEND[sock]}" 5 "$SPAWNED_PID" || { log "sockperf server did not start"; unset 'BACKEND[sock]'; }
-        spawn "$d/sockperf-udp.log" sockperf server -i 127.0.0.1 -p "${BACKEND[sock]}"
+        start_sockperf "$d" "${BACKEND[sock]}" || { log "sockperf server did not start"; unset 'BACKEND[sock]'; }
     fi
+}
+
+start_sockperf() { # DIR PORT : a sockperf server on TCP and UDP PORT
+    mkdir -p "$1"
+    spawn "$1/sockperf-tcp.log" sockperf server --tcp -i 127.0.0.1 -p "$2"
+    wait_ready "$2" 5 "$SPAWNED_PID" || return 1
+    spawn "$1/sockperf-udp.log" sockperf server -i 127.0.0.1 -p "$2"
 }
 
 start_contenders() {
@@ -207,9 +212,17 @@ start_contenders() {
                 LPORT[$c:$tag]=${BACKEND[$tag]} RPIDS[$c:$tag]=""
                 continue
             fi
+            local target=${BACKEND[$tag]}
+            if [[ "$tag" == sock ]]; then
+                # sockperf's server blocks in recvfrom() on a lone connection: one relay that
+                # leaks a target connection would wedge it for every later contender.
+                next_port
+                target=$NEXT_PORT
+                start_sockperf "$WORK_DIR/backend-$c" "$target" || { skip "$c" "own sockperf server did not start"; continue; }
+            fi
             next_port
             local lp=$NEXT_PORT # start_relay may take more ports (a tunnel's T) via next_port
-            if start_relay "$c" "$lp" "${BACKEND[$tag]}" "$tag"; then
+            if start_relay "$c" "$lp" "$target" "$tag"; then
                 LPORT[$c:$tag]=$lp RPIDS[$c:$tag]=$RELAY_PIDS
             else
                 skip "$c" "did not start: $(why_failed)"
