@@ -13,6 +13,10 @@ NP_QUERY="${NP_QUERY:-}"             # extra query for nodepass URLs, e.g. "log=
 HAPROXY_NBTHREAD="${HAPROXY_NBTHREAD:-2}"
 NGINX_STREAM_WORKERS="${NGINX_STREAM_WORKERS:-2}"
 NGINX_STREAM_MODULE="${NGINX_STREAM_MODULE:-/usr/lib/nginx/modules/ngx_stream_module.so}"
+NP_WARM_POOL="${NP_WARM_POOL:-64}"    # tunnel ready when the client's CHECK_POINT shows POOL >= this (min=64)
+NP_WARM_TIMEOUT="${NP_WARM_TIMEOUT:-10}"
+RATHOLE_BIN="${RATHOLE_BIN:-$(command -v rathole || echo "$HOME/.cargo/bin/rathole")}"
+RATHOLE_LOG="${RATHOLE_LOG:-warn}"   # rathole's RUST_LOG (info logs every visitor connection)
 
 PGIDS=()
 FREE_PORTS=()
@@ -146,6 +150,105 @@ stream {
 EOF
 }
 
+# wait_pool CLIENT_LOG SECONDS PID... : poll until the nodepass tunnel client reports a
+# CHECK_POINT with POOL >= NP_WARM_POOL (its pool is warm) while the pids stay alive. The
+# first CHECK_POINT comes right after the handshake, mid-fill (POOL 30-60 of 64); the pool
+# is full about a second later. At the deadline a POOL > 0 is accepted with a warning.
+wait_pool() {
+    local f=$1 secs=$2
+    shift 2
+    local deadline=$((SECONDS + secs)) n
+    while ((SECONDS <= deadline)); do
+        all_alive "$@" || return 1
+        n=$(grep -ao 'CHECK_POINT|[^ ]*POOL=[0-9]*' "$f" 2>/dev/null | tail -n 1 | sed 's/.*POOL=//')
+        [[ -n "$n" ]] && ((n >= NP_WARM_POOL)) && return 0
+        sleep 0.1
+    done
+    if [[ -n "$n" ]] && ((n > 0)); then
+        log "WARN $(basename "$(dirname "$f")"): pool only at POOL=$n after $secs s (wanted $NP_WARM_POOL); measuring anyway"
+        return 0
+    fi
+    echo "pool not warm (POOL >= $NP_WARM_POOL) within $secs s; last POOL=${n:-none}" >>"$(dirname "$f")/start.log"
+    RELAY_LOGS+=" $(dirname "$f")/start.log"
+    return 1
+}
+
+# start_np_tunnel CONTENDER A B DIR QUERY : a nodepass tunnel (server + client) taking users
+# on 127.0.0.1:A to 127.0.0.1:B. Name tokens: "rev" = flow - (server mode=1: the server
+# listens on A, the client dials B), else flow + (server mode=2: the client listens on A,
+# the server dials B); "tls" = tls=1 on the pool connections, else tls=0.
+start_np_tunnel() {
+    local c=$1 a=$2 b=$3 d=$4 q=$5 tls=0 rev=0 tok
+    [[ -x "$NODEPASS_BIN" ]] || { echo "no binary at $NODEPASS_BIN" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
+    for tok in ${c//-/ }; do
+        case "$tok" in
+        rev) rev=1 ;;
+        tls) tls=1 ;;
+        esac
+    done
+    next_port
+    local tun=$NEXT_PORT srv cli
+    if ((rev)); then
+        srv="server://$NP_KEY@127.0.0.1:$tun/127.0.0.1:$a?mode=1&tls=$tls$q"
+        cli="client://$NP_KEY@127.0.0.1:$tun/127.0.0.1:$b?mode=2$q"
+    else
+        srv="server://$NP_KEY@127.0.0.1:$tun/127.0.0.1:$b?mode=2&tls=$tls$q"
+        cli="client://$NP_KEY@127.0.0.1:$tun/127.0.0.1:$a?mode=2$q"
+    fi
+    spawn "$d/server.log" env NP_REPORT_INTERVAL=1s "$NODEPASS_BIN" "$srv"
+    RELAY_PIDS=$SPAWNED_PID RELAY_LOGS="$d/server.log"
+    wait_ready "$tun" 10 "$RELAY_PIDS" || return 1
+    spawn "$d/client.log" env NP_REPORT_INTERVAL=1s "$NODEPASS_BIN" "$cli"
+    RELAY_PIDS+=" $SPAWNED_PID" RELAY_LOGS+=" $d/client.log"
+}
+
+# rathole_certs DIR : a throw-away CA and a localhost server identity (PKCS#12, password
+# "perf") for rathole's tls transport; made once per run.
+rathole_certs() {
+    local k=$1
+    [[ -f "$k/identity.pfx" ]] && return 0
+    mkdir -p "$k"
+    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    {
+        openssl req -x509 "${ec[@]}" -days 30 -subj /CN=perf-ca -keyout "$k/ca.key" -out "$k/ca.crt" &&
+            openssl req "${ec[@]}" -subj /CN=localhost -keyout "$k/server.key" -out "$k/server.csr" &&
+            printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$k/ext.cnf" &&
+            openssl x509 -req -in "$k/server.csr" -CA "$k/ca.crt" -CAkey "$k/ca.key" -CAcreateserial \
+                -days 30 -extfile "$k/ext.cnf" -out "$k/server.crt" &&
+            openssl pkcs12 -export -out "$k/identity.pfx" -inkey "$k/server.key" -in "$k/server.crt" \
+                -certfile "$k/ca.crt" -passout pass:perf
+    } >"$k/openssl.log" 2>&1
+}
+
+# start_rathole CONTENDER A B DIR TAG : a rathole tunnel (server + client) taking users on
+# 127.0.0.1:A to 127.0.0.1:B over the tcp (rathole) or tls (rathole-tls) transport; the
+# sockperf backend also gets a UDP service on the same ports.
+start_rathole() {
+    local c=$1 a=$2 b=$3 d=$4 tag=$5
+    [[ -x "$RATHOLE_BIN" ]] || { echo "rathole not installed (cargo install rathole)" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
+    next_port
+    local tun=$NEXT_PORT k="$WORK_DIR/rathole-tls" st="" ct=""
+    if [[ "$c" == rathole-tls ]]; then
+        rathole_certs "$k" || { cp "$k/openssl.log" "$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
+        st=$(printf '[server.transport]\ntype = "tls"\n[server.transport.tls]\npkcs12 = "%s"\npkcs12_password = "perf"\n' "$k/identity.pfx")
+        ct=$(printf '[client.transport]\ntype = "tls"\n[client.transport.tls]\ntrusted_root = "%s"\nhostname = "localhost"\n' "$k/ca.crt")
+    fi
+    local su="" cu=""
+    if [[ "$tag" == sock ]]; then
+        su=$(printf '[server.services.u]\ntype = "udp"\nbind_addr = "127.0.0.1:%s"\n' "$a")
+        cu=$(printf '[client.services.u]\ntype = "udp"\nlocal_addr = "127.0.0.1:%s"\n' "$b")
+    fi
+    printf '[server]\nbind_addr = "127.0.0.1:%s"\ndefault_token = "%s"\n%s\n[server.services.s]\nbind_addr = "127.0.0.1:%s"\n%s\n' \
+        "$tun" "$NP_KEY" "$st" "$a" "$su" >"$d/server.toml"
+    printf '[client]\nremote_addr = "127.0.0.1:%s"\ndefault_token = "%s"\n%s\n[client.services.s]\nlocal_addr = "127.0.0.1:%s"\n%s\n' \
+        "$tun" "$NP_KEY" "$ct" "$b" "$cu" >"$d/client.toml"
+    spawn "$d/server.log" env RUST_LOG="$RATHOLE_LOG" "$RATHOLE_BIN" --server "$d/server.toml"
+    RELAY_PIDS=$SPAWNED_PID RELAY_LOGS="$d/server.log"
+    wait_ready "$tun" 10 "$RELAY_PIDS" || return 1
+    spawn "$d/client.log" env RUST_LOG="$RATHOLE_LOG" "$RATHOLE_BIN" --client "$d/client.toml"
+    RELAY_PIDS+=" $SPAWNED_PID" RELAY_LOGS+=" $d/client.log"
+}
+
 # start_relay CONTENDER LISTEN_PORT TARGET_PORT TAG : start one relay instance that
 # forwards 127.0.0.1:LISTEN_PORT to 127.0.0.1:TARGET_PORT (TCP, and UDP where the relay
 # can). Sets RELAY_PIDS (the instance's process-group leaders) and RELAY_LOGS; returns 1
@@ -158,6 +261,12 @@ start_relay() {
     local q=""
     [[ -n "$NP_QUERY" ]] && q="&$NP_QUERY"
     case "$c" in
+    nodepass-tunnel | nodepass-tunnel-*)
+        start_np_tunnel "$c" "$lp" "$tp" "$d" "$q" || return 1
+        ;;
+    rathole | rathole-tls)
+        start_rathole "$c" "$lp" "$tp" "$d" "$tag" || return 1
+        ;;
     nodepass | nodepass-w[0-9]* | nodepass-legacy | nodepass-uring | nodepass-copy | nodepass-usplice | nodepass-*-*)
         [[ -x "$NODEPASS_BIN" ]] || { echo "no binary at $NODEPASS_BIN" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
         # Variants: nodepass-wN sets NP_WORKERS=N; nodepass-legacy/-uring set NP_DRIVER;
@@ -173,16 +282,6 @@ start_relay() {
         done
         spawn "$d/np.log" env "${envs[@]}" "$NODEPASS_BIN" "client://127.0.0.1:$lp/127.0.0.1:$tp?mode=1$q"
         RELAY_PIDS=$SPAWNED_PID RELAY_LOGS="$d/np.log"
-        ;;
-    nodepass-tunnel)
-        [[ -x "$NODEPASS_BIN" ]] || { echo "no binary at $NODEPASS_BIN" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
-        next_port
-        local tun=$NEXT_PORT
-        spawn "$d/server.log" "$NODEPASS_BIN" "server://$NP_KEY@127.0.0.1:$tun/127.0.0.1:$tp?mode=2$q"
-        RELAY_PIDS=$SPAWNED_PID RELAY_LOGS="$d/server.log"
-        if ! wait_ready "$tun" 10 "$RELAY_PIDS"; then return 1; fi
-        spawn "$d/client.log" "$NODEPASS_BIN" "client://$NP_KEY@127.0.0.1:$tun/127.0.0.1:$lp?mode=2$q"
-        RELAY_PIDS+=" $SPAWNED_PID" RELAY_LOGS+=" $d/client.log"
         ;;
     socat)
         command -v socat >/dev/null || { echo "socat not installed" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
@@ -212,8 +311,17 @@ start_relay() {
     esac
     # shellcheck disable=SC2086
     wait_ready "$lp" 10 $RELAY_PIDS || return 1
-    # A tunnel needs its pool warm before it is measured.
-    if [[ "$c" == nodepass-tunnel ]]; then sleep 1; fi
+    # A tunnel is ready when its pool is warm (nodepass) and a first request goes through.
+    if [[ "$c" == nodepass-tunnel* ]]; then
+        # shellcheck disable=SC2086
+        wait_pool "$d/client.log" "$NP_WARM_TIMEOUT" $RELAY_PIDS || return 1
+    fi
+    if [[ "$c" == nodepass-tunnel* || "$c" == rathole* ]]; then
+        local kind=hold
+        [[ "$tag" == http ]] && kind=http
+        python3 "$PERF_DIR/probe.py" "$lp" "$kind" --deadline 10 ||
+            { echo "no request got through 127.0.0.1:$lp within 10 s" >>"$d/start.log"; RELAY_LOGS+=" $d/start.log"; return 1; }
+    fi
     # shellcheck disable=SC2086
     all_alive $RELAY_PIDS
 }

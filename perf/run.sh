@@ -3,7 +3,7 @@
 #
 #   bash perf/run.sh --quick            # 1 repetition, 2 s per tool run (~2-3 min)
 #   bash perf/run.sh                    # 3 repetitions, 5 s per tool run
-#   bash perf/run.sh --reps 5 --tunnel  # also the nodepass tunnel (server + client, flow +)
+#   bash perf/run.sh --reps 5 --tunnel  # also the tunnels: nodepass (flow +/-, tls 0/1) and rathole
 #
 # Method (docs: /work/shared/BENCHMARKS.md §5): one run measures every contender, interleaved
 # (each repetition visits every contender once per workload, starting contender rotated), medians
@@ -21,8 +21,9 @@ usage: bash perf/run.sh [options]
   --quick              1 repetition, 2 s tool runs, short noise-guard wait
   --reps N             repetitions (default 3)
   --duration S         seconds per tool run (default 5; 2 with --quick)
-  --tunnel             add the nodepass tunnel contender (server + client, mode=2, flow +)
-  --contenders LIST    comma list from: direct,nodepass,nodepass-tunnel,haproxy,nginx-stream,socat;
+  --tunnel             add the tunnel contenders: nodepass-tunnel (flow +), nodepass-tunnel-rev (flow -),
+                       nodepass-tunnel-tls, nodepass-tunnel-rev-tls (tls=1), rathole, rathole-tls
+  --contenders LIST    comma list from: direct,nodepass,haproxy,nginx-stream,socat and the tunnels above;
                        variants nodepass-wN (NP_WORKERS=N), nodepass-legacy / nodepass-uring (NP_DRIVER),
                        combinable: nodepass-w1-legacy
   --workloads LIST     comma list from: W1,W1R,W2,W3,W4,W5,W5q,W7 (default: all)
@@ -63,7 +64,7 @@ GUARD_WAIT=10
 [[ -n "$RETRIES" ]] || { ((QUICK)) && RETRIES=0 || RETRIES=1; }
 if [[ -z "$CONTENDERS" ]]; then
     CONTENDERS="direct,nodepass"
-    ((TUNNEL)) && CONTENDERS+=",nodepass-tunnel"
+    ((TUNNEL)) && CONTENDERS+=",nodepass-tunnel,nodepass-tunnel-rev,nodepass-tunnel-tls,nodepass-tunnel-rev-tls,rathole,rathole-tls"
     CONTENDERS+=",haproxy,nginx-stream,socat"
 fi
 IFS=, read -r -a CONTENDER_LIST <<<"$CONTENDERS"
@@ -103,7 +104,23 @@ build_nodepass() {
     [[ -x "$NODEPASS_BIN" ]] || log "no $NODEPASS_BIN: nodepass contenders will be skipped"
 }
 
+# rathole (the tunnel peer) comes from crates.io: `cargo install rathole` (3-4 min on 2 cores;
+# not --locked: its locked `time` no longer builds on current rustc). Without it, skipped.
+install_rathole() {
+    [[ ",$CONTENDERS," == *,rathole* ]] || return 0
+    [[ -x "$RATHOLE_BIN" ]] && return 0
+    if ((INSTALL == 0)) || ! command -v cargo >/dev/null; then log "rathole missing (not installing)"; return 0; fi
+    log "installing rathole (cargo install rathole, ~4 min)"
+    if timeout 1200 cargo install rathole >"$WORK_DIR/rathole-install.log" 2>&1; then
+        RATHOLE_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/rathole"
+        log "rathole installed: $RATHOLE_BIN"
+    else
+        log "cargo install rathole failed: $(tail -n 3 "$WORK_DIR/rathole-install.log" | tr '\n' ' ')"
+    fi
+}
+
 install_tools
+install_rathole
 build_nodepass
 
 # --- naming and header -----------------------------------------------------------------
@@ -137,6 +154,7 @@ ver() { command -v "$1" >/dev/null && "$@" 2>&1 | grep -m1 -iE 'version|[0-9]+\.
     printf 'tool\tsocat: %s\n' "$(command -v socat >/dev/null && socat -V 2>&1 | grep -m1 'socat version' || echo "not installed")"
     printf 'tool\thaproxy: %s\n' "$(ver haproxy -v)"
     printf 'tool\tnginx: %s\n' "$(ver nginx -v)"
+    printf 'tool\trathole: %s\n' "$([[ -x "$RATHOLE_BIN" ]] && "$RATHOLE_BIN" --version 2>&1 | grep -m1 "Build Version" | tr -s " " || echo "not installed")"
 } >"$META"
 skip() { # CONTENDER REASON
     printf 'skip\t%s\t%s\n' "$1" "$2" >>"$META"
@@ -144,7 +162,7 @@ skip() { # CONTENDER REASON
 }
 
 # --- backends ----------------------------------------------------------------------------
-alloc_ports $((4 + 6 * ${#CONTENDER_LIST[@]})) || exit 1
+alloc_ports $((4 + 7 * ${#CONTENDER_LIST[@]})) || exit 1
 declare -A BACKEND LPORT RPIDS DEAD
 start_backends() {
     local d="$WORK_DIR/backend"
@@ -175,10 +193,15 @@ EOF
     fi
     if command -v sockperf >/dev/null; then
         next_port; BACKEND[sock]=$NEXT_PORT
-        spawn "$d/sockperf-tcp.log" sockperf server --tcp -i 127.0.0.1 -p "${BACKEND[sock]}"
-        wait_ready "${BACKEND[sock]}" 5 "$SPAWNED_PID" || { log "sockperf server did not start"; unset 'BACKEND[sock]'; }
-        spawn "$d/sockperf-udp.log" sockperf server -i 127.0.0.1 -p "${BACKEND[sock]}"
+        start_sockperf "$d" "${BACKEND[sock]}" || { log "sockperf server did not start"; unset 'BACKEND[sock]'; }
     fi
+}
+
+start_sockperf() { # DIR PORT : a sockperf server on TCP and UDP PORT
+    mkdir -p "$1"
+    spawn "$1/sockperf-tcp.log" sockperf server --tcp -i 127.0.0.1 -p "$2"
+    wait_ready "$2" 5 "$SPAWNED_PID" || return 1
+    spawn "$1/sockperf-udp.log" sockperf server -i 127.0.0.1 -p "$2"
 }
 
 start_contenders() {
@@ -189,9 +212,18 @@ start_contenders() {
                 LPORT[$c:$tag]=${BACKEND[$tag]} RPIDS[$c:$tag]=""
                 continue
             fi
+            local target=${BACKEND[$tag]}
+            if [[ "$tag" == sock ]]; then
+                # sockperf's server blocks in recvfrom() on a lone connection: one relay that
+                # leaks a target connection would wedge it for every later contender.
+                next_port
+                target=$NEXT_PORT
+                start_sockperf "$WORK_DIR/backend-$c" "$target" || { skip "$c" "own sockperf server did not start"; continue; }
+            fi
             next_port
-            if start_relay "$c" "$NEXT_PORT" "${BACKEND[$tag]}" "$tag"; then
-                LPORT[$c:$tag]=$NEXT_PORT RPIDS[$c:$tag]=$RELAY_PIDS
+            local lp=$NEXT_PORT # start_relay may take more ports (a tunnel's T) via next_port
+            if start_relay "$c" "$lp" "$target" "$tag"; then
+                LPORT[$c:$tag]=$lp RPIDS[$c:$tag]=$RELAY_PIDS
             else
                 skip "$c" "did not start: $(why_failed)"
                 DEAD[$c]=1
