@@ -172,3 +172,58 @@ fn two_hundred_concurrent_tcp_sessions_pass_through_one_tunnel() {
     }
     assert_eq!(ok, 200);
 }
+
+/// Pull every line printed so far into `p.seen`; returns how many there are.
+fn drain_lines(p: &mut NodepassProcess) -> usize {
+    p.wait_for_line("\u{0}never printed", std::time::Duration::from_millis(50));
+    p.seen.len()
+}
+
+/// A user that resets its connection (SO_LINGER 0) instead of closing must end its session
+/// on both ends, over plain and TLS pool connections alike (found by perf: with tls=1 the
+/// other direction used to wait forever on the pool connection).
+#[test]
+fn a_user_reset_ends_the_session_on_both_ends() {
+    let target = echo_both();
+    for tls in ["tls=0", "tls=1"] {
+        for reverse in [true, false] {
+            let opts = TunnelOpts {
+                reverse,
+                server_query: tls,
+                client_query: "",
+                env: vec![],
+            };
+            let mut pair = tunnel_pair(&opts, target);
+            let mut s = connect(pair.user);
+            s.write_all(&payload(64, 1)).unwrap();
+            let mut echo = [0u8; 64];
+            s.read_exact(&mut echo).unwrap();
+            for p in [&mut pair.server, &mut pair.client] {
+                assert!(
+                    p.wait_for_line("TCPS=1|", STEP).is_some(),
+                    "{tls}: session live"
+                );
+            }
+            s.write_all(&payload(64, 2)).unwrap();
+            socket2::SockRef::from(&s)
+                .set_linger(Some(std::time::Duration::ZERO))
+                .unwrap();
+            drop(s);
+            for (name, p) in [("server", &mut pair.server), ("client", &mut pair.client)] {
+                let mark = drain_lines(p);
+                let ended = eventually(STEP, || {
+                    drain_lines(p);
+                    p.seen[mark..]
+                        .iter()
+                        .rev()
+                        .find(|l| l.contains("CHECK_POINT"))
+                        .is_some_and(|l| l.contains("|TCPS=0|"))
+                });
+                assert!(
+                    ended,
+                    "{tls} reverse={reverse}: {name} still counts the reset session"
+                );
+            }
+        }
+    }
+}

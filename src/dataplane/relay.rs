@@ -176,7 +176,7 @@ impl Relay<'_> {
     }
 }
 
-pub(super) fn shutdown_fds(fds: [RawFd; 2]) {
+fn shutdown_fds(fds: [RawFd; 2]) {
     for fd in &fds {
         crate::net::shutdown_both(&sys::borrow_raw_fd(fd));
     }
@@ -336,13 +336,46 @@ async fn copy_both(
     let (mut user_w, mut target_w) = (twin(&user)?, twin(&target)?);
     let fds = [user.as_raw_fd(), target.as_raw_fd()];
     let (mut user_r, mut target_r) = (user, target);
-    let both = async {
-        let forward = copy_one_way(&mut user_r, &mut target_w, up, idle, buf_size);
-        let backward = copy_one_way(&mut target_r, &mut user_w, down, idle, buf_size);
-        let (r1, r2) = monoio::join!(forward, backward);
-        if r1.is_err() || r2.is_err() {
+    copy_bidi(
+        (&mut user_r, &mut user_w),
+        (&mut target_r, &mut target_w),
+        fds,
+        (up, down),
+        idle,
+        buf_size,
+    )
+    .await
+}
+
+/// Copy both ways between end `a` (read half, write half) and end `b` until both
+/// directions end: `meters.0` counts a→b, `meters.1` b→a. `fds` are the two sockets
+/// underneath; an error in either direction shuts both down at once, so the other
+/// direction cannot wait forever on a peer that never learns (a reset user, say), and the
+/// idle watchdog does the same when `read=` expires.
+pub(super) async fn copy_bidi<AR, AW, BR, BW>(
+    a: (&mut AR, &mut AW),
+    b: (&mut BR, &mut BW),
+    fds: [RawFd; 2],
+    meters: (&Meter<'_>, &Meter<'_>),
+    idle: &Idle,
+    buf_size: usize,
+) -> io::Result<()>
+where
+    AR: AsyncReadRent,
+    AW: AsyncWriteRent,
+    BR: AsyncReadRent,
+    BW: AsyncWriteRent,
+{
+    let fail_fast = |r: io::Result<()>| {
+        if r.is_err() {
             shutdown_fds(fds);
         }
+        r
+    };
+    let forward = async { fail_fast(copy_one_way(a.0, b.1, meters.0, idle, buf_size).await) };
+    let backward = async { fail_fast(copy_one_way(b.0, a.1, meters.1, idle, buf_size).await) };
+    let both = async {
+        let (r1, r2) = monoio::join!(forward, backward);
         r1.and(r2)
     };
     let mut both = std::pin::pin!(both);
@@ -358,7 +391,7 @@ async fn copy_both(
 
 /// Copy one direction until EOF (then shut the destination's write side) or an error.
 /// Generic so TLS pool connections use the same loop as plain streams.
-pub(super) async fn copy_one_way<R: AsyncReadRent, W: AsyncWriteRent>(
+async fn copy_one_way<R: AsyncReadRent, W: AsyncWriteRent>(
     src: &mut R,
     dst: &mut W,
     meter: &Meter<'_>,

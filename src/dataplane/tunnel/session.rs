@@ -15,7 +15,7 @@ use super::{fit_for_driver, TunnelCtx};
 use crate::bus::{Command, Event};
 use crate::dataplane::dial::dial_rotating;
 use crate::dataplane::forward::{send_proxy_header, sniff_blocked, Gauge};
-use crate::dataplane::relay::{copy_one_way, shutdown_fds, Idle, Meter, Relay, RelayKind};
+use crate::dataplane::relay::{copy_bidi, Idle, Meter, Relay, RelayKind};
 use crate::dataplane::worker::WorkerCtx;
 use crate::proto::{encode_line, Action, PoolId, Signal};
 use crate::runtime::ActiveDriver;
@@ -244,21 +244,13 @@ async fn copy_with_pool(
 ) -> std::io::Result<()> {
     let idle = Idle::new(idle);
     let (mut local_r, mut local_w) = monoio::io::Splitable::into_split(local);
-    let both = async {
-        let forward = copy_one_way(&mut local_r, &mut pool_w, up, &idle, buf_size);
-        let backward = copy_one_way(&mut pool_r, &mut local_w, down, &idle, buf_size);
-        let (r1, r2) = monoio::join!(forward, backward);
-        if r1.is_err() || r2.is_err() {
-            shutdown_fds(fds);
-        }
-        r1.and(r2)
-    };
-    let mut both = std::pin::pin!(both);
-    monoio::select! {
-        r = &mut both => r,
-        _ = idle.watchdog(fds) => {
-            let _ = both.await;
-            Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "read timeout"))
-        }
-    }
+    copy_bidi(
+        (&mut local_r, &mut local_w),
+        (&mut pool_r, &mut pool_w),
+        fds,
+        (up, down),
+        &idle,
+        buf_size,
+    )
+    .await
 }
