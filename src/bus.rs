@@ -49,6 +49,15 @@ pub enum Command {
         /// The user's address.
         peer: SocketAddr,
     },
+    /// Tunnel: a datagram of the UDP user `client`, received by a worker whose pool shard
+    /// was empty: this worker carries the flow over its own pool connection and answers
+    /// from its own UDP socket (same local address, SO_REUSEPORT).
+    AdoptUdp {
+        /// The user's address.
+        client: SocketAddr,
+        /// One whole datagram.
+        datagram: Vec<u8>,
+    },
     /// Tunnel (tls 1/2): take the oldest idle pool connection, send `verify` for it with
     /// `fp` (or, on a client, the fingerprint seen on that connection), then close it.
     SendVerify {
