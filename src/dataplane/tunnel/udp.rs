@@ -23,6 +23,7 @@ use crate::proto::PoolId;
 use crate::runtime::ActiveDriver;
 use crate::stats::WorkerStats;
 
+mod session;
 mod users;
 pub use users::{adopt, serve_users, UdpUsers};
 

@@ -5,20 +5,20 @@
 //! forwards that client's later datagrams there until `NP_UDP_READ_TIMEOUT` idle.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::buf::IoBuf;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncReadRent;
 use monoio::net::udp::UdpSocket;
 
 use super::super::pool::{Pooled, TAKE_POLL};
-use super::super::pool_io::{PoolRead, PoolWrite};
+use super::super::pool_io::PoolRead;
 use super::super::session::session_signal;
 use super::super::TunnelCtx;
+use super::session::{close, enqueue, give_back, send_now, UserSession};
 use super::{end_session, watchdog};
 use crate::bus::{Command, WorkerHandle};
 use crate::dataplane::forward::Gauge;
@@ -26,9 +26,6 @@ use crate::dataplane::worker::WorkerCtx;
 use crate::limit::SlotGuard;
 use crate::proto::Action;
 use crate::stats::WorkerStats;
-
-/// Datagrams a flow holds while it waits for its pool connection (or a busy writer).
-const PENDING_DATAGRAMS: usize = 64;
 
 /// This worker's user UDP socket and its flows.
 pub struct UdpUsers {
@@ -48,22 +45,6 @@ struct Forward {
     worker: usize,
     last: Cell<Instant>,
 }
-
-struct UserSession {
-    link: RefCell<Link>,
-    last_active: Rc<Cell<Instant>>,
-}
-
-/// The write side of a session: the writer is here when nobody writes; `queue` holds
-/// datagrams that could not be written at once, in arrival order.
-#[derive(Default)]
-struct Link {
-    writer: Option<PoolWrite>,
-    queue: VecDeque<Vec<u8>>,
-    fd: Option<RawFd>,
-    closed: bool,
-}
-
 impl UdpUsers {
     /// Wrap this worker's user UDP socket.
     pub fn new(listener: UdpSocket) -> UdpUsers {
@@ -142,10 +123,7 @@ pub fn adopt(
 }
 
 fn new_session(users: &UdpUsers, client: SocketAddr) -> Rc<UserSession> {
-    let session = Rc::new(UserSession {
-        link: RefCell::default(),
-        last_active: Rc::new(Cell::new(Instant::now())),
-    });
+    let session = UserSession::new();
     let flow = Flow::Local(Rc::clone(&session));
     users.flows.borrow_mut().insert(client, flow);
     session
@@ -274,7 +252,7 @@ async fn connect(
             // The worker is closing: the connection goes back with the rest of the shard.
             let _ = t.shard.insert(pooled);
         }
-        None if session.link.borrow().closed => {}
+        None if session.link.borrow().closed || ctx.closing.is_raised() => {}
         None => {
             log::warn!("request timeout: no idle pool connection for udp {client}");
             close(&session);
@@ -351,111 +329,6 @@ fn start_relay(
         users.remove_session(&client, &session);
     });
 }
-
-/// Write a datagram of the receive buffer straight to the pool connection when the
-/// session's writer is free and nothing is queued (no copy); queue a copy otherwise.
-async fn send_now(
-    session: &Rc<UserSession>,
-    buf: Vec<u8>,
-    n: usize,
-    ctx: &Rc<WorkerCtx>,
-) -> Vec<u8> {
-    session.last_active.set(Instant::now());
-    let writer = {
-        let mut link = session.link.borrow_mut();
-        if link.queue.is_empty() {
-            link.writer.take()
-        } else {
-            None
-        }
-    };
-    let Some(mut w) = writer else {
-        enqueue(session, buf[..n].to_vec(), ctx);
-        return buf;
-    };
-    throttle(n, ctx).await;
-    let (res, slice) = w.write_all(buf.slice(0..n)).await;
-    match res {
-        Ok(_) => {
-            WorkerStats::add(&ctx.stats.udp_rx, n);
-            give_back(session, w, ctx);
-        }
-        Err(e) => {
-            log::debug!("udp pool write failed: {e}");
-            close(session);
-        }
-    }
-    slice.into_inner()
-}
-
-async fn throttle(n: usize, ctx: &WorkerCtx) {
-    if let Some(l) = ctx.spec.rate_rx.as_ref() {
-        let wait = l.reserve(n);
-        if !wait.is_zero() {
-            monoio::time::sleep(wait).await;
-        }
-    }
-}
-
-/// Queue a datagram; a free writer starts draining the queue at once.
-fn enqueue(session: &Rc<UserSession>, datagram: Vec<u8>, ctx: &Rc<WorkerCtx>) {
-    let writer = {
-        let mut link = session.link.borrow_mut();
-        if link.closed {
-            return;
-        }
-        if link.queue.len() >= PENDING_DATAGRAMS {
-            log::debug!("udp session queue full: datagram dropped");
-            return;
-        }
-        link.queue.push_back(datagram);
-        link.writer.take()
-    };
-    if let Some(w) = writer {
-        monoio::spawn(drain(Rc::clone(session), w, Rc::clone(ctx)));
-    }
-}
-
-/// Return the writer to the session, or keep it busy with what was queued meanwhile.
-fn give_back(session: &Rc<UserSession>, w: PoolWrite, ctx: &Rc<WorkerCtx>) {
-    let mut link = session.link.borrow_mut();
-    if link.queue.is_empty() {
-        link.writer = Some(w);
-    } else {
-        drop(link);
-        monoio::spawn(drain(Rc::clone(session), w, Rc::clone(ctx)));
-    }
-}
-
-async fn drain(session: Rc<UserSession>, mut w: PoolWrite, ctx: Rc<WorkerCtx>) {
-    loop {
-        let next = session.link.borrow_mut().queue.pop_front();
-        let Some(datagram) = next else {
-            session.link.borrow_mut().writer = Some(w);
-            return;
-        };
-        let n = datagram.len();
-        throttle(n, &ctx).await;
-        let (res, _) = w.write_all(datagram).await;
-        if let Err(e) = res {
-            log::debug!("udp pool write failed: {e}");
-            close(&session);
-            return;
-        }
-        WorkerStats::add(&ctx.stats.udp_rx, n);
-    }
-}
-
-/// End the session: nothing more is queued or written, and its pool connection shuts.
-fn close(session: &UserSession) {
-    let mut link = session.link.borrow_mut();
-    link.closed = true;
-    link.queue.clear();
-    if let Some(fd) = link.fd {
-        crate::net::shutdown_both(&crate::sys::borrow_raw_fd(&fd));
-    }
-}
-
 async fn pool_to_user(
     mut r: PoolRead,
     listener: &UdpSocket,
