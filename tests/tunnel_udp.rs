@@ -16,14 +16,15 @@ fn small_pool_pair(
 ) -> (NodepassProcess, NodepassProcess, SocketAddr) {
     let o = TunnelOpts {
         reverse: true,
-        server_query: "",
+        server_query: "log=debug",
         client_query: "",
         env: vec![],
     };
     let tunnel_port = free_port();
     let user_port = free_port();
     let server_url = tunnel_server_url(&o, tunnel_port, user_port, target);
-    let client_url = format!("client://secret@127.0.0.1:{tunnel_port}/{target}?mode=2&min=2");
+    let client_url =
+        format!("client://secret@127.0.0.1:{tunnel_port}/{target}?mode=2&min=2&log=debug");
     let mut env: Vec<(&str, &str)> = TUNNEL_ENV.to_vec();
     env.push(("NP_DRIVER", driver));
     let mut server = NodepassProcess::start(&server_url, &env);
@@ -44,7 +45,7 @@ fn small_pool_pair(
 
 fn sixteen_flows_of_twenty_round_trips(driver: &str) {
     let target = echo_tcp_udp();
-    let (mut server, _client, user) = small_pool_pair(target, driver);
+    let (mut server, mut client, user) = small_pool_pair(target, driver);
     // All first datagrams at once: sixteen flows want a pool connection while only a few
     // are idle, spread over the two workers as the kernel chose.
     let start = std::sync::Arc::new(std::sync::Barrier::new(16));
@@ -58,7 +59,15 @@ fn sixteen_flows_of_twenty_round_trips(driver: &str) {
         })
         .collect();
     let done: Vec<usize> = flows.into_iter().map(|f| f.join().unwrap()).collect();
-    assert_eq!(done, vec![20; 16], "round trips per flow");
+    if done != vec![20; 16] {
+        let quiet = std::time::Duration::from_millis(300);
+        server.wait_for_line("\u{0}", quiet);
+        client.wait_for_line("\u{0}", quiet);
+        panic!(
+            "round trips per flow: {done:?}\nserver: {:#?}\nclient: {:#?}",
+            server.seen, client.seen
+        );
+    }
     let timeout = server.wait_for_line("request timeout", std::time::Duration::from_millis(200));
     assert_eq!(timeout, None, "a flow found no pool connection");
 }

@@ -205,8 +205,12 @@ async fn worker_main(
                     Err(e) => log::warn!("handed-over connection from {peer} lost: {e}"),
                 }
             }
-            Some(Command::AdoptUdp { client, datagram }) => match &udp_users {
-                Some(users) => udp::adopt(users, client, datagram, &ctx, &t),
+            Some(Command::AdoptUdp {
+                client,
+                datagram,
+                origin,
+            }) => match &udp_users {
+                Some(users) => udp::adopt(users, client, datagram, origin, &ctx, &t),
                 None => {
                     log::debug!("handed-over udp datagram from {client} dropped: no udp socket")
                 }

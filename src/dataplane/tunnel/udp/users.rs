@@ -82,18 +82,20 @@ pub async fn serve_users(users: Rc<UdpUsers>, ctx: Rc<WorkerCtx>, t: Rc<TunnelCt
             Some(Flow::Local(s)) => buf = send_now(&s, buf, n, &ctx).await,
             Some(Flow::Forwarded(f)) if f.last.get().elapsed() < ctx.spec.udp_read_timeout => {
                 f.last.set(Instant::now());
-                forward(f.worker, from, buf[..n].to_vec(), &t);
+                forward(f.worker, from, buf[..n].to_vec(), ctx.index, &t);
             }
             _ => buf = open_flow(&users, from, buf, n, &ctx, &t).await,
         }
     }
 }
 
-/// A datagram for `client` handed over by another worker: carry it on this worker.
+/// A datagram for `client` handed over by worker `origin`: carry it on this worker. When
+/// this worker is `origin`, the adopter gave the flow back: it stays here for good.
 pub fn adopt(
     users: &Rc<UdpUsers>,
     client: SocketAddr,
     datagram: Vec<u8>,
+    origin: usize,
     ctx: &Rc<WorkerCtx>,
     t: &Rc<TunnelCtx>,
 ) {
@@ -109,6 +111,14 @@ pub fn adopt(
         log::warn!("slot limit reached: udp datagram from {client} dropped");
         return;
     };
+    // A returned flow replaces this worker's forwarding entry and waits as a new one.
+    // A flow only moves when another worker is seen holding an idle connection, so every
+    // move follows progress somewhere (no endless ping-pong over an empty pool).
+    let waiting = if origin == ctx.index {
+        Waiting::HandOff
+    } else {
+        Waiting::Adopted(origin)
+    };
     let session = new_session(users, client);
     enqueue(&session, datagram, ctx);
     monoio::spawn(connect(
@@ -116,10 +126,20 @@ pub fn adopt(
         client,
         session,
         slot,
-        false,
+        waiting,
         Rc::clone(ctx),
         Rc::clone(t),
     ));
+}
+
+/// Where a pending session may look for a pool connection besides its own shard.
+#[derive(Clone, Copy)]
+enum Waiting {
+    /// A new flow of this worker: hand it to any worker that has idle connections.
+    HandOff,
+    /// Adopted from this origin: give it back (to be placed anew) while this shard is
+    /// empty and another worker has idle connections.
+    Adopted(usize),
 }
 
 fn new_session(users: &UdpUsers, client: SocketAddr) -> Rc<UserSession> {
@@ -154,6 +174,7 @@ async fn open_flow(
             .post(Command::AdoptUdp {
                 client: from,
                 datagram,
+                origin: ctx.index,
             })
             .is_ok()
         {
@@ -169,7 +190,7 @@ async fn open_flow(
         from,
         session,
         slot,
-        true,
+        Waiting::HandOff,
         Rc::clone(ctx),
         Rc::clone(t),
     ));
@@ -190,9 +211,15 @@ fn adopter<'a>(ctx: &WorkerCtx, t: &'a TunnelCtx) -> Option<(usize, &'a WorkerHa
     Some((best, shared.workers.get()?.get(best)?))
 }
 
-fn forward(worker: usize, client: SocketAddr, datagram: Vec<u8>, t: &TunnelCtx) {
+/// Post one datagram of `client` (whose datagrams reach worker `origin`) to `worker`.
+fn forward(worker: usize, client: SocketAddr, datagram: Vec<u8>, origin: usize, t: &TunnelCtx) {
     let handle = t.spec.shared.workers.get().and_then(|w| w.get(worker));
-    let posted = handle.is_some_and(|h| h.post(Command::AdoptUdp { client, datagram }).is_ok());
+    let cmd = Command::AdoptUdp {
+        client,
+        datagram,
+        origin,
+    };
+    let posted = handle.is_some_and(|h| h.post(cmd).is_ok());
     if !posted {
         log::debug!("udp datagram from {client} dropped: worker {worker} is busy");
     }
@@ -227,23 +254,18 @@ fn remember_forward(users: &Rc<UdpUsers>, client: SocketAddr, worker: usize, ctx
     });
 }
 
-/// Find a pool connection for a pending session: this shard first, then (when
-/// `may_hand_off`) any worker that has gained idle connections, until
-/// `NP_POOL_GET_TIMEOUT`.
+/// Find a pool connection for a pending session: this shard first, then as `waiting`
+/// allows, until `NP_POOL_GET_TIMEOUT`.
 async fn connect(
     users: Rc<UdpUsers>,
     client: SocketAddr,
     session: Rc<UserSession>,
     slot: SlotGuard,
-    may_hand_off: bool,
+    waiting: Waiting,
     ctx: Rc<WorkerCtx>,
     t: Rc<TunnelCtx>,
 ) {
-    let found = if may_hand_off {
-        wait_or_hand_off(&users, client, &session, &ctx, &t).await
-    } else {
-        t.shard.wait_any(t.spec.pool_get_timeout).await
-    };
+    let found = wait_or_move(&users, client, &session, waiting, &ctx, &t).await;
     match found {
         Some(pooled) if !session.link.borrow().closed => {
             start_relay(&users, client, &session, pooled, slot, &ctx, &t);
@@ -261,10 +283,11 @@ async fn connect(
     }
 }
 
-async fn wait_or_hand_off(
+async fn wait_or_move(
     users: &Rc<UdpUsers>,
     client: SocketAddr,
     session: &Rc<UserSession>,
+    waiting: Waiting,
     ctx: &Rc<WorkerCtx>,
     t: &TunnelCtx,
 ) -> Option<Pooled> {
@@ -276,13 +299,25 @@ async fn wait_or_hand_off(
         if session.link.borrow().closed || ctx.closing.is_raised() {
             return None;
         }
-        if let Some((worker, _)) = adopter(ctx, t) {
+        let move_to = adopter(ctx, t).map(|(worker, _)| match waiting {
+            Waiting::HandOff => worker,
+            Waiting::Adopted(origin) => origin,
+        });
+        if let Some(worker) = move_to {
             let queued = std::mem::take(&mut session.link.borrow_mut().queue);
             close(session);
-            log::debug!("udp {client} handed to worker {worker} while waiting for the pool");
-            remember_forward(users, client, worker, ctx);
+            log::debug!("udp {client} moved to worker {worker} while waiting for the pool");
+            let origin = match waiting {
+                Waiting::Adopted(origin) => origin,
+                Waiting::HandOff => ctx.index,
+            };
+            if origin == ctx.index {
+                remember_forward(users, client, worker, ctx);
+            } else {
+                users.remove_session(&client, session);
+            }
             for datagram in queued {
-                forward(worker, client, datagram, t);
+                forward(worker, client, datagram, origin, t);
             }
             return None;
         }
