@@ -2,7 +2,9 @@
 //! A new flow never makes the receive loop wait: while its pool connection is being found
 //! its first datagrams wait in the session (bounded), and a worker whose shard is empty
 //! hands the flow to a worker that has idle connections (`Command::AdoptUdp`), then
-//! forwards that client's later datagrams there until `NP_UDP_READ_TIMEOUT` idle.
+//! forwards that client's later datagrams there until `NP_UDP_READ_TIMEOUT` idle. An
+//! adopter whose own shard is empty gives a waiting flow back to its origin, which places
+//! it anew (new connections land wherever the kernel puts them).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
