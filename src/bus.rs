@@ -49,6 +49,19 @@ pub enum Command {
         /// The user's address.
         peer: SocketAddr,
     },
+    /// Tunnel: a datagram of the UDP user `client`, received by worker `origin` whose pool
+    /// shard was empty: this worker carries the flow over its own pool connection and
+    /// answers from its own UDP socket (same local address, SO_REUSEPORT). When this
+    /// worker is `origin` itself, the adopter gave the flow back (its shard ran dry while
+    /// the origin's filled).
+    AdoptUdp {
+        /// The user's address.
+        client: SocketAddr,
+        /// One whole datagram.
+        datagram: Vec<u8>,
+        /// The worker the kernel delivers this user's datagrams to.
+        origin: usize,
+    },
     /// Tunnel (tls 1/2): take the oldest idle pool connection, send `verify` for it with
     /// `fp` (or, on a client, the fingerprint seen on that connection), then close it.
     SendVerify {

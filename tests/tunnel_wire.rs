@@ -60,35 +60,26 @@ fn go_client_connects(tunnel: SocketAddr, pool: usize) -> GoClient {
     }
 }
 
-/// Dial more pool connections until each of the server's two workers holds two idle
-/// ones (our server's ids name their worker: `id % workers`). A UDP flow is served only
-/// by the worker the kernel gave its datagrams to, and UDP is not yet handed to another
-/// worker when that one's shard is empty (a known gap, reported), so without this the UDP
-/// part would fail whenever the kernel spread the few connections unevenly.
-fn top_up_every_worker(go: &mut GoClient, tunnel: SocketAddr) {
-    let per_worker = |go: &GoClient, w: u32| {
-        go.idle
-            .keys()
-            .filter(|id| u32::from_str_radix(id, 16).unwrap() % 2 == w)
-            .count()
-    };
-    for _ in 0..40 {
-        if per_worker(go, 0) >= 2 && per_worker(go, 1) >= 2 {
-            return;
-        }
+impl GoClient {
+    /// Go's refill: dial one more pool connection and read its id.
+    fn dial_one(&mut self, tunnel: SocketAddr) {
         let mut c = connect(tunnel);
         let mut id = [0u8; 4];
         c.read_exact(&mut id).unwrap();
-        assert!(go.idle.insert(id_hex(id), c).is_none(), "duplicate id");
+        assert!(self.idle.insert(id_hex(id), c).is_none(), "duplicate id");
     }
-    panic!("pool connections never reached both workers");
 }
 
-fn start_reverse_server(driver: &str) -> (NodepassProcess, SocketAddr, SocketAddr) {
+fn start_reverse_server(driver: &str, workers: &str) -> (NodepassProcess, SocketAddr, SocketAddr) {
     let tunnel_port = free_port();
     let user_port = free_port();
     let url = format!("server://{KEY}@127.0.0.1:{tunnel_port}/127.0.0.1:{user_port}?mode=1&max=64");
-    let mut env = TUNNEL_ENV.to_vec();
+    let mut env: Vec<(&str, &str)> = TUNNEL_ENV
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "NP_WORKERS")
+        .collect();
+    env.push(("NP_WORKERS", workers));
     env.push(("NP_DRIVER", driver));
     let mut server = NodepassProcess::start(&url, &env);
     server
@@ -137,14 +128,23 @@ fn tcp_user_crosses(go: &mut GoClient, user_addr: SocketAddr) {
     assert!(user_side.join().unwrap(), "pool→user bytes differ");
 }
 
-/// The user's UDP flow: a `udp` signal, then raw datagram bytes on the pool connection.
-fn udp_user_crosses(go: &mut GoClient, user_addr: SocketAddr, server: &mut NodepassProcess) {
+fn udp_user() -> UdpSocket {
     let user = UdpSocket::bind("127.0.0.1:0").unwrap();
     user.set_read_timeout(Some(STEP)).unwrap();
+    user
+}
+
+/// The user's UDP flow: a `udp` signal, then raw datagram bytes on the pool connection,
+/// and the reply arrives from the address the user sent to (whichever worker relays).
+fn udp_user_crosses(go: &mut GoClient, user_addr: SocketAddr, server: &mut NodepassProcess) {
+    let user = udp_user();
+    let me = user.local_addr().unwrap().to_string();
     user.send_to(b"first datagram", user_addr).unwrap();
     let sig = go
         .control
-        .wait_for(STEP, |s| s.action == Action::Udp)
+        .wait_for(STEP, |s| {
+            s.action == Action::Udp && s.remote.as_ref() == Some(&me)
+        })
         .unwrap_or_else(|| {
             server.wait_for_line("\u{0}", Duration::from_millis(200));
             panic!("no udp signal; server said {:#?}", server.seen)
@@ -171,10 +171,11 @@ fn udp_user_crosses(go: &mut GoClient, user_addr: SocketAddr, server: &mut Nodep
 }
 
 fn go_client_against_our_server(driver: &str) {
-    let (mut server, tunnel, user_addr) = start_reverse_server(driver);
-    let mut go = go_client_connects(tunnel, 4);
-    assert_eq!(go.idle.len(), 3);
-    top_up_every_worker(&mut go, tunnel);
+    let (mut server, tunnel, user_addr) = start_reverse_server(driver, "2");
+    // Only two idle connections, wherever the kernel put them: a worker whose shard is
+    // empty hands its users to the other one.
+    let mut go = go_client_connects(tunnel, 3);
+    assert_eq!(go.idle.len(), 2);
     go.control
         .wait_for(STEP, |s| *s == Signal::new(Action::Ping))
         .expect("the server pings at once");
@@ -185,7 +186,12 @@ fn go_client_against_our_server(driver: &str) {
         .wait_for_line("CHECK_POINT|MODE=1|PING=", STEP)
         .expect("CHECK_POINT on our pong");
     tcp_user_crosses(&mut go, user_addr);
-    udp_user_crosses(&mut go, user_addr, &mut server);
+    go.dial_one(tunnel);
+    // Eight flows from eight ports: the kernel spreads their datagrams over both workers.
+    for _ in 0..8 {
+        udp_user_crosses(&mut go, user_addr, &mut server);
+        go.dial_one(tunnel);
+    }
     // Still the same run: the control channel answers, nothing restarted.
     go.control
         .wait_for(STEP, |s| s.action == Action::Ping)
@@ -206,4 +212,64 @@ fn a_go_client_gets_tcp_and_udp_users_over_its_own_pool_connections_on_uring() {
 #[test]
 fn a_go_client_gets_tcp_and_udp_users_over_its_own_pool_connections_on_epoll() {
     go_client_against_our_server("legacy");
+}
+
+/// One worker, no idle connection left: a new flow waits for one while the existing
+/// flow's datagrams pass at once; the waiting flow's datagrams then arrive in order.
+fn a_waiting_flow_does_not_hold_up_a_live_one(driver: &str) {
+    let (_server, tunnel, user_addr) = start_reverse_server(driver, "1");
+    let mut go = go_client_connects(tunnel, 2);
+    assert_eq!(go.idle.len(), 1);
+    let live = udp_user();
+    live.send_to(b"a1", user_addr).unwrap();
+    let sig = go
+        .control
+        .wait_for(STEP, |s| s.action == Action::Udp)
+        .expect("a udp signal for the live flow");
+    let mut live_link = go.idle.remove(&sig.id.unwrap()).unwrap();
+    let mut got = [0u8; 2];
+    live_link.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"a1");
+
+    let waiting = udp_user();
+    waiting.send_to(b"b1", user_addr).unwrap();
+    let started = std::time::Instant::now();
+    live.send_to(b"a2", user_addr).unwrap();
+    live_link.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"a2");
+    live_link.write_all(b"r2").unwrap();
+    let mut buf = [0u8; 16];
+    let (n, _) = recv_from_retry(&live, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"r2");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "the live flow waited {took:?}"
+    );
+
+    waiting.send_to(b"b2", user_addr).unwrap();
+    waiting.send_to(b"b3", user_addr).unwrap();
+    go.dial_one(tunnel);
+    let sig = go
+        .control
+        .wait_for(STEP, |s| s.action == Action::Udp)
+        .expect("a udp signal once a pool connection arrived");
+    assert_eq!(sig.remote, Some(waiting.local_addr().unwrap().to_string()));
+    let mut link = go.idle.remove(&sig.id.unwrap()).unwrap();
+    let mut got = [0u8; 6];
+    link.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"b1b2b3");
+    link.write_all(b"late reply").unwrap();
+    let (n, from) = recv_from_retry(&waiting, &mut buf).unwrap();
+    assert_eq!((&buf[..n], from), (&b"late reply"[..], user_addr));
+}
+
+#[test]
+fn a_udp_flow_waiting_for_the_pool_does_not_hold_up_a_live_flow_on_uring() {
+    a_waiting_flow_does_not_hold_up_a_live_one("uring");
+}
+
+#[test]
+fn a_udp_flow_waiting_for_the_pool_does_not_hold_up_a_live_flow_on_epoll() {
+    a_waiting_flow_does_not_hold_up_a_live_one("legacy");
 }

@@ -153,10 +153,17 @@ async fn worker_main(
             Rc::clone(&t),
         ));
     }
+    let mut udp_users = None;
     if let Some(u) = socks.users.udp {
         u.set_nonblocking(native_nonblocking)?;
         let socket = monoio::net::udp::UdpSocket::from_std(u)?;
-        monoio::spawn(udp::serve_users(socket, Rc::clone(&ctx), Rc::clone(&t)));
+        let users = Rc::new(udp::UdpUsers::new(socket));
+        monoio::spawn(udp::serve_users(
+            Rc::clone(&users),
+            Rc::clone(&ctx),
+            Rc::clone(&t),
+        ));
+        udp_users = Some(users);
     }
     loop {
         match mailbox.recv().await {
@@ -198,6 +205,16 @@ async fn worker_main(
                     Err(e) => log::warn!("handed-over connection from {peer} lost: {e}"),
                 }
             }
+            Some(Command::AdoptUdp {
+                client,
+                datagram,
+                origin,
+            }) => match &udp_users {
+                Some(users) => udp::adopt(users, client, datagram, origin, &ctx, &t),
+                None => {
+                    log::debug!("handed-over udp datagram from {client} dropped: no udp socket")
+                }
+            },
             Some(Command::SendVerify { fp }) => link::send_verify(&ctx, &t, fp),
             Some(Command::CheckVerify { id, fp, own }) => {
                 monoio::spawn(link::check_verify(id, fp, own, Rc::clone(&t)));

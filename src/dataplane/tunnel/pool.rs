@@ -148,21 +148,6 @@ impl Shard {
         self.taken.notify();
     }
 
-    /// The oldest idle connection, waiting up to `limit` for one to arrive.
-    pub async fn wait_any(&self, limit: Duration) -> Option<Pooled> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(p) = self.take_any() {
-                return Some(p);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            self.taken.notify();
-            monoio::time::sleep(TAKE_POLL).await;
-        }
-    }
-
     /// The connection `id`, waiting up to `limit` for it to arrive (Go polls the same way).
     pub async fn wait_id(&self, id: PoolId, limit: Duration) -> Option<Pooled> {
         let deadline = Instant::now() + limit;

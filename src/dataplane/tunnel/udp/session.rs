@@ -1,0 +1,149 @@
+//! The write side of one user UDP session on the accepting side: its pool connection's
+//! writer and the datagrams waiting for it (a pending session's first datagrams, or those
+//! handed over by another worker), written strictly in arrival order.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::buf::IoBuf;
+use monoio::io::AsyncWriteRentExt;
+
+use super::super::pool_io::PoolWrite;
+use crate::dataplane::worker::WorkerCtx;
+use crate::stats::WorkerStats;
+
+/// Datagrams a flow holds while it waits for its pool connection (or a busy writer).
+const PENDING_DATAGRAMS: usize = 64;
+
+/// One user's flow on this worker.
+pub(super) struct UserSession {
+    pub(super) link: RefCell<Link>,
+    pub(super) last_active: Rc<Cell<Instant>>,
+}
+
+/// The write side of a session: the writer is here when nobody writes; `queue` holds
+/// datagrams that could not be written at once, in arrival order.
+#[derive(Default)]
+pub(super) struct Link {
+    writer: Option<PoolWrite>,
+    pub(super) queue: VecDeque<Vec<u8>>,
+    pub(super) fd: Option<RawFd>,
+    pub(super) closed: bool,
+}
+
+impl UserSession {
+    /// A session with no pool connection yet.
+    pub(super) fn new() -> Rc<UserSession> {
+        Rc::new(UserSession {
+            link: RefCell::default(),
+            last_active: Rc::new(Cell::new(Instant::now())),
+        })
+    }
+}
+
+/// Write a datagram of the receive buffer straight to the pool connection when the
+/// session's writer is free and nothing is queued (no copy); queue a copy otherwise.
+pub(super) async fn send_now(
+    session: &Rc<UserSession>,
+    buf: Vec<u8>,
+    n: usize,
+    ctx: &Rc<WorkerCtx>,
+) -> Vec<u8> {
+    session.last_active.set(Instant::now());
+    let writer = {
+        let mut link = session.link.borrow_mut();
+        if link.queue.is_empty() {
+            link.writer.take()
+        } else {
+            None
+        }
+    };
+    let Some(mut w) = writer else {
+        enqueue(session, buf[..n].to_vec(), ctx);
+        return buf;
+    };
+    throttle(n, ctx).await;
+    let (res, slice) = w.write_all(buf.slice(0..n)).await;
+    match res {
+        Ok(_) => {
+            WorkerStats::add(&ctx.stats.udp_rx, n);
+            give_back(session, w, ctx);
+        }
+        Err(e) => {
+            log::debug!("udp pool write failed: {e}");
+            close(session);
+        }
+    }
+    slice.into_inner()
+}
+
+async fn throttle(n: usize, ctx: &WorkerCtx) {
+    if let Some(l) = ctx.spec.rate_rx.as_ref() {
+        let wait = l.reserve(n);
+        if !wait.is_zero() {
+            monoio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Queue a datagram; a free writer starts draining the queue at once.
+pub(super) fn enqueue(session: &Rc<UserSession>, datagram: Vec<u8>, ctx: &Rc<WorkerCtx>) {
+    let writer = {
+        let mut link = session.link.borrow_mut();
+        if link.closed {
+            return;
+        }
+        if link.queue.len() >= PENDING_DATAGRAMS {
+            log::debug!("udp session queue full: datagram dropped");
+            return;
+        }
+        link.queue.push_back(datagram);
+        link.writer.take()
+    };
+    if let Some(w) = writer {
+        monoio::spawn(drain(Rc::clone(session), w, Rc::clone(ctx)));
+    }
+}
+
+/// Return the writer to the session, or keep it busy with what was queued meanwhile.
+pub(super) fn give_back(session: &Rc<UserSession>, w: PoolWrite, ctx: &Rc<WorkerCtx>) {
+    let mut link = session.link.borrow_mut();
+    if link.queue.is_empty() {
+        link.writer = Some(w);
+    } else {
+        drop(link);
+        monoio::spawn(drain(Rc::clone(session), w, Rc::clone(ctx)));
+    }
+}
+
+async fn drain(session: Rc<UserSession>, mut w: PoolWrite, ctx: Rc<WorkerCtx>) {
+    loop {
+        let next = session.link.borrow_mut().queue.pop_front();
+        let Some(datagram) = next else {
+            session.link.borrow_mut().writer = Some(w);
+            return;
+        };
+        let n = datagram.len();
+        throttle(n, &ctx).await;
+        let (res, _) = w.write_all(datagram).await;
+        if let Err(e) = res {
+            log::debug!("udp pool write failed: {e}");
+            close(&session);
+            return;
+        }
+        WorkerStats::add(&ctx.stats.udp_rx, n);
+    }
+}
+
+/// End the session: nothing more is queued or written, and its pool connection shuts.
+pub(super) fn close(session: &UserSession) {
+    let mut link = session.link.borrow_mut();
+    link.closed = true;
+    link.queue.clear();
+    if let Some(fd) = link.fd {
+        crate::net::shutdown_both(&crate::sys::borrow_raw_fd(&fd));
+    }
+}
