@@ -139,7 +139,7 @@ pub async fn serve_adopted(
         .shared
         .send_signal(session_signal(Action::Tcp, &remote, pooled.id, &t.spec.key));
     log::debug!("tunnel tcp {peer} via pool {}", pooled.id);
-    relay_pooled(user, pooled, &ctx, true).await;
+    relay_pooled(user, pooled, &ctx).await;
 }
 
 /// The `tcp` signal for pool connection `id`: dial a target and relay.
@@ -177,16 +177,15 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
         }
     }
     log::debug!("tunnel tcp {remote} -> {target_addr} via pool {id}");
-    relay_pooled(target, pooled, &ctx, false).await;
+    relay_pooled(target, pooled, &ctx).await;
 }
 
 /// Relay a user- or target-facing stream with a pool connection until both ends finish.
-/// `accepting` says which way the byte counters read (RX = bytes from the local socket).
-async fn relay_pooled(local: TcpStream, pooled: Pooled, ctx: &Rc<WorkerCtx>, accepting: bool) {
+/// The counters read as NodePass's: RX = bytes from the local (user or target) socket.
+async fn relay_pooled(local: TcpStream, pooled: Pooled, ctx: &Rc<WorkerCtx>) {
     let spec = &ctx.spec;
     let _entry = ctx.sessions.register([local.as_raw_fd(), pooled.fd]);
     let _live = Gauge::up(&ctx.stats.tcp_sessions);
-    let _ = accepting;
     let up = Meter {
         counter: &ctx.stats.tcp_rx,
         limiter: spec.rate_rx.as_ref(),
@@ -213,7 +212,9 @@ async fn relay_pooled(local: TcpStream, pooled: Pooled, ctx: &Rc<WorkerCtx>, acc
             fit_for_driver(&local, ctx.driver);
             let fds = [local.as_raw_fd(), pooled.fd];
             let (pr, pw) = tls.into_split();
-            copy_with_pool(
+            // Boxed: the TLS stream state would otherwise size every session's task,
+            // plain ones included (idle memory per connection).
+            Box::pin(copy_with_pool(
                 local,
                 pr,
                 pw,
@@ -222,7 +223,7 @@ async fn relay_pooled(local: TcpStream, pooled: Pooled, ctx: &Rc<WorkerCtx>, acc
                 &down,
                 spec.read_timeout,
                 spec.tcp_buf_size,
-            )
+            ))
             .await
         }
     };
