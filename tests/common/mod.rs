@@ -260,15 +260,29 @@ impl Drop for NodepassProcess {
     }
 }
 
-/// A free TCP+UDP port on 127.0.0.1 (bound, checked, released).
+/// A free TCP+UDP port on 127.0.0.1 (bound, checked, released) for a URL we hand to the
+/// binary. Taken from below the kernel's ephemeral range, so a socket another test binds to
+/// port 0 cannot be given the same port between our check and nodepass's bind; a
+/// per-process counter never hands the same port out twice.
 pub fn free_port() -> u16 {
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_low.max(10_001));
+    let span = high - low;
+    let seed = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let port = (low + (seed + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
             return port;
         }
     }
+    panic!("no free port below the ephemeral range");
 }
 
 /// `recv_from` that retries on EINTR (std does not; io_uring task work can interrupt it).
