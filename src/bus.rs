@@ -176,6 +176,7 @@ impl<T> QueueRx<T> {
             Err(TryRecvError::Disconnected) => Poll::Ready(None),
             Err(TryRecvError::Empty) => {
                 self.slot.register(cx.waker());
+                // An item may have landed between the first look and the registration.
                 match self.rx.try_recv() {
                     Ok(c) => Poll::Ready(Some(c)),
                     Err(TryRecvError::Disconnected) => Poll::Ready(None),
@@ -284,62 +285,12 @@ impl WakerSlot {
 }
 
 /// The control thread's end of a worker's mailbox.
-#[derive(Clone, Debug)]
-pub struct WorkerHandle {
-    tx: Sender<Command>,
-    slot: Arc<WakerSlot>,
-}
+pub type WorkerHandle = QueueTx<Command>;
 
 /// The worker's end of its mailbox.
-#[derive(Debug)]
-pub struct Mailbox {
-    rx: Receiver<Command>,
-    slot: Arc<WakerSlot>,
-}
+pub type Mailbox = QueueRx<Command>;
 
-/// A connected pair of handle and mailbox.
+/// A connected pair of handle and mailbox (a [`queue`] of `MAILBOX_DEPTH` commands).
 pub fn mailbox() -> (WorkerHandle, Mailbox) {
-    let (tx, rx) = crossbeam_channel::bounded(MAILBOX_DEPTH);
-    let slot = Arc::new(WakerSlot::default());
-    (
-        WorkerHandle {
-            tx,
-            slot: Arc::clone(&slot),
-        },
-        Mailbox { rx, slot },
-    )
-}
-
-impl WorkerHandle {
-    /// Queue a command and wake the worker. A full queue gives the command back instead
-    /// of blocking: the caller decides (log, retry on the next tick).
-    pub fn post(&self, cmd: Command) -> Result<(), Command> {
-        match self.tx.try_send(cmd) {
-            Ok(()) => {
-                self.slot.wake();
-                Ok(())
-            }
-            Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => Err(c),
-        }
-    }
-}
-
-impl Mailbox {
-    /// The next command; `None` when every handle is gone.
-    pub async fn recv(&self) -> Option<Command> {
-        poll_fn(|cx| match self.rx.try_recv() {
-            Ok(c) => Poll::Ready(Some(c)),
-            Err(TryRecvError::Disconnected) => Poll::Ready(None),
-            Err(TryRecvError::Empty) => {
-                self.slot.register(cx.waker());
-                // A command may have landed between the first look and the registration.
-                match self.rx.try_recv() {
-                    Ok(c) => Poll::Ready(Some(c)),
-                    Err(TryRecvError::Disconnected) => Poll::Ready(None),
-                    Err(TryRecvError::Empty) => Poll::Pending,
-                }
-            }
-        })
-        .await
-    }
+    queue(MAILBOX_DEPTH)
 }

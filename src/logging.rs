@@ -258,8 +258,9 @@ fn local_fields(secs: i64) -> Option<LocalTime> {
     })
 }
 
-/// UTC calendar fields of `secs` (the fallback when the local zone is unavailable).
-fn utc_fields(secs: i64) -> LocalTime {
+/// UTC calendar fields of `secs` since the epoch (the fallback when the local zone is
+/// unavailable; also the master's RFC 3339 event times).
+pub fn utc_fields(secs: i64) -> LocalTime {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
