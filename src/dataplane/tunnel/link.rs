@@ -9,8 +9,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::pool::PoolConn;
 use super::pool_io::{PoolRead, PoolWrite};
-use super::TunnelCtx;
-use crate::bus::{Event, QueueRx};
+use super::{TunnelCtx, TunnelSide};
+use crate::bus::{Command, Event, QueueRx};
 use crate::dataplane::worker::WorkerCtx;
 use crate::proto::{decode_line, encode_line, Action, LineBuf, PoolId, Signal, MAX_SIGNAL_LINE};
 
@@ -31,6 +31,41 @@ pub fn start(conn: PoolConn, fd: RawFd, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) 
     monoio::spawn(read_signals(r, fd, Rc::clone(ctx), Rc::clone(t)));
     monoio::spawn(write_signals(w, rx, fd, Rc::clone(ctx), Rc::clone(t)));
     t.spec.shared.report(Event::ControlUp(ctx.index));
+}
+
+/// On the server a session signal's id names the worker that owns the pool connection
+/// (we generated it), so the reader posts it there itself: one thread hop instead of two
+/// through the control thread, on every new session. The client needs the control
+/// thread's id → worker map (a Go server's ids carry no worker), so it does not.
+fn route_direct(t: &TunnelCtx, sig: &Signal) -> bool {
+    if !matches!(t.spec.side, TunnelSide::Server { .. }) {
+        return false;
+    }
+    let is_tcp = match sig.action {
+        Action::Tcp => true,
+        Action::Udp => false,
+        _ => return false,
+    };
+    let Some(id) = sig.id.as_deref().and_then(|h| PoolId::from_hex(h).ok()) else {
+        return false;
+    };
+    let Some(workers) = t.spec.shared.workers.get() else {
+        return false;
+    };
+    let n = u8::try_from(workers.len()).unwrap_or(u8::MAX);
+    let Some(owner) = workers.get(usize::from(id.worker_of(n))) else {
+        return false;
+    };
+    let remote = sig.remote.clone().unwrap_or_default();
+    let cmd = if is_tcp {
+        Command::TunnelTcp { id, remote }
+    } else {
+        Command::TunnelUdp { id, remote }
+    };
+    if owner.post(cmd).is_err() {
+        log::warn!("pool connection {id}: owner's command queue full, signal dropped");
+    }
+    true
 }
 
 fn lost(t: &TunnelCtx, fd: RawFd, why: String) {
@@ -63,6 +98,7 @@ async fn read_signals(mut r: PoolRead, fd: RawFd, ctx: Rc<WorkerCtx>, t: Rc<Tunn
         loop {
             match lines.next_line() {
                 Ok(Some(line)) => match decode_line(line, &t.spec.key) {
+                    Ok(sig) if route_direct(&t, &sig) => {}
                     Ok(sig) => t.spec.shared.report(Event::Signal(sig)),
                     Err(e) => log::warn!("malformed signal skipped: {e}"),
                 },
