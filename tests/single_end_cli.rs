@@ -27,25 +27,9 @@ fn start_forwarder(
     (np, port)
 }
 
-/// TCP and UDP echo on the same port number.
-fn echo_both() -> u16 {
-    loop {
-        let tcp = echo_tcp();
-        if let Ok(udp) = UdpSocket::bind(("127.0.0.1", tcp.port())) {
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 65536];
-                while let Ok((n, from)) = udp.recv_from(&mut buf) {
-                    let _ = udp.send_to(&buf[..n], from);
-                }
-            });
-            return tcp.port();
-        }
-    }
-}
-
 #[test]
 fn sixteen_mib_and_a_thousand_datagrams_cross_the_binary_on_both_drivers() {
-    let target = echo_both();
+    let target = echo_tcp_udp().port();
     for driver in ["uring", "legacy"] {
         let (mut np, port) = start_forwarder(target, target, driver, &[]);
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -172,7 +156,7 @@ fn sigterm_closes_sessions_that_outlive_the_shutdown_timeout() {
 
 #[test]
 fn notcp_and_noudp_turn_off_their_side() {
-    let target = echo_both();
+    let target = echo_tcp_udp().port();
     let port = free_port();
     let url = format!("client://127.0.0.1:{port}/127.0.0.1:{target}?mode=1&notcp=1");
     let mut np = NodepassProcess::start(&url, &[]);

@@ -5,42 +5,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 
 use common::*;
-
-/// A TCP echo and a UDP echo on the same port (a tunnel target is one address for both).
-fn echo_both() -> SocketAddr {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = tcp.local_addr().unwrap();
-        let Ok(udp) = UdpSocket::bind(addr) else {
-            continue;
-        };
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while let Ok((n, from)) = udp.recv_from(&mut buf) {
-                let _ = udp.send_to(&buf[..n], from);
-            }
-        });
-        std::thread::spawn(move || {
-            for conn in tcp.incoming() {
-                let Ok(mut conn) = conn else { return };
-                std::thread::spawn(move || {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    while let Ok(n) = conn.read(&mut buf) {
-                        if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = conn.shutdown(std::net::Shutdown::Write);
-                });
-            }
-        });
-        return addr;
-    }
-}
 
 /// A CA and a leaf for `tunnel.test` signed by it, as PEM files in a fresh directory.
 struct Pki {
@@ -81,7 +48,7 @@ impl Drop for Pki {
 }
 
 fn carry(reverse: bool, tls: u8, driver: &str) {
-    let target = echo_both();
+    let target = echo_tcp_udp();
     let pki = Pki::new();
     let server_query = match tls {
         2 => format!(
@@ -137,7 +104,7 @@ carries! {
 
 #[test]
 fn two_hundred_concurrent_tcp_sessions_pass_through_one_tunnel() {
-    let target = echo_both();
+    let target = echo_tcp_udp();
     let opts = TunnelOpts {
         reverse: true,
         server_query: "tls=0",
@@ -184,7 +151,7 @@ fn drain_lines(p: &mut NodepassProcess) -> usize {
 /// other direction used to wait forever on the pool connection).
 #[test]
 fn a_user_reset_ends_the_session_on_both_ends() {
-    let target = echo_both();
+    let target = echo_tcp_udp();
     for tls in ["tls=0", "tls=1"] {
         for reverse in [true, false] {
             let opts = TunnelOpts {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::{TcpListener, TcpStream};
 
+use super::accept::accept_until;
 use super::dial::{dial_rotating, send_all};
 use super::relay::{Meter, Relay, RelayKind};
 use super::worker::WorkerCtx;
@@ -18,30 +19,16 @@ use crate::limit::{classify_first_bytes, Verdict};
 use crate::runtime::ActiveDriver;
 use crate::{net, proxy_proto, sys};
 
-/// Pause after an accept error such as EMFILE, so a full fd table does not spin the core.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// How long `block=` waits for a user's first bytes before letting the connection through
 /// (protocols where the server speaks first send nothing).
 const SNIFF_WAIT: Duration = Duration::from_millis(1000);
 
 /// Accept users until the worker is told to stop.
 pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>) {
-    loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => r,
-            _ = ctx.stopping.wait() => break,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-                monoio::spawn(serve_user(stream, peer, Rc::clone(&ctx)));
-            }
-            Err(e) => {
-                log::warn!("accept failed: {e}");
-                monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-            }
-        }
-    }
+    accept_until(&listener, &ctx.stopping, "user", |stream, peer| {
+        monoio::spawn(serve_user(stream, peer, Rc::clone(&ctx)));
+    })
+    .await;
     log::debug!("worker {}: stopped accepting TCP", ctx.index);
 }
 

@@ -5,6 +5,7 @@
 //! anything mutable on the per-connection path except the process-wide slot and rate
 //! limits (one atomic each, only when configured).
 
+mod accept;
 mod dial;
 mod flag;
 mod forward;

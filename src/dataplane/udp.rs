@@ -49,12 +49,7 @@ pub async fn serve(listener: UdpSocket, ctx: Rc<WorkerCtx>) {
         };
         let from = SocketAddr::new(from.ip().to_canonical(), from.port());
         WorkerStats::add(&ctx.stats.udp_rx, n);
-        if let Some(l) = ctx.spec.rate_rx.as_ref() {
-            let wait = l.reserve(n);
-            if !wait.is_zero() {
-                monoio::time::sleep(wait).await;
-            }
-        }
+        crate::limit::pace(ctx.spec.rate_rx.as_ref(), n).await;
         let existing = sessions.borrow().get(&from).cloned();
         let session = match existing {
             Some(s) => s,
@@ -165,12 +160,7 @@ async fn pump_replies(
                 }
             };
             session.last_active.set(Instant::now());
-            if let Some(l) = ctx.spec.rate_tx.as_ref() {
-                let wait = l.reserve(n);
-                if !wait.is_zero() {
-                    monoio::time::sleep(wait).await;
-                }
-            }
+            crate::limit::pace(ctx.spec.rate_tx.as_ref(), n).await;
             let (res, slice) = listener.send_to(buf.slice(0..n), client).await;
             buf = slice.into_inner();
             match res {

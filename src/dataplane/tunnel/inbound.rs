@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
@@ -15,13 +14,12 @@ use monoio::net::{TcpListener, TcpStream};
 use super::pool::{PoolConn, Pooled};
 use super::{fit_for_driver, link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
+use crate::dataplane::accept::accept_until;
 use crate::dataplane::worker::WorkerCtx;
 use crate::proto::handshake::{self, Parse};
 use crate::proto::PoolId;
 use crate::{net, sys};
 
-/// Pause after an accept error such as EMFILE.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// What Go's HTTP server answers to bytes that are not HTTP.
 const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
 /// Our answer to a second valid handshake while a tunnel is running.
@@ -29,33 +27,21 @@ const CONFLICT: &[u8] = b"HTTP/1.1 409 Conflict\r\nConnection: close\r\nContent-
 
 /// Accept on the tunnel port until the worker stops.
 pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
-    loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => r,
-            _ = ctx.closing.wait() => break,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-                fit_for_driver(&stream, ctx.driver);
-                let ctx = Rc::clone(&ctx);
-                let t = Rc::clone(&t);
-                monoio::spawn(async move {
-                    match t.spec.shared.client_ip.get() {
-                        None => handshake(stream, peer, &t).await,
-                        Some(ip) if *ip == peer.ip() => pool_conn(stream, peer, ctx, t).await,
-                        Some(_) => log::warn!(
-                            "tunnel connection from {peer} refused: not the tunnel client"
-                        ),
-                    }
-                });
+    accept_until(&listener, &ctx.closing, "tunnel", |stream, peer| {
+        fit_for_driver(&stream, ctx.driver);
+        let ctx = Rc::clone(&ctx);
+        let t = Rc::clone(&t);
+        monoio::spawn(async move {
+            match t.spec.shared.client_ip.get() {
+                None => handshake(stream, peer, &t).await,
+                Some(ip) if *ip == peer.ip() => pool_conn(stream, peer, ctx, t).await,
+                Some(_) => {
+                    log::warn!("tunnel connection from {peer} refused: not the tunnel client")
+                }
             }
-            Err(e) => {
-                log::warn!("tunnel accept failed: {e}");
-                monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-            }
-        }
-    }
+        });
+    })
+    .await;
 }
 
 /// Read a request head within the handshake deadline.

@@ -13,6 +13,7 @@ use super::pool::{PoolConn, Pooled};
 use super::pool_io::{PoolRead, PoolWrite};
 use super::{fit_for_driver, TunnelCtx};
 use crate::bus::{Command, Event};
+use crate::dataplane::accept::accept_until;
 use crate::dataplane::dial::dial_rotating;
 use crate::dataplane::forward::{send_proxy_header, sniff_blocked, Gauge};
 use crate::dataplane::relay::{copy_bidi, Idle, Meter, Relay, RelayKind};
@@ -21,27 +22,12 @@ use crate::proto::{encode_line, Action, PoolId, Signal};
 use crate::runtime::ActiveDriver;
 use crate::{net, sys};
 
-/// Pause after an accept error such as EMFILE.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
-
 /// Accept users on this worker's target listener until told to stop.
 pub async fn accept_users(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
-    loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => r,
-            _ = ctx.stopping.wait() => break,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-                monoio::spawn(serve_user(stream, peer, Rc::clone(&ctx), Rc::clone(&t)));
-            }
-            Err(e) => {
-                log::warn!("accept failed: {e}");
-                monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-            }
-        }
-    }
+    accept_until(&listener, &ctx.stopping, "user", |stream, peer| {
+        monoio::spawn(serve_user(stream, peer, Rc::clone(&ctx), Rc::clone(&t)));
+    })
+    .await;
 }
 
 /// A signal line for a session.

@@ -81,12 +81,7 @@ pub(super) async fn send_now(
 }
 
 async fn throttle(n: usize, ctx: &WorkerCtx) {
-    if let Some(l) = ctx.spec.rate_rx.as_ref() {
-        let wait = l.reserve(n);
-        if !wait.is_zero() {
-            monoio::time::sleep(wait).await;
-        }
-    }
+    crate::limit::pace(ctx.spec.rate_rx.as_ref(), n).await;
 }
 
 /// Queue a datagram; a free writer starts draining the queue at once.

@@ -382,12 +382,7 @@ async fn pool_to_user(
             Ok(n) => n,
         };
         last.set(Instant::now());
-        if let Some(l) = ctx.spec.rate_tx.as_ref() {
-            let wait = l.reserve(n);
-            if !wait.is_zero() {
-                monoio::time::sleep(wait).await;
-            }
-        }
+        crate::limit::pace(ctx.spec.rate_tx.as_ref(), n).await;
         let (res, slice) = listener.send_to(buf.slice(0..n), to).await;
         buf = slice.into_inner();
         if let Ok(sent) = res {
