@@ -26,7 +26,7 @@ const SNIFF_WAIT: Duration = Duration::from_millis(1000);
 /// Accept users until the worker is told to stop.
 pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>) {
     accept_until(&listener, &ctx.stopping, "user", |stream, peer| {
-        monoio::spawn(serve_user(stream, peer, Rc::clone(&ctx)));
+        ctx.spawn(serve_user(stream, peer, Rc::clone(&ctx)));
     })
     .await;
     log::debug!("worker {}: stopped accepting TCP", ctx.index);

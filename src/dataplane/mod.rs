@@ -12,6 +12,7 @@ mod forward;
 mod pipes;
 mod relay;
 mod sessions;
+mod tasks;
 mod tunnel;
 mod udp;
 mod worker;

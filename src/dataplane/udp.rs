@@ -105,7 +105,7 @@ fn open_session(
     });
     sessions.borrow_mut().insert(from, Rc::clone(&session));
     log::debug!("udp session {from} -> {target}");
-    monoio::spawn(pump_replies(
+    ctx.spawn(pump_replies(
         Rc::clone(&session),
         from,
         Rc::clone(listener),

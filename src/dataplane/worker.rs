@@ -20,6 +20,7 @@ use super::flag::LocalFlag;
 use super::pipes::PipePool;
 use super::relay::RelayKind;
 use super::sessions::SessionTable;
+use super::tasks::TaskSet;
 
 /// Everything a forwarding worker needs that is the same on every core (read-only, shared).
 #[derive(Debug)]
@@ -94,6 +95,8 @@ pub struct WorkerCtx {
     pub closing: LocalFlag,
     /// Live sessions, for forced teardown.
     pub sessions: Rc<SessionTable>,
+    /// Every task this worker spawned, so none outlives its runtime.
+    pub tasks: Rc<TaskSet>,
     /// Splice pipes.
     pub pipes: PipePool,
     /// The driver this runtime runs on.
@@ -101,6 +104,40 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
+    /// Spawn a task on this worker; [`WorkerCtx::close`] ends it if it has not ended.
+    pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + 'static) {
+        self.tasks.spawn(fut);
+    }
+
+    /// The end of a worker's life, for every mode: stop accepting, shut every session's
+    /// sockets down, give the sessions `CLOSE_GRACE` to finish, then cancel whatever task
+    /// is left and wait for it, so that every socket closes inside the runtime (a task
+    /// left pending would leak its sockets: see `tasks.rs`).
+    pub async fn close(&self) {
+        self.stopping.raise();
+        self.closing.raise();
+        self.sessions.shutdown_all();
+        let deadline = std::time::Instant::now() + CLOSE_GRACE;
+        while self.sessions.len() > 0 && std::time::Instant::now() < deadline {
+            monoio::time::sleep(DRAIN_POLL).await;
+        }
+        self.tasks.cancel_all();
+        let deadline = std::time::Instant::now() + CLOSE_GRACE;
+        while self.tasks.live() > 0 && std::time::Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if self.tasks.live() > 0 {
+            log::warn!(
+                "worker {}: {} tasks did not end at close; their sockets stay open",
+                self.index,
+                self.tasks.live()
+            );
+        }
+        // One more turn of the runtime: io_uring closes the dropped sockets through
+        // submitted close operations.
+        monoio::time::sleep(Duration::from_millis(1)).await;
+    }
+
     /// The rotation start for the next dial.
     pub fn take_rotation(&self) -> usize {
         let n = self.next_target.get();
@@ -205,6 +242,7 @@ where
                     stopping: LocalFlag::default(),
                     closing: LocalFlag::default(),
                     sessions: Rc::default(),
+                    tasks: Rc::default(),
                     pipes: PipePool::default(),
                     driver,
                 };
@@ -243,12 +281,12 @@ async fn worker_main(ctx: Rc<WorkerCtx>, socks: WorkerSockets, mailbox: Mailbox)
             );
         }
         let listener = monoio::net::TcpListener::from_std(l)?;
-        monoio::spawn(super::forward::accept_loop(listener, Rc::clone(&ctx)));
+        ctx.spawn(super::forward::accept_loop(listener, Rc::clone(&ctx)));
     }
     if let Some(u) = socks.udp {
         u.set_nonblocking(native_nonblocking)?;
         let socket = monoio::net::udp::UdpSocket::from_std(u)?;
-        monoio::spawn(super::udp::serve(socket, Rc::clone(&ctx)));
+        ctx.spawn(super::udp::serve(socket, Rc::clone(&ctx)));
     }
     loop {
         match mailbox.recv().await {
@@ -259,12 +297,6 @@ async fn worker_main(ctx: Rc<WorkerCtx>, socks: WorkerSockets, mailbox: Mailbox)
             Some(_) => {}
         }
     }
-    ctx.stopping.raise();
-    ctx.closing.raise();
-    ctx.sessions.shutdown_all();
-    let deadline = std::time::Instant::now() + CLOSE_GRACE;
-    while ctx.sessions.len() > 0 && std::time::Instant::now() < deadline {
-        monoio::time::sleep(DRAIN_POLL).await;
-    }
+    ctx.close().await;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! idle, dialling in parallel, with NodePass's adaptive interval and capacity (§4), and
 //! refilling at once when a connection is taken (a miss never waits for the next tick).
 
+use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -9,7 +10,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::pool::{PoolConn, Pooled};
+use super::pool::{Notify, PoolConn, Pooled};
 use super::{fit_for_driver, link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::dataplane::dial::{dial, SourcePolicy};
@@ -80,17 +81,8 @@ pub async fn refill_loop(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
         }
         pace.adjust_interval(t.shard.len());
         let need = pace.capacity.saturating_sub(t.shard.len());
-        let tasks: Vec<_> = (0..need)
-            .map(|_| monoio::spawn(dial_one(Rc::clone(&ctx), Rc::clone(&t))))
-            .collect();
-        let mut created = 0;
-        for task in tasks {
-            match task.await {
-                Ok(()) => created += 1,
-                Err(e) => log::debug!("pool dial failed: {e}"),
-            }
-        }
         if need > 0 {
+            let created = dial_round(need, &ctx, &t).await;
             pace.adjust_capacity(created);
         }
         monoio::select! {
@@ -99,6 +91,39 @@ pub async fn refill_loop(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
             _ = ctx.stopping.wait() => return,
         }
     }
+}
+
+/// The dials of one refill round, counted as they end.
+#[derive(Default)]
+struct Round {
+    pending: Cell<usize>,
+    created: Cell<usize>,
+    done: Notify,
+}
+
+/// Dial `need` pool connections in parallel (each a task of this worker, so a close ends
+/// them too) and count how many were created.
+async fn dial_round(need: usize, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) -> usize {
+    let round = Rc::new(Round::default());
+    round.pending.set(need);
+    for _ in 0..need {
+        let round = Rc::clone(&round);
+        let (ctx2, t2) = (Rc::clone(ctx), Rc::clone(t));
+        ctx.spawn(async move {
+            match dial_one(ctx2, t2).await {
+                Ok(()) => round.created.set(round.created.get() + 1),
+                Err(e) => log::debug!("pool dial failed: {e}"),
+            }
+            round.pending.set(round.pending.get() - 1);
+            if round.pending.get() == 0 {
+                round.done.notify();
+            }
+        });
+    }
+    while round.pending.get() > 0 {
+        round.done.notified().await;
+    }
+    round.created.get()
 }
 
 async fn connect_tls(

@@ -29,12 +29,12 @@ const CONFLICT: &[u8] = b"HTTP/1.1 409 Conflict\r\nConnection: close\r\nContent-
 pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
     accept_until(&listener, &ctx.closing, "tunnel", |stream, peer| {
         fit_for_driver(&stream, ctx.driver);
-        let ctx = Rc::clone(&ctx);
+        let owner = Rc::clone(&ctx);
         let t = Rc::clone(&t);
-        monoio::spawn(async move {
+        ctx.spawn(async move {
             match t.spec.shared.client_ip.get() {
                 None => handshake(stream, peer, &t).await,
-                Some(ip) if *ip == peer.ip() => pool_conn(stream, peer, ctx, t).await,
+                Some(ip) if *ip == peer.ip() => pool_conn(stream, peer, owner, t).await,
                 Some(_) => {
                     log::warn!("tunnel connection from {peer} refused: not the tunnel client")
                 }

@@ -28,8 +28,8 @@ pub fn start(conn: PoolConn, fd: RawFd, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) 
         return;
     };
     let (r, w) = conn.into_split();
-    monoio::spawn(read_signals(r, fd, Rc::clone(ctx), Rc::clone(t)));
-    monoio::spawn(write_signals(w, rx, fd, Rc::clone(ctx), Rc::clone(t)));
+    ctx.spawn(read_signals(r, fd, Rc::clone(ctx), Rc::clone(t)));
+    ctx.spawn(write_signals(w, rx, fd, Rc::clone(ctx), Rc::clone(t)));
     t.spec.shared.report(Event::ControlUp(ctx.index));
 }
 

@@ -116,9 +116,6 @@ pub fn start_tunnel(
     )
 }
 
-/// How long a worker waits for sessions to finish after shutting their sockets down.
-const CLOSE_GRACE: Duration = Duration::from_millis(500);
-
 fn into_monoio_listener(
     l: std::net::TcpListener,
     driver: ActiveDriver,
@@ -136,18 +133,18 @@ async fn worker_main(
     let native_nonblocking = ctx.driver == ActiveDriver::Legacy;
     if let Some(l) = socks.tunnel {
         let listener = into_monoio_listener(l, ctx.driver)?;
-        monoio::spawn(inbound::accept_loop(
+        ctx.spawn(inbound::accept_loop(
             listener,
             Rc::clone(&ctx),
             Rc::clone(&t),
         ));
     }
     if matches!(t.spec.side, TunnelSide::Client { .. }) {
-        monoio::spawn(dialer::refill_loop(Rc::clone(&ctx), Rc::clone(&t)));
+        ctx.spawn(dialer::refill_loop(Rc::clone(&ctx), Rc::clone(&t)));
     }
     if let Some(l) = socks.users.tcp {
         let listener = into_monoio_listener(l, ctx.driver)?;
-        monoio::spawn(session::accept_users(
+        ctx.spawn(session::accept_users(
             listener,
             Rc::clone(&ctx),
             Rc::clone(&t),
@@ -158,7 +155,7 @@ async fn worker_main(
         u.set_nonblocking(native_nonblocking)?;
         let socket = monoio::net::udp::UdpSocket::from_std(u)?;
         let users = Rc::new(udp::UdpUsers::new(socket));
-        monoio::spawn(udp::serve_users(
+        ctx.spawn(udp::serve_users(
             Rc::clone(&users),
             Rc::clone(&ctx),
             Rc::clone(&t),
@@ -172,7 +169,7 @@ async fn worker_main(
                 *ctx.targets.borrow_mut() = targets.iter().copied().collect()
             }
             Some(Command::TunnelTcp { id, remote }) => {
-                monoio::spawn(session::serve_signal(
+                ctx.spawn(session::serve_signal(
                     id,
                     remote,
                     Rc::clone(&ctx),
@@ -180,7 +177,7 @@ async fn worker_main(
                 ));
             }
             Some(Command::TunnelUdp { id, remote }) => {
-                monoio::spawn(udp::serve_signal(
+                ctx.spawn(udp::serve_signal(
                     id,
                     remote,
                     Rc::clone(&ctx),
@@ -195,7 +192,7 @@ async fn worker_main(
                     .and_then(|()| monoio::net::TcpStream::from_std(std_stream));
                 match adopted {
                     Ok(s) => {
-                        monoio::spawn(session::serve_adopted(
+                        ctx.spawn(session::serve_adopted(
                             s,
                             peer,
                             Rc::clone(&ctx),
@@ -217,19 +214,13 @@ async fn worker_main(
             },
             Some(Command::SendVerify { fp }) => link::send_verify(&ctx, &t, fp),
             Some(Command::CheckVerify { id, fp, own }) => {
-                monoio::spawn(link::check_verify(id, fp, own, Rc::clone(&t)));
+                ctx.spawn(link::check_verify(id, fp, own, Rc::clone(&t)));
             }
             Some(Command::CloseAll) | None => break,
         }
     }
-    ctx.stopping.raise();
-    ctx.closing.raise();
     t.shard.flush();
-    ctx.sessions.shutdown_all();
-    let deadline = std::time::Instant::now() + CLOSE_GRACE;
-    while ctx.sessions.len() > 0 && std::time::Instant::now() < deadline {
-        monoio::time::sleep(Duration::from_millis(20)).await;
-    }
+    ctx.close().await;
     Ok(())
 }
 

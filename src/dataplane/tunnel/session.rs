@@ -25,7 +25,7 @@ use crate::{net, sys};
 /// Accept users on this worker's target listener until told to stop.
 pub async fn accept_users(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
     accept_until(&listener, &ctx.stopping, "user", |stream, peer| {
-        monoio::spawn(serve_user(stream, peer, Rc::clone(&ctx), Rc::clone(&t)));
+        ctx.spawn(serve_user(stream, peer, Rc::clone(&ctx), Rc::clone(&t)));
     })
     .await;
 }

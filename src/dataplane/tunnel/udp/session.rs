@@ -99,7 +99,7 @@ pub(super) fn enqueue(session: &Rc<UserSession>, datagram: Vec<u8>, ctx: &Rc<Wor
         link.writer.take()
     };
     if let Some(w) = writer {
-        monoio::spawn(drain(Rc::clone(session), w, Rc::clone(ctx)));
+        ctx.spawn(drain(Rc::clone(session), w, Rc::clone(ctx)));
     }
 }
 
@@ -110,7 +110,7 @@ pub(super) fn give_back(session: &Rc<UserSession>, w: PoolWrite, ctx: &Rc<Worker
         link.writer = Some(w);
     } else {
         drop(link);
-        monoio::spawn(drain(Rc::clone(session), w, Rc::clone(ctx)));
+        ctx.spawn(drain(Rc::clone(session), w, Rc::clone(ctx)));
     }
 }
 

@@ -123,7 +123,7 @@ pub fn adopt(
     };
     let session = new_session(users, client);
     enqueue(&session, datagram, ctx);
-    monoio::spawn(connect(
+    ctx.spawn(connect(
         Rc::clone(users),
         client,
         session,
@@ -187,7 +187,7 @@ async fn open_flow(
     }
     let session = new_session(users, from);
     enqueue(&session, buf[..n].to_vec(), ctx);
-    monoio::spawn(connect(
+    ctx.spawn(connect(
         Rc::clone(users),
         from,
         session,
@@ -236,8 +236,9 @@ fn remember_forward(users: &Rc<UdpUsers>, client: SocketAddr, worker: usize, ctx
     let flow = Flow::Forwarded(Rc::clone(&entry));
     users.flows.borrow_mut().insert(client, flow);
     let users = Rc::clone(users);
+    let tasks = Rc::clone(&ctx.tasks);
     let ctx = Rc::clone(ctx);
-    monoio::spawn(async move {
+    tasks.spawn(async move {
         let timeout = ctx.spec.udp_read_timeout;
         loop {
             let idle_for = entry.last.get().elapsed();
@@ -352,8 +353,9 @@ fn start_relay(
     give_back(session, w, ctx);
     let users = Rc::clone(users);
     let session = Rc::clone(session);
+    let tasks = Rc::clone(&ctx.tasks);
     let ctx = Rc::clone(ctx);
-    monoio::spawn(async move {
+    tasks.spawn(async move {
         let _slot = slot;
         let _entry = ctx.sessions.register([fd, fd]);
         let _live = Gauge::up(&ctx.stats.udp_sessions);
