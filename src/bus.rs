@@ -155,15 +155,32 @@ pub fn queue<T>(depth: usize) -> (QueueTx<T>, QueueRx<T>) {
     )
 }
 
+/// Why [`QueueTx::try_post`] gave an item back.
+#[derive(Debug)]
+pub enum Rejected<T> {
+    /// The queue is full (the receiver is behind).
+    Full(T),
+    /// The receiver is gone (for a run's event queue: the run has ended).
+    Closed(T),
+}
+
 impl<T> QueueTx<T> {
-    /// Queue an item and wake the receiver; a full queue gives the item back.
+    /// Queue an item and wake the receiver; a full or closed queue gives the item back.
     pub fn post(&self, item: T) -> Result<(), T> {
+        self.try_post(item).map_err(|r| match r {
+            Rejected::Full(c) | Rejected::Closed(c) => c,
+        })
+    }
+
+    /// As [`QueueTx::post`], saying why an item was given back.
+    pub fn try_post(&self, item: T) -> Result<(), Rejected<T>> {
         match self.tx.try_send(item) {
             Ok(()) => {
                 self.slot.wake();
                 Ok(())
             }
-            Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => Err(c),
+            Err(TrySendError::Full(c)) => Err(Rejected::Full(c)),
+            Err(TrySendError::Disconnected(c)) => Err(Rejected::Closed(c)),
         }
     }
 }
@@ -243,10 +260,13 @@ impl TunnelShared {
             .sum()
     }
 
-    /// Report an event; a full queue is logged, never waited on.
+    /// Report an event; a full queue is logged, never waited on. Once the control loop
+    /// has ended (the run is being torn down) events have no reader and are dropped quietly.
     pub fn report(&self, ev: Event) {
-        if let Err(ev) = self.events.post(ev) {
-            log::warn!("control event queue full, dropped {ev:?}");
+        match self.events.try_post(ev) {
+            Ok(()) => {}
+            Err(Rejected::Full(ev)) => log::warn!("control event queue full, dropped {ev:?}"),
+            Err(Rejected::Closed(ev)) => log::debug!("run ended, event dropped: {ev:?}"),
         }
     }
 

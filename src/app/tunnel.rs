@@ -69,10 +69,10 @@ pub(super) fn run_tunnel(cfg: Config, end: End) -> i32 {
                 return 0;
             }
             Ok(Outcome::Fatal(why, healthy)) => (why, healthy),
-            Err(why) => (why, Duration::ZERO),
+            Err(why) => (why, None),
         };
         log::error!("{word} error: {why}");
-        let delay = backoff.next_delay(healthy);
+        let delay = backoff.next_delay(healthy.is_some());
         if wait_or_shutdown(driver, delay) {
             final_checkpoint(mode, &stats);
             log::info!("{word} shutdown complete");

@@ -54,8 +54,9 @@ pub struct Run<'a> {
 pub enum Outcome {
     /// SIGINT/SIGTERM: drained, exit.
     Shutdown,
-    /// A fatal error; restart after backoff. The duration is how long the run was healthy.
-    Fatal(String, Duration),
+    /// A fatal error; restart after backoff. The duration is how long the run was healthy
+    /// (`None`: its control channel never came up).
+    Fatal(String, Option<Duration>),
 }
 
 /// Run the control loop on this thread's own runtime until shutdown or a fatal error.
@@ -114,8 +115,8 @@ impl<'a, 'c> State<'a, 'c> {
         }
     }
 
-    fn healthy_for(&self) -> Duration {
-        self.up_since.map_or(Duration::ZERO, |t| t.elapsed())
+    fn healthy_for(&self) -> Option<Duration> {
+        self.up_since.map(|t| t.elapsed())
     }
 
     fn send(&self, sig: &Signal) {
@@ -126,7 +127,7 @@ impl<'a, 'c> State<'a, 'c> {
         if let Err(why) = self.wait_for_control().await {
             return match why {
                 None => Outcome::Shutdown,
-                Some(why) => Outcome::Fatal(why, Duration::ZERO),
+                Some(why) => Outcome::Fatal(why, None),
             };
         }
         self.up_since = Some(Instant::now());
