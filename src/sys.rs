@@ -147,6 +147,64 @@ pub fn write_now(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// An epoll instance of our own (level-triggered), for watching many idle sockets with one
+/// runtime wait: the tunnel's idle pool connections.
+pub struct Epoll(OwnedFd);
+
+impl Epoll {
+    /// `epoll_create1(EPOLL_CLOEXEC)`.
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: no pointers; a non-negative result is a new descriptor we now own.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by epoll_create1 and nothing else owns it.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: `ev` lives for the call; a stale or closed `fd` only yields an error
+        // (EBADF/ENOENT), never memory unsafety.
+        let rc = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Watch `fd` for `events` (`EPOLL*` bits), reported with `token`.
+    pub fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
+    }
+
+    /// Stop watching `fd`.
+    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    }
+
+    /// The events ready now, without waiting: `(token, events)` pairs into `out`.
+    pub fn ready_now(&self, out: &mut Vec<(u64, u32)>) -> io::Result<()> {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        // SAFETY: `events` is a writable array of 64 entries and we pass its length.
+        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), events.as_mut_ptr(), 64, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for ev in events.iter().take(n as usize) {
+            out.push((ev.u64, ev.events));
+        }
+        Ok(())
+    }
+
+    /// A second descriptor for the same instance (to wait on its readiness in a runtime).
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.0.try_clone()
+    }
+}
+
 /// `secs` since the epoch broken down in the process's time zone (`localtime_r`).
 pub fn localtime(secs: i64) -> Option<libc::tm> {
     let t = libc::time_t::try_from(secs).ok()?;

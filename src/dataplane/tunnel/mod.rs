@@ -14,6 +14,7 @@ mod pool;
 mod pool_io;
 mod session;
 mod udp;
+mod watch;
 
 use std::io;
 use std::net::SocketAddr;
@@ -131,6 +132,7 @@ async fn worker_main(
     mailbox: Mailbox,
 ) -> io::Result<()> {
     let native_nonblocking = ctx.driver == ActiveDriver::Legacy;
+    watch::start(&ctx, &t);
     if let Some(l) = socks.tunnel {
         let listener = into_monoio_listener(l, ctx.driver)?;
         ctx.spawn(inbound::accept_loop(

@@ -1,7 +1,7 @@
 //! One worker's shard of the tunnel pool: idle pool connections by id, handed out FIFO to
 //! the accepting side or by id to the side a signal names. Single-threaded (`RefCell`).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::sync::atomic::Ordering;
@@ -14,6 +14,7 @@ use monoio_rustls::{ClientTlsStream, ServerTlsStream};
 
 use crate::bus::TunnelShared;
 use crate::proto::PoolId;
+use crate::sys::Epoll;
 
 /// How often a taker looks again while the connection it wants has not arrived.
 pub const TAKE_POLL: Duration = Duration::from_millis(5);
@@ -78,6 +79,15 @@ pub struct Shard {
     conns: RefCell<HashMap<PoolId, Pooled>>,
     /// Raised whenever a connection leaves the shard (the client refills on demand).
     pub taken: Notify,
+    /// Watches every idle connection for a peer that closes it (or, where idle data is
+    /// hostile, sends bytes) so it leaves the shard at once (`watch.rs`).
+    watch: OnceCell<(Epoll, u32)>,
+}
+
+/// The epoll token of an idle connection: its id and its descriptor (the watcher checks
+/// both, so an event can never evict a different connection).
+pub fn watch_token(id: PoolId, fd: std::os::fd::RawFd) -> u64 {
+    (u64::from(u32::from_be_bytes(id.0)) << 32) | u64::from(fd as u32)
 }
 
 impl Shard {
@@ -89,7 +99,55 @@ impl Shard {
             order: RefCell::default(),
             conns: RefCell::default(),
             taken: Notify::default(),
+            watch: OnceCell::new(),
         }
+    }
+
+    /// Watch idle connections from now on with `epoll` for `events`; connections already
+    /// held are added too.
+    pub fn set_watch(&self, epoll: Epoll, events: u32) {
+        for p in self.conns.borrow().values() {
+            let _ = epoll.add(p.fd, events, watch_token(p.id, p.fd));
+        }
+        let _ = self.watch.set((epoll, events));
+    }
+
+    /// The watch events ready now (see `watch.rs`).
+    pub fn ready_now(&self, out: &mut Vec<(u64, u32)>) -> std::io::Result<()> {
+        match self.watch.get() {
+            Some((epoll, _)) => epoll.ready_now(out),
+            None => Ok(()),
+        }
+    }
+
+    fn watch_add(&self, p: &Pooled) {
+        if let Some((epoll, events)) = self.watch.get() {
+            if let Err(e) = epoll.add(p.fd, *events, watch_token(p.id, p.fd)) {
+                log::debug!("pool connection {}: cannot watch it while idle: {e}", p.id);
+            }
+        }
+    }
+
+    fn watch_remove(&self, p: &Pooled) {
+        if let Some((epoll, _)) = self.watch.get() {
+            let _ = epoll.delete(p.fd);
+        }
+    }
+
+    /// Remove the idle connection `id` if it is the one on descriptor `fd` (the watcher
+    /// saw it die); it is closed when the returned value drops.
+    pub fn evict(&self, id: PoolId, fd: std::os::fd::RawFd) -> Option<Pooled> {
+        let mut conns = self.conns.borrow_mut();
+        if conns.get(&id).map(|p| p.fd) != Some(fd) {
+            return None;
+        }
+        let p = conns.remove(&id)?;
+        drop(conns);
+        self.order.borrow_mut().retain(|i| *i != id);
+        self.watch_remove(&p);
+        self.publish();
+        self.taken.notify();
+        Some(p)
     }
 
     fn publish(&self) {
@@ -112,6 +170,7 @@ impl Shard {
             if conns.contains_key(&id) {
                 return false;
             }
+            self.watch_add(&p);
             conns.insert(id, p);
         }
         self.order.borrow_mut().push_back(id);
@@ -126,6 +185,7 @@ impl Shard {
         while let Some(id) = order.pop_front() {
             if let Some(p) = conns.remove(&id) {
                 drop((order, conns));
+                self.watch_remove(&p);
                 self.publish();
                 self.taken.notify();
                 return Some(p);
@@ -138,6 +198,7 @@ impl Shard {
     pub fn take_id(&self, id: PoolId) -> Option<Pooled> {
         let p = self.conns.borrow_mut().remove(&id)?;
         self.order.borrow_mut().retain(|i| *i != id);
+        self.watch_remove(&p);
         self.publish();
         self.taken.notify();
         Some(p)
@@ -165,6 +226,9 @@ impl Shard {
     /// Close every idle connection (`flush`, shutdown).
     pub fn flush(&self) {
         let drained: Vec<Pooled> = self.conns.borrow_mut().drain().map(|(_, p)| p).collect();
+        for p in &drained {
+            self.watch_remove(p);
+        }
         self.order.borrow_mut().clear();
         self.publish();
         drop(drained);
