@@ -185,6 +185,23 @@ pub fn shutdown_both<S: std::os::fd::AsFd>(stream: &S) {
     let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Both);
 }
 
+/// The address of a connected socket's peer, as text for log lines (`?` if unknown).
+pub fn peer_text<S: std::os::fd::AsFd>(stream: &S) -> String {
+    SockRef::from(stream)
+        .peer_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map_or_else(|| "?".to_owned(), |a| a.to_string())
+}
+
+/// How Go words the end of a relay in "Exchange complete: …": `EOF` for a clean end.
+pub fn exchange_result(r: &io::Result<()>) -> String {
+    match r {
+        Ok(()) => "EOF".to_owned(),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// Shut down the write side (propagate a FIN).
 pub fn shutdown_write<S: std::os::fd::AsFd>(stream: &S) {
     let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Write);

@@ -180,6 +180,11 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
     }
 
+    /// Watch `fd` for `events` from now on (0: only hang-ups and errors).
+    pub fn modify(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, events, token)
+    }
+
     /// Stop watching `fd`.
     pub fn delete(&self, fd: RawFd) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)

@@ -89,7 +89,8 @@ async fn serve_user(user: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>) {
         .sessions
         .register([user.as_raw_fd(), target.as_raw_fd()]);
     let _live = Gauge::up(&ctx.stats.tcp_sessions);
-    log::debug!("relay {peer} <-> {target_addr}");
+    // Go prints both lines at INFO for every session; dashboards show them.
+    log::info!("Starting exchange: {peer} <-> {target_addr}");
     let up = Meter {
         counter: &ctx.stats.tcp_rx,
         limiter: spec.rate_rx.as_ref(),
@@ -105,10 +106,7 @@ async fn serve_user(user: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>) {
         copy_buf: spec.tcp_buf_size,
     };
     let result = relay.run(user, target, up, down).await;
-    match result {
-        Ok(()) => log::debug!("relay {peer} <-> {target_addr} complete"),
-        Err(e) => log::debug!("relay {peer} <-> {target_addr} ended: {e}"),
-    }
+    log::info!("Exchange complete: {}", net::exchange_result(&result));
 }
 
 pub(super) async fn send_proxy_header(

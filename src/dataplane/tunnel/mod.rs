@@ -132,7 +132,10 @@ async fn worker_main(
     mailbox: Mailbox,
 ) -> io::Result<()> {
     let native_nonblocking = ctx.driver == ActiveDriver::Legacy;
-    watch::start(&ctx, &t);
+    // Users arrive at this end: it takes any idle connection (the other end takes them
+    // by id, when signalled).
+    let accepting = socks.users.tcp.is_some() || socks.users.udp.is_some();
+    watch::start(&ctx, &t, accepting);
     if let Some(l) = socks.tunnel {
         let listener = into_monoio_listener(l, ctx.driver)?;
         ctx.spawn(inbound::accept_loop(

@@ -112,6 +112,13 @@ impl Shard {
         let _ = self.watch.set((epoll, events));
     }
 
+    /// Watch the idle connection `id` on `fd` only for hang-ups and errors from now on.
+    pub fn watch_quiet(&self, id: PoolId, fd: std::os::fd::RawFd) {
+        if let Some((epoll, _)) = self.watch.get() {
+            let _ = epoll.modify(fd, 0, watch_token(id, fd));
+        }
+    }
+
     /// The watch events ready now (see `watch.rs`).
     pub fn ready_now(&self, out: &mut Vec<(u64, u32)>) -> std::io::Result<()> {
         match self.watch.get() {

@@ -125,6 +125,11 @@ pub async fn serve_adopted(
         .shared
         .send_signal(session_signal(Action::Tcp, &remote, pooled.id, &t.spec.key));
     log::debug!("tunnel tcp {peer} via pool {}", pooled.id);
+    // Go prints both lines at INFO for every session; dashboards show them.
+    log::info!(
+        "Starting exchange: {peer} <-> {}",
+        net::peer_text(&sys::borrow_raw_fd(&pooled.fd))
+    );
     relay_pooled(user, pooled, &ctx).await;
 }
 
@@ -163,6 +168,10 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
         }
     }
     log::debug!("tunnel tcp {remote} -> {target_addr} via pool {id}");
+    log::info!(
+        "Starting exchange: {} <-> {target_addr}",
+        net::peer_text(&sys::borrow_raw_fd(&pooled.fd))
+    );
     relay_pooled(target, pooled, &ctx).await;
 }
 
@@ -213,9 +222,7 @@ async fn relay_pooled(local: TcpStream, pooled: Pooled, ctx: &Rc<WorkerCtx>) {
             .await
         }
     };
-    if let Err(e) = result {
-        log::debug!("tunnel relay ended: {e}");
-    }
+    log::info!("Exchange complete: {}", net::exchange_result(&result));
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -7,36 +7,44 @@
 //!
 //! Each worker registers its idle connections in an epoll instance of its own and waits
 //! for that one descriptor on its runtime (one pending poll per worker, not one per
-//! connection); taking a connection unregisters it. What counts as dead:
-//! - always: the peer closed or reset it (`EPOLLRDHUP`, `EPOLLHUP`, `EPOLLERR`);
-//! - on the server of a flow `-` tunnel also any byte that arrives while it is idle: a
-//!   real client (ours or Go's) never writes on a pool connection before the server has
-//!   used it, so bytes there come from someone else on the client's host (garbage, an
-//!   HTTP probe, a slowloris) and must never be paired with a user. Elsewhere idle data is
-//!   normal (the peer relays before our side has read the signal; TLS session tickets).
+//! connection); taking a connection unregisters it. What counts as dead depends on the end:
+//! - The *accepting* end (users arrive here; it takes any idle connection): the other end
+//!   uses a connection only after this end has signalled it, so a FIN, reset or hang-up on
+//!   an idle one means it is dead: removed at once. On a server, any byte that arrives on an
+//!   idle connection also removes it: a real client (ours or Go's) never writes there before
+//!   being signalled, so those bytes come from someone else on the client's host (garbage,
+//!   an HTTP probe, a slowloris) that must never be paired with a user.
+//! - The *signalled* end (takes connections by the id a signal names): the peer may already
+//!   be relaying, and even half-closing, before the signal is read here, so data and FIN
+//!   are normal. A reset or hang-up removes the connection at once; a FIN removes it only if
+//!   no signal has taken it within `NP_POOL_GET_TIMEOUT` (the window a signal has anyway).
 
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use super::pool::{watch_token, Shard};
 use super::{TunnelCtx, TunnelSide};
 use crate::dataplane::worker::WorkerCtx;
-use crate::proto::{Flow, PoolId};
+use crate::proto::PoolId;
 use crate::runtime::ActiveDriver;
 use crate::sys::Epoll;
 
-/// The peer closed or reset the connection.
-const GONE: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+/// Reset or hang-up: reported whatever the interest.
+const BROKEN: u32 = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+/// The peer sent FIN.
+const PEER_FIN: u32 = libc::EPOLLRDHUP as u32;
+/// Bytes arrived.
+const DATA: u32 = libc::EPOLLIN as u32;
 
 /// Start watching this worker's idle pool connections; the task ends with the worker.
-pub fn start(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) {
-    let data_is_hostile = matches!(
-        &t.spec.side,
-        TunnelSide::Server { reply, .. } if reply.flow == Flow::Minus
-    );
-    let interest = if data_is_hostile {
-        libc::EPOLLIN as u32 | GONE
-    } else {
-        GONE
+/// `accepting`: users arrive at this end (see the module doc).
+pub fn start(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>, accepting: bool) {
+    let server = matches!(t.spec.side, TunnelSide::Server { .. });
+    let interest = match (accepting, server) {
+        (true, true) => BROKEN | PEER_FIN | DATA,
+        _ => BROKEN | PEER_FIN,
     };
     let (epoll, ready) = match open(ctx.driver) {
         Ok(x) => x,
@@ -47,7 +55,13 @@ pub fn start(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) {
         }
     };
     t.shard.set_watch(epoll, interest);
-    ctx.spawn(run(ready, Rc::clone(t)));
+    let watch = Watch {
+        accepting,
+        grace: t.spec.pool_get_timeout,
+        t: Rc::clone(t),
+        finished: VecDeque::new(),
+    };
+    ctx.spawn(watch.run(ready));
 }
 
 /// The epoll instance and a second descriptor of it that the runtime can wait on.
@@ -61,44 +75,86 @@ fn open(driver: ActiveDriver) -> std::io::Result<(Epoll, monoio::net::TcpStream)
     Ok((epoll, ready))
 }
 
-async fn run(ready: monoio::net::TcpStream, t: Rc<TunnelCtx>) {
-    let mut events = Vec::with_capacity(64);
-    loop {
-        if let Err(e) = ready.readable(false).await {
-            log::warn!("idle pool watch stopped: {e}");
-            return;
-        }
-        events.clear();
-        if let Err(e) = t.shard.ready_now(&mut events) {
-            log::warn!("idle pool watch stopped: {e}");
-            return;
-        }
-        for &(token, bits) in &events {
-            evict(&t.shard, token, bits, &t);
-        }
-    }
+struct Watch {
+    accepting: bool,
+    grace: Duration,
+    t: Rc<TunnelCtx>,
+    /// Signalled end: idle connections whose peer sent FIN, oldest first, with the time
+    /// they leave the pool unless a signal takes them first.
+    finished: VecDeque<(Instant, PoolId, RawFd)>,
 }
 
-fn evict(shard: &Shard, token: u64, bits: u32, t: &TunnelCtx) {
-    let id = PoolId(((token >> 32) as u32).to_be_bytes());
-    let fd = token as u32 as i32;
-    debug_assert_eq!(watch_token(id, fd), token);
-    let Some(p) = shard.evict(id, fd) else {
-        return;
-    };
-    if bits & GONE != 0 {
-        log::debug!("idle pool connection {id} closed by the peer: removed from the pool");
-    } else {
-        let from = t
-            .spec
-            .shared
-            .client_ip
-            .get()
-            .map_or_else(String::new, |ip| format!(" from {ip}"));
-        log::warn!(
-            "idle pool connection {id}{from} sent bytes before it was used: not a tunnel \
-             client, closed"
-        );
+impl Watch {
+    async fn run(mut self, ready: monoio::net::TcpStream) {
+        let mut events = Vec::with_capacity(64);
+        loop {
+            let due = self.finished.front().map_or(Duration::from_secs(3600), |f| {
+                f.0.saturating_duration_since(Instant::now())
+            });
+            let readable = monoio::select! {
+                r = ready.readable(false) => Some(r),
+                _ = monoio::time::sleep(due) => None,
+            };
+            match readable {
+                None => self.expire(),
+                Some(Err(e)) => {
+                    log::warn!("idle pool watch stopped: {e}");
+                    return;
+                }
+                Some(Ok(())) => {
+                    events.clear();
+                    if let Err(e) = self.t.shard.ready_now(&mut events) {
+                        log::warn!("idle pool watch stopped: {e}");
+                        return;
+                    }
+                    for &(token, bits) in &events {
+                        self.on_event(token, bits);
+                    }
+                }
+            }
+        }
     }
-    drop(p);
+
+    fn on_event(&mut self, token: u64, bits: u32) {
+        let id = PoolId(((token >> 32) as u32).to_be_bytes());
+        let fd = token as u32 as RawFd;
+        debug_assert_eq!(watch_token(id, fd), token);
+        let shard: &Shard = &self.t.shard;
+        if bits & BROKEN != 0 || (self.accepting && bits & PEER_FIN != 0) {
+            if shard.evict(id, fd).is_some() {
+                log::debug!("idle pool connection {id} closed by the peer: removed");
+            }
+        } else if bits & PEER_FIN != 0 {
+            // Maybe a session the peer started and already half-closed; its signal may be
+            // on the way. Decide later, and stop hearing about this FIN meanwhile.
+            shard.watch_quiet(id, fd);
+            self.finished.push_back((Instant::now() + self.grace, id, fd));
+        } else if bits & DATA != 0 && shard.evict(id, fd).is_some() {
+            let from = self
+                .t
+                .spec
+                .shared
+                .client_ip
+                .get()
+                .map_or_else(String::new, |ip| format!(" from {ip}"));
+            log::warn!(
+                "idle pool connection {id}{from} sent bytes before it was used: not a \
+                 tunnel client, closed"
+            );
+        }
+    }
+
+    /// Remove the FIN-ed connections that no signal took in time.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        while let Some(&(due, id, fd)) = self.finished.front() {
+            if due > now {
+                break;
+            }
+            self.finished.pop_front();
+            if self.t.shard.evict(id, fd).is_some() {
+                log::debug!("idle pool connection {id} closed by the peer: removed");
+            }
+        }
+    }
 }
