@@ -247,7 +247,7 @@ fn server_restart(tls: u8) {
     if tls != 0 {
         t.client
             .wait_for_line("TLS fingerprint verified", STEP)
-            .expect("first fingerprint check");
+            .unwrap_or_else(|| panic!("first fingerprint check: {:?} {:?}", t.client.seen, t.server.seen));
     }
     let base = resources(t.client.pid());
     t.server.terminate();

@@ -246,7 +246,12 @@ where
                     pipes: PipePool::default(),
                     driver,
                 };
-                let run = runtime::block_on(driver, move || main(Rc::new(ctx), item, mailbox));
+                let run = runtime::block_on(driver, move || async move {
+                    // Spawned from inside the runtime (monoio needs its context).
+                    let ctx = Rc::new(ctx);
+                    ctx.spawn(trim_pipes(Rc::clone(&ctx)));
+                    main(ctx, item, mailbox).await
+                });
                 match run {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) | Err(e) => {
@@ -262,6 +267,20 @@ where
         plane.threads.push(thread);
     }
     Ok(plane)
+}
+
+/// How often a worker looks whether its cached splice pipes went unused.
+const PIPE_TRIM_EVERY: Duration = Duration::from_secs(2);
+
+/// Close cached pipes a quiet worker does not need (see `PipePool::trim`).
+async fn trim_pipes(ctx: Rc<WorkerCtx>) {
+    loop {
+        monoio::time::sleep(PIPE_TRIM_EVERY).await;
+        let closed = ctx.pipes.trim();
+        if closed > 0 {
+            log::debug!("worker {}: closed {closed} unused splice pipes", ctx.index);
+        }
+    }
 }
 
 /// How often a draining worker looks whether its last session has ended.

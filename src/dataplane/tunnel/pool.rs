@@ -82,6 +82,9 @@ pub struct Shard {
     /// Watches every idle connection for a peer that closes it (or, where idle data is
     /// hostile, sends bytes) so it leaves the shard at once (`watch.rs`).
     watch: OnceCell<(Epoll, u32)>,
+    /// A server where users arrive: a connection with bytes waiting is not the client's
+    /// (see `watch.rs`), so each one is looked at once more when a user takes it.
+    probe_on_take: Cell<bool>,
 }
 
 /// The epoll token of an idle connection: its id and its descriptor (the watcher checks
@@ -100,6 +103,26 @@ impl Shard {
             conns: RefCell::default(),
             taken: Notify::default(),
             watch: OnceCell::new(),
+            probe_on_take: Cell::new(false),
+        }
+    }
+
+    /// Look at every connection a user takes for bytes or EOF waiting on it (one
+    /// non-blocking `recv(MSG_PEEK)`): the watcher may not have run since they arrived.
+    pub fn probe_on_take(&self) {
+        self.probe_on_take.set(true);
+    }
+
+    /// Whether a connection about to be handed to a user is unfit: the peer sent bytes
+    /// (not a tunnel client) or closed it.
+    fn unfit(&self, p: &Pooled) -> bool {
+        if !self.probe_on_take.get() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        match crate::sys::peek(crate::sys::borrow_raw_fd(&p.fd), &mut byte) {
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            Ok(_) => true,
         }
     }
 
@@ -158,15 +181,29 @@ impl Shard {
     }
 
     fn publish(&self) {
-        let n = self.conns.borrow().len();
+        let n = self.order.borrow().len();
         if let Some(a) = self.shared.idle.get(self.index) {
             a.store(n, Ordering::Relaxed);
         }
     }
 
-    /// Idle connections held now.
+    /// Idle connections held now that a user may take (retired ones not counted).
     pub fn len(&self) -> usize {
-        self.conns.borrow().len()
+        self.order.borrow().len()
+    }
+
+    /// The peer sent FIN on idle connection `id`: no user may take it any more, but a
+    /// signal that names it still finds it until [`Shard::evict`] (its peer may have
+    /// started a session on it, or sent `verify` for it and closed it, as Go does).
+    pub fn retire(&self, id: PoolId, fd: std::os::fd::RawFd) -> bool {
+        if self.conns.borrow().get(&id).map(|p| p.fd) != Some(fd) {
+            return false;
+        }
+        self.order.borrow_mut().retain(|i| *i != id);
+        self.watch_quiet(id, fd);
+        self.publish();
+        self.taken.notify();
+        true
     }
 
     /// Add an idle connection; a duplicate id is refused (and the connection dropped).
@@ -191,13 +228,19 @@ impl Shard {
         let mut conns = self.conns.borrow_mut();
         while let Some(id) = order.pop_front() {
             if let Some(p) = conns.remove(&id) {
-                drop((order, conns));
                 self.watch_remove(&p);
+                if self.unfit(&p) {
+                    log::debug!("idle pool connection {id} unfit at take (bytes or EOF): closed");
+                    continue;
+                }
+                drop((order, conns));
                 self.publish();
                 self.taken.notify();
                 return Some(p);
             }
         }
+        drop((order, conns));
+        self.publish();
         None
     }
 

@@ -7,17 +7,17 @@
 //!
 //! Each worker registers its idle connections in an epoll instance of its own and waits
 //! for that one descriptor on its runtime (one pending poll per worker, not one per
-//! connection); taking a connection unregisters it. What counts as dead depends on the end:
-//! - The *accepting* end (users arrive here; it takes any idle connection): the other end
-//!   uses a connection only after this end has signalled it, so a FIN, reset or hang-up on
-//!   an idle one means it is dead: removed at once. On a server, any byte that arrives on an
-//!   idle connection also removes it: a real client (ours or Go's) never writes there before
-//!   being signalled, so those bytes come from someone else on the client's host (garbage,
-//!   an HTTP probe, a slowloris) that must never be paired with a user.
-//! - The *signalled* end (takes connections by the id a signal names): the peer may already
-//!   be relaying, and even half-closing, before the signal is read here, so data and FIN
-//!   are normal. A reset or hang-up removes the connection at once; a FIN removes it only if
-//!   no signal has taken it within `NP_POOL_GET_TIMEOUT` (the window a signal has anyway).
+//! connection); taking a connection unregisters it.
+//! - A reset or hang-up removes the connection at once.
+//! - A FIN retires it at once (no user gets it any more) and removes it if no signal has
+//!   named it within `NP_POOL_GET_TIMEOUT`: the peer may have started a session on it and
+//!   half-closed before our end read the signal, or sent `verify` for it and closed it (Go
+//!   does), so a signal may still come for it.
+//! - On a server where users arrive (flow `-`), any byte on an idle connection removes it:
+//!   a real client (ours or Go's) never writes there before the server has signalled it,
+//!   so those bytes come from someone else on the client's host (garbage, an HTTP probe, a
+//!   slowloris) that must never be paired with a user. Elsewhere idle data is normal (the
+//!   peer relays before our end has read the signal; TLS session tickets).
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -55,8 +55,11 @@ pub fn start(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>, accepting: bool) {
         }
     };
     t.shard.set_watch(epoll, interest);
+    if accepting && server {
+        t.shard.probe_on_take();
+    }
     let watch = Watch {
-        accepting,
+        hostile_data: accepting && server,
         grace: t.spec.pool_get_timeout,
         t: Rc::clone(t),
         finished: VecDeque::new(),
@@ -76,7 +79,8 @@ fn open(driver: ActiveDriver) -> std::io::Result<(Epoll, monoio::net::TcpStream)
 }
 
 struct Watch {
-    accepting: bool,
+    /// A server's accepting end: bytes on an idle connection are not the client's.
+    hostile_data: bool,
     grace: Duration,
     t: Rc<TunnelCtx>,
     /// Signalled end: idle connections whose peer sent FIN, oldest first, with the time
@@ -120,27 +124,28 @@ impl Watch {
         let fd = token as u32 as RawFd;
         debug_assert_eq!(watch_token(id, fd), token);
         let shard: &Shard = &self.t.shard;
-        if bits & BROKEN != 0 || (self.accepting && bits & PEER_FIN != 0) {
+        if bits & BROKEN != 0 {
             if shard.evict(id, fd).is_some() {
-                log::debug!("idle pool connection {id} closed by the peer: removed");
+                log::debug!("idle pool connection {id} reset by the peer: removed");
             }
-        } else if bits & PEER_FIN != 0 {
-            // Maybe a session the peer started and already half-closed; its signal may be
-            // on the way. Decide later, and stop hearing about this FIN meanwhile.
-            shard.watch_quiet(id, fd);
+        } else if self.hostile_data && bits & DATA != 0 {
+            if shard.evict(id, fd).is_some() {
+                let from = self
+                    .t
+                    .spec
+                    .shared
+                    .client_ip
+                    .get()
+                    .map_or_else(String::new, |ip| format!(" from {ip}"));
+                log::warn!(
+                    "idle pool connection {id}{from} sent bytes before it was used: not a \
+                     tunnel client, closed"
+                );
+            }
+        } else if bits & PEER_FIN != 0 && shard.retire(id, fd) {
+            // No user gets it now; a signal naming it may still be on the way (a session
+            // the peer started and half-closed, or its `verify`): decide later.
             self.finished.push_back((Instant::now() + self.grace, id, fd));
-        } else if bits & DATA != 0 && shard.evict(id, fd).is_some() {
-            let from = self
-                .t
-                .spec
-                .shared
-                .client_ip
-                .get()
-                .map_or_else(String::new, |ip| format!(" from {ip}"));
-            log::warn!(
-                "idle pool connection {id}{from} sent bytes before it was used: not a \
-                 tunnel client, closed"
-            );
         }
     }
 
