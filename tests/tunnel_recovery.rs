@@ -101,7 +101,9 @@ fn first_good_echo(addr: SocketAddr, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
     let data = random_bytes(4096);
     while start.elapsed() < limit {
-        let left = limit.saturating_sub(start.elapsed()).max(Duration::from_millis(50));
+        let left = limit
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(50));
         if echo(addr, &data, left.min(Duration::from_secs(6))) {
             return Some(start.elapsed());
         }
@@ -176,7 +178,11 @@ fn kill9(p: &mut NodepassProcess) {
         .arg("-KILL")
         .arg(p.pid().to_string())
         .status();
-    assert!(p.wait_exit(STEP).is_some(), "SIGKILL did not end {}", p.pid());
+    assert!(
+        p.wait_exit(STEP).is_some(),
+        "SIGKILL did not end {}",
+        p.pid()
+    );
 }
 
 fn alive(p: &mut NodepassProcess) -> bool {
@@ -195,8 +201,10 @@ fn kill_client(tls: u8) {
     let mut t = Tunnel::start(tls, target);
     let base = resources(t.server.pid());
     let mut user = TcpStream::connect(t.user).expect("connect user");
-    user.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    user.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    user.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    user.set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let data = random_bytes(16 << 20);
     // The first MiB makes the round trip, so the session is live when the client dies.
     user.write_all(&data[..1 << 20]).expect("write");
@@ -247,7 +255,12 @@ fn server_restart(tls: u8) {
     if tls != 0 {
         t.client
             .wait_for_line("TLS fingerprint verified", STEP)
-            .unwrap_or_else(|| panic!("first fingerprint check: {:?} {:?}", t.client.seen, t.server.seen));
+            .unwrap_or_else(|| {
+                panic!(
+                    "first fingerprint check: {:?} {:?}",
+                    t.client.seen, t.server.seen
+                )
+            });
     }
     let base = resources(t.client.pid());
     t.server.terminate();
@@ -397,7 +410,8 @@ fn client_restart_under_attack(tls: u8) {
     let attacked = restart(&mut t);
     drop(attack.stop());
     assert!(
-        attacked.is_some_and(|d| d <= Duration::from_secs(4) && d <= quiet + Duration::from_secs(2)),
+        attacked
+            .is_some_and(|d| d <= Duration::from_secs(4) && d <= quiet + Duration::from_secs(2)),
         "restart under attack: first echo {attacked:?} (without attack {quiet:?})"
     );
     assert!(alive(&mut t.server));
@@ -480,7 +494,12 @@ fn target_down(tls: u8) {
     );
     for p in [&mut t.server, &mut t.client] {
         let _ = p.wait_for_line("\u{0}", Duration::from_millis(100));
-        assert_eq!(restarts(p), 0, "restart while the target was down: {:?}", p.seen);
+        assert_eq!(
+            restarts(p),
+            0,
+            "restart while the target was down: {:?}",
+            p.seen
+        );
     }
 }
 
@@ -560,6 +579,17 @@ fn churn(tls: u8) {
         })
         .collect();
     let failed: usize = workers.into_iter().map(|w| w.join().unwrap_or(1)).sum();
+    if failed > 0 {
+        for p in [&mut t.server, &mut t.client] {
+            let _ = p.wait_for_line("\u{0}", Duration::from_millis(300));
+            let odd: Vec<_> = p
+                .seen
+                .iter()
+                .filter(|l| !l.contains("INFO") || (l.contains("complete:") && !l.contains("EOF")))
+                .collect();
+            eprintln!("{odd:#?}");
+        }
+    }
     assert_eq!(failed, 0, "failed echoes out of 2000");
     for p in [&mut t.server, &mut t.client] {
         let _ = p.wait_for_line("\u{0}", Duration::from_millis(100));

@@ -132,17 +132,39 @@ async fn write_signals(
     let _ = w.shutdown().await;
 }
 
-/// `verify`, sending side: take the oldest idle connection, send its id with our
-/// fingerprint (a client sends what it saw on that connection), then close it.
+/// `verify`, sending side: name one idle connection with our fingerprint (a client sends
+/// what it saw on that connection).
+///
+/// Where users arrive this end owns its choice: it takes its oldest idle connection and
+/// closes it after the signal, as Go does. The signalled end cannot know which of its idle
+/// connections the peer has just handed to a user (Go's verify race, §9.23, which there
+/// breaks that user's session), so it names its newest one and keeps it, retired: if the
+/// peer's check takes it, it is closed `NP_POOL_GET_TIMEOUT` later; if a session signal
+/// names it instead, the session gets it and the peer's check only logs a skip.
 pub fn send_verify(ctx: &WorkerCtx, t: &TunnelCtx, own: Option<String>) {
-    let Some(p) = t.shard.take_any() else {
-        t.spec.shared.report(Event::VerifyNoConn(ctx.index));
-        return;
+    let (id, seen_fp) = if t.accepting {
+        match t.shard.take_any() {
+            Some(p) => (p.id, p.seen_fp),
+            None => return no_conn(ctx, t),
+        }
+    } else {
+        match t.shard.newest() {
+            Some((id, fd, seen)) => {
+                let until = std::time::Instant::now() + t.spec.pool_get_timeout;
+                t.shard.retire(id, fd, until);
+                (id, seen)
+            }
+            None => return no_conn(ctx, t),
+        }
     };
     let mut sig = Signal::new(Action::Verify);
-    sig.id = Some(p.id.to_hex());
-    sig.fp = own.or(p.seen_fp);
+    sig.id = Some(id.to_hex());
+    sig.fp = own.or(seen_fp);
     t.spec.shared.send_signal(encode_line(&sig, &t.spec.key));
+}
+
+fn no_conn(ctx: &WorkerCtx, t: &TunnelCtx) {
+    t.spec.shared.report(Event::VerifyNoConn(ctx.index));
 }
 
 /// `verify`, receiving side: compare the peer's fingerprint with ours (server) or with

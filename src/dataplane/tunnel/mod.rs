@@ -91,6 +91,9 @@ pub struct TunnelSockets {
 pub(super) struct TunnelCtx {
     spec: Arc<TunnelSpec>,
     shard: Shard,
+    /// Users arrive at this end: it takes any idle connection for them (the other end
+    /// takes connections by the id a signal names).
+    accepting: bool,
 }
 
 /// Start one tunnel worker per entry of `sockets`, adding to `stats` (one per worker,
@@ -111,6 +114,7 @@ pub fn start_tunnel(
             let t = TunnelCtx {
                 shard: Shard::new(ctx.index, Arc::clone(&spec.shared)),
                 spec: Arc::clone(&spec),
+                accepting: socks.users.tcp.is_some() || socks.users.udp.is_some(),
             };
             worker_main(ctx, Rc::new(t), socks, mailbox)
         },
@@ -132,10 +136,7 @@ async fn worker_main(
     mailbox: Mailbox,
 ) -> io::Result<()> {
     let native_nonblocking = ctx.driver == ActiveDriver::Legacy;
-    // Users arrive at this end: it takes any idle connection (the other end takes them
-    // by id, when signalled).
-    let accepting = socks.users.tcp.is_some() || socks.users.udp.is_some();
-    watch::start(&ctx, &t, accepting);
+    watch::start(&ctx, &t);
     if let Some(l) = socks.tunnel {
         let listener = into_monoio_listener(l, ctx.driver)?;
         ctx.spawn(inbound::accept_loop(

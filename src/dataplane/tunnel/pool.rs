@@ -82,6 +82,8 @@ pub struct Shard {
     /// Watches every idle connection for a peer that closes it (or, where idle data is
     /// hostile, sends bytes) so it leaves the shard at once (`watch.rs`).
     watch: OnceCell<(Epoll, u32)>,
+    /// Retired connections (see [`Shard::retire`]), oldest first.
+    retired: RefCell<VecDeque<(Instant, PoolId, std::os::fd::RawFd)>>,
     /// A server where users arrive: a connection with bytes waiting is not the client's
     /// (see `watch.rs`), so each one is looked at once more when a user takes it.
     probe_on_take: Cell<bool>,
@@ -104,6 +106,7 @@ impl Shard {
             taken: Notify::default(),
             watch: OnceCell::new(),
             probe_on_take: Cell::new(false),
+            retired: RefCell::default(),
         }
     }
 
@@ -195,15 +198,39 @@ impl Shard {
     /// The peer sent FIN on idle connection `id`: no user may take it any more, but a
     /// signal that names it still finds it until [`Shard::evict`] (its peer may have
     /// started a session on it, or sent `verify` for it and closed it, as Go does).
-    pub fn retire(&self, id: PoolId, fd: std::os::fd::RawFd) -> bool {
+    /// It leaves the shard at `until` unless taken by id first ([`Shard::expire_retired`]).
+    pub fn retire(&self, id: PoolId, fd: std::os::fd::RawFd, until: Instant) -> bool {
         if self.conns.borrow().get(&id).map(|p| p.fd) != Some(fd) {
             return false;
         }
         self.order.borrow_mut().retain(|i| *i != id);
         self.watch_quiet(id, fd);
+        self.retired.borrow_mut().push_back((until, id, fd));
         self.publish();
         self.taken.notify();
         true
+    }
+
+    /// Close the retired connections whose time is up; returns how many.
+    pub fn expire_retired(&self, now: Instant) -> usize {
+        let mut closed = 0;
+        loop {
+            let due = {
+                let mut retired = self.retired.borrow_mut();
+                match retired.front() {
+                    Some(&(until, id, fd)) if until <= now => {
+                        retired.pop_front();
+                        Some((id, fd))
+                    }
+                    _ => None,
+                }
+            };
+            let Some((id, fd)) = due else { break };
+            if self.evict(id, fd).is_some() {
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Add an idle connection; a duplicate id is refused (and the connection dropped).
@@ -244,6 +271,15 @@ impl Shard {
         None
     }
 
+    /// The newest idle connection's id, descriptor and seen fingerprint, left in place
+    /// (for `verify` on the signalled end, which then retires it: see `link::send_verify`).
+    pub fn newest(&self) -> Option<(PoolId, std::os::fd::RawFd, Option<String>)> {
+        let id = *self.order.borrow().back()?;
+        let conns = self.conns.borrow();
+        let p = conns.get(&id)?;
+        Some((p.id, p.fd, p.seen_fp.clone()))
+    }
+
     /// The connection with this id.
     pub fn take_id(&self, id: PoolId) -> Option<Pooled> {
         let p = self.conns.borrow_mut().remove(&id)?;
@@ -280,6 +316,7 @@ impl Shard {
             self.watch_remove(p);
         }
         self.order.borrow_mut().clear();
+        self.retired.borrow_mut().clear();
         self.publish();
         drop(drained);
         self.taken.notify();

@@ -19,7 +19,6 @@
 //!   slowloris) that must never be paired with a user. Elsewhere idle data is normal (the
 //!   peer relays before our end has read the signal; TLS session tickets).
 
-use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -39,8 +38,8 @@ const PEER_FIN: u32 = libc::EPOLLRDHUP as u32;
 const DATA: u32 = libc::EPOLLIN as u32;
 
 /// Start watching this worker's idle pool connections; the task ends with the worker.
-/// `accepting`: users arrive at this end (see the module doc).
-pub fn start(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>, accepting: bool) {
+pub fn start(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) {
+    let accepting = t.accepting;
     let server = matches!(t.spec.side, TunnelSide::Server { .. });
     let interest = match (accepting, server) {
         (true, true) => BROKEN | PEER_FIN | DATA,
@@ -50,7 +49,10 @@ pub fn start(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>, accepting: bool) {
         Ok(x) => x,
         Err(e) => {
             // The pool still works; dead entries are then found only when used.
-            log::warn!("worker {}: cannot watch idle pool connections: {e}", ctx.index);
+            log::warn!(
+                "worker {}: cannot watch idle pool connections: {e}",
+                ctx.index
+            );
             return;
         }
     };
@@ -62,7 +64,6 @@ pub fn start(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>, accepting: bool) {
         hostile_data: accepting && server,
         grace: t.spec.pool_get_timeout,
         t: Rc::clone(t),
-        finished: VecDeque::new(),
     };
     ctx.spawn(watch.run(ready));
 }
@@ -83,24 +84,26 @@ struct Watch {
     hostile_data: bool,
     grace: Duration,
     t: Rc<TunnelCtx>,
-    /// Signalled end: idle connections whose peer sent FIN, oldest first, with the time
-    /// they leave the pool unless a signal takes them first.
-    finished: VecDeque<(Instant, PoolId, RawFd)>,
 }
+
+/// How often retired connections are looked at (they live `NP_POOL_GET_TIMEOUT`).
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
 impl Watch {
     async fn run(mut self, ready: monoio::net::TcpStream) {
         let mut events = Vec::with_capacity(64);
         loop {
-            let due = self.finished.front().map_or(Duration::from_secs(3600), |f| {
-                f.0.saturating_duration_since(Instant::now())
-            });
             let readable = monoio::select! {
                 r = ready.readable(false) => Some(r),
-                _ = monoio::time::sleep(due) => None,
+                _ = monoio::time::sleep(EXPIRE_EVERY) => None,
             };
             match readable {
-                None => self.expire(),
+                None => {
+                    let closed = self.t.shard.expire_retired(Instant::now());
+                    if closed > 0 {
+                        log::debug!("{closed} retired idle pool connections closed");
+                    }
+                }
                 Some(Err(e)) => {
                     log::warn!("idle pool watch stopped: {e}");
                     return;
@@ -142,24 +145,10 @@ impl Watch {
                      tunnel client, closed"
                 );
             }
-        } else if bits & PEER_FIN != 0 && shard.retire(id, fd) {
+        } else if bits & PEER_FIN != 0 {
             // No user gets it now; a signal naming it may still be on the way (a session
             // the peer started and half-closed, or its `verify`): decide later.
-            self.finished.push_back((Instant::now() + self.grace, id, fd));
-        }
-    }
-
-    /// Remove the FIN-ed connections that no signal took in time.
-    fn expire(&mut self) {
-        let now = Instant::now();
-        while let Some(&(due, id, fd)) = self.finished.front() {
-            if due > now {
-                break;
-            }
-            self.finished.pop_front();
-            if self.t.shard.evict(id, fd).is_some() {
-                log::debug!("idle pool connection {id} closed by the peer: removed");
-            }
+            shard.retire(id, fd, Instant::now() + self.grace);
         }
     }
 }
