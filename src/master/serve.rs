@@ -20,7 +20,7 @@ use super::urls::{self, UrlDefaults};
 use super::{http, saver, state, supervisor, tls, Control, MasterError, MasterOptions};
 use crate::config::Config;
 
-/// How often the stop flag and the save flag are looked at.
+/// How often the stop flag is looked at (and the accept loop's pause after an error).
 const TICK: Duration = Duration::from_millis(50);
 
 /// Build the runtime on this thread and serve until `ctl` says stop. `ready` learns the
