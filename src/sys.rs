@@ -1,4 +1,5 @@
-//! The one place that calls libc directly: signal handlers, splice(2), pipes and fd borrowing.
+//! The one place that calls libc directly: signal handlers, splice(2), pipes, fd borrowing
+//! and the parent-death signal of the master's children.
 //!
 //! Everything `unsafe` in the crate lives here, each block with its `SAFETY:` reason, behind
 //! safe functions that take owned or borrowed descriptors.
@@ -243,5 +244,42 @@ pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
     // SAFETY: `kill` has no memory-safety preconditions.
     unsafe {
         libc::kill(pid, sig);
+    }
+}
+
+/// Make the child that `cmd` starts receive SIGTERM when its parent dies, even by SIGKILL
+/// (`PR_SET_PDEATHSIG`), so instances never outlive their master. The kernel sends the
+/// signal when the *thread* that forked exits, so spawn from a thread that lives as long
+/// as the children (the master's runtime thread). If the parent is already gone when the
+/// child sets this up, the spawn fails instead of leaving an orphan.
+pub fn terminate_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    let hook = move || -> io::Result<()> {
+        // SAFETY: runs in the forked child before exec; prctl and getppid are
+        // async-signal-safe syscalls, and nothing here allocates or takes a lock
+        // (io::Error from an OS code is a plain value).
+        unsafe {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent died between fork and prctl: the signal will never come.
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only makes async-signal-safe calls (see above), as `pre_exec`
+    // requires of code running between fork and exec.
+    unsafe {
+        cmd.pre_exec(hook);
     }
 }

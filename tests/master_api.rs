@@ -436,3 +436,41 @@ fn a_real_single_end_forwarder_relays_data_and_its_counters_rise() {
         .expect("counters rise");
     assert!(up["instance"]["tcptx"].as_u64().unwrap() >= 1000);
 }
+
+#[test]
+fn a_restart_answers_once_the_new_child_runs_so_a_get_right_after_shows_running() {
+    let (_dir, m) = fake_master("restart-now");
+    let created = m.call(
+        "POST",
+        "/instances",
+        Some(r#"{"url":"client://127.0.0.1:10101/127.0.0.1:8080?log=info"}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let mut ev = m.events();
+    ev.wait_for(T3, |e| {
+        is_type(e, "update", &id) && e["instance"]["tcprx"].as_u64() > Some(0)
+    })
+    .expect("the first child reports");
+    let path = format!("/instances/{id}");
+    let restarted = m.call("PATCH", &path, Some(r#"{"action":"restart"}"#));
+    assert_eq!(restarted.status, 200, "{}", restarted.body);
+    assert_eq!(restarted.json()["status"], "running");
+    // Readings in the next 400 ms (a dashboard refreshing right after) all show running:
+    // nothing of the restart is still to come.
+    let window = std::time::Instant::now() + Duration::from_millis(400);
+    while std::time::Instant::now() < window {
+        assert_eq!(m.call("GET", &path, None).json()["status"], "running");
+    }
+    let list = m.call("GET", "/instances", None).json();
+    let listed = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id.as_str())
+        .cloned();
+    assert_eq!(listed.expect("listed")["status"], "running");
+    // It really restarted: the stop was announced before the answer.
+    ev.wait_for(T3, |e| is_status(e, &id, "stopped"))
+        .expect("a stopped update from the restart");
+}

@@ -6,6 +6,7 @@ mod common_master;
 use std::time::{Duration, Instant};
 
 use common_master::*;
+use nodepass::config::TlsMode;
 
 const T3: Duration = Duration::from_secs(3);
 
@@ -192,12 +193,20 @@ fn state_survives_an_abrupt_master_restart_and_restart_true_instances_come_back(
 }
 
 #[test]
-fn a_corrupt_state_file_does_not_stop_the_master() {
+fn a_corrupt_state_file_without_a_backup_is_refused_rather_than_started_empty() {
     let dir = TempDir::new("corrupt");
     let exe = write_script(&dir.0);
     let state = dir.0.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    std::fs::write(state.join("nodepass.json"), b"{\"instances\": [ torn").unwrap();
-    let m = TestMaster::start(options(exe, &state));
-    assert_eq!(m.call("GET", "/instances", None).status, 200);
+    let file = state.join("nodepass.json");
+    std::fs::write(&file, b"{\"instances\": [ torn").unwrap();
+    let err = match nodepass::master::start(
+        master_config(TlsMode::Off, test_env()),
+        options(exe, &state),
+    ) {
+        Ok(_) => panic!("started with an empty state and a new key"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"{\"instances\": [ torn");
 }

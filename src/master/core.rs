@@ -4,11 +4,12 @@
 //! `RefCell` borrow across an `.await`.
 
 use std::cell::{Cell, RefCell};
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::atomic_file::Writer;
 use super::inbox::InboxSender;
 use super::model::{Instance, KEY_ID};
 use super::process::ChildEvent;
@@ -51,8 +52,10 @@ pub struct Master {
     pub children: InboxSender<ChildEvent>,
     /// Set once shutdown starts: no new children.
     pub closing: Cell<bool>,
-    /// Path of the state file.
-    pub state_file: PathBuf,
+    /// The state file `nodepass.json` and its only writer.
+    pub state_file: Arc<Writer>,
+    /// The backup copy next to it and its only writer.
+    pub backup_file: Arc<Writer>,
 }
 
 impl Master {

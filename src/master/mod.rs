@@ -4,12 +4,14 @@
 //! `spec/MASTER_API.md` (`router`, `api`, `patch`, `info`, `tcping`, `openapi`,
 //! `docs_page`, `metrics`) and the event stream (`sse`, `sse_stream`) on one monoio
 //! runtime. Instances are child processes of this binary (`process`, `supervisor`,
-//! `checkpoint`), described by `model` and `urls`, persisted by `state`.
+//! `checkpoint`), described by `model` and `urls`, persisted by `state` (format, load with
+//! backup fallback), `saver` (when to write) and `atomic_file` (how to write).
 //!
 //! [`run`] is the program's master mode; [`start`] runs the same master on a background
 //! thread for tests and returns a [`MasterHandle`].
 
 mod api;
+mod atomic_file;
 mod body;
 mod checkpoint;
 mod core;
@@ -23,6 +25,7 @@ mod openapi;
 mod patch;
 mod process;
 mod router;
+mod saver;
 mod serve;
 mod sse;
 mod sse_stream;
@@ -109,6 +112,8 @@ pub enum MasterError {
     Runtime(std::io::Error),
     /// The master thread could not be spawned or died during start.
     Thread(String),
+    /// The state file exists but neither it nor its backup can be loaded.
+    State(state::LoadError),
 }
 
 impl std::fmt::Display for MasterError {
@@ -117,6 +122,7 @@ impl std::fmt::Display for MasterError {
             MasterError::Bind(addr, e) => write!(f, "bind {addr}: {e}"),
             MasterError::Runtime(e) => write!(f, "runtime: {e}"),
             MasterError::Thread(e) => write!(f, "master thread: {e}"),
+            MasterError::State(e) => write!(f, "{e}"),
         }
     }
 }

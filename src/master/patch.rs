@@ -172,10 +172,8 @@ async fn run_action(m: &Rc<Master>, id: &str, action: &str) -> Result<(), Respon
         "start" => supervisor::start(m, id),
         // A stop is awaited so the answer (and the next GET) already shows `stopped`.
         "stop" => supervisor::stop(m, id).await,
-        "restart" => {
-            let (m2, id2) = (m.clone(), id.to_string());
-            monoio::spawn(async move { supervisor::restart(&m2, &id2).await });
-        }
+        // Awaited too: the answer comes once the new child runs (or shows why it does not).
+        "restart" => supervisor::restart(m, id).await,
         other => return Err(Response::error(400, &format!("Invalid action: {other}"))),
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! Instance child processes: spawn with the URL as the only argument, read stdout and
-//! stderr on helper threads, signal with SIGTERM/SIGKILL.
+//! stderr on helper threads, signal with SIGTERM/SIGKILL. Each child gets SIGTERM from
+//! the kernel if the master dies, so it never outlives its master.
 //!
 //! The reader thread copies every non-CHECK_POINT line to the master's stdout as
 //! `<line> [<id>]` (as Go does) and hands every line to the runtime through the inbox; on
@@ -103,12 +104,15 @@ pub fn spawn(
     generation: u64,
     events: InboxSender<ChildEvent>,
 ) -> std::io::Result<ChildHandle> {
-    let mut child = Command::new(exe)
-        .arg(url)
+    let mut cmd = Command::new(exe);
+    cmd.arg(url)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .stderr(Stdio::piped());
+    // A master killed with SIGKILL must not leave its instances running unmanaged (they
+    // would hold their ports against the next master).
+    crate::sys::terminate_with_parent(&mut cmd);
+    let mut child = cmd.spawn()?;
     let handle = ChildHandle {
         pid: child.id() as i32,
         reaped: Arc::new(AtomicBool::new(false)),

@@ -3,21 +3,24 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::net::{ListenerOpts, TcpListener};
 
+use super::atomic_file::Writer;
 use super::core::{random_hex, Master};
-use super::inbox::{inbox, off_thread, Inbox};
+use super::inbox::{inbox, Inbox};
 use super::model::Instance;
 use super::process::ChildEvent;
 use super::sse::Hub;
 use super::urls::{self, UrlDefaults};
-use super::{http, state, supervisor, tls, Control, MasterError, MasterOptions};
+use super::{http, saver, state, supervisor, tls, Control, MasterError, MasterOptions};
 use crate::config::Config;
 
-/// How often the stop flag and the save flag are looked at.
+/// How often the stop flag is looked at (and the accept loop's pause after an error).
 const TICK: Duration = Duration::from_millis(50);
 
 /// Build the runtime on this thread and serve until `ctl` says stop. `ready` learns the
@@ -34,6 +37,12 @@ pub fn serve(
     let mut rt = match rt {
         Ok(rt) => rt,
         Err(e) => return ready(Err(MasterError::Runtime(e))),
+    };
+    // A state file that cannot be used stops the start before anything is bound.
+    let state_file = opts.state_dir.join(state::FILE_NAME);
+    let saved = match state::load(&state_file) {
+        Ok(saved) => saved,
+        Err(e) => return ready(Err(MasterError::State(e))),
     };
     rt.block_on(async move {
         let listen = cfg.tunnel.to_addr_string();
@@ -52,7 +61,7 @@ pub fn serve(
             Err(e) => return ready(Err(MasterError::Bind(bind_addr, e))),
         };
         let (tx, rx) = inbox::<ChildEvent>(4096);
-        let m = Rc::new(build_master(&cfg, opts, tx));
+        let m = Rc::new(build_master(&cfg, opts, saved, state_file, tx));
         let acceptor = tls_acceptor(&cfg);
         log::info!("Master started: {}{}", addr, m.base);
         ready(Ok(addr));
@@ -76,6 +85,8 @@ pub fn serve(
 fn build_master(
     cfg: &Config,
     opts: MasterOptions,
+    saved: Option<state::Saved>,
+    state_file: PathBuf,
     tx: super::inbox::InboxSender<ChildEvent>,
 ) -> Master {
     let defaults = UrlDefaults {
@@ -84,8 +95,6 @@ fn build_master(
         crt: cfg.params.crt.clone(),
         key: cfg.params.key_file.clone(),
     };
-    let state_file = opts.state_dir.join(state::FILE_NAME);
-    let saved = state::load(&state_file);
     let (mid, alias, mut instances) = match saved {
         Some(s) => (s.mid, s.alias, s.instances),
         None => (String::new(), String::new(), Vec::new()),
@@ -127,7 +136,8 @@ fn build_master(
         tcping_busy: Cell::new(0),
         children: tx,
         closing: Cell::new(false),
-        state_file,
+        backup_file: Arc::new(Writer::new(state::backup_path(&state_file))),
+        state_file: Arc::new(Writer::new(state_file)),
         opts,
     }
 }
@@ -155,7 +165,7 @@ fn spawn_tasks(
         }
     });
     let mm = m.clone();
-    monoio::spawn(async move { saver(mm).await });
+    monoio::spawn(async move { saver::run(&mm).await });
     let mm = m.clone();
     monoio::spawn(async move {
         let mut last_reload = Instant::now();
@@ -164,7 +174,7 @@ fn spawn_tasks(
             supervisor::check_silence(&mm);
             if last_reload.elapsed() >= mm.env.reload_interval {
                 last_reload = Instant::now();
-                backup(&mm).await;
+                saver::backup(&mm).await;
                 supervisor::restart_errored(&mm).await;
             }
         }
@@ -238,49 +248,6 @@ async fn accept_loop(
     }
 }
 
-async fn save(m: &Master) -> bool {
-    let bytes = state::encode(&m.mid, &m.alias.borrow(), &m.instances.borrow());
-    let path = m.state_file.clone();
-    match off_thread(move || state::write_atomic(&path, &bytes)).await {
-        Some(Ok(())) => true,
-        Some(Err(e)) => {
-            log::error!("saveState: {e}");
-            false
-        }
-        None => false,
-    }
-}
-
-async fn backup(m: &Master) {
-    let bytes = state::encode(&m.mid, &m.alias.borrow(), &m.instances.borrow());
-    let path = state::backup_path(&m.state_file);
-    let shown = path.display().to_string();
-    match off_thread(move || state::write_atomic(&path, &bytes)).await {
-        Some(Ok(())) => log::info!("State backup saved: {shown}"),
-        _ => log::error!("performPeriodicBackup: backup state failed: {shown}"),
-    }
-}
-
-/// Write the state when the structure changed (at once) or counters moved (every
-/// `counter_save_interval`); one write at a time.
-async fn saver(m: Rc<Master>) {
-    let mut last_counters = Instant::now();
-    loop {
-        monoio::time::sleep(TICK).await;
-        let counters_due =
-            m.counters_dirty.get() && last_counters.elapsed() >= m.opts.counter_save_interval;
-        if !m.dirty.get() && !counters_due {
-            continue;
-        }
-        m.dirty.set(false);
-        m.counters_dirty.set(false);
-        last_counters = Instant::now();
-        if !save(&m).await {
-            m.dirty.set(true);
-        }
-    }
-}
-
 async fn shutdown(m: &Rc<Master>) {
     m.hub.shutdown_all();
     m.closing.set(true);
@@ -303,10 +270,6 @@ async fn shutdown(m: &Rc<Master>) {
     while pending.get() > 0 {
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
-    let bytes = state::encode(&m.mid, &m.alias.borrow(), &m.instances.borrow());
-    match state::write_atomic(&m.state_file, &bytes) {
-        Ok(()) => log::info!("Instances saved: {}", m.state_file.display()),
-        Err(e) => log::error!("shutdown: save state failed: {e}"),
-    }
+    saver::final_save(m);
     log::info!("Master shutdown complete");
 }

@@ -2,12 +2,12 @@
 //! fsync, rename, fsync of the directory) so a crash leaves the old or the new file, never
 //! a torn one; a backup copy; loading with a fallback to the backup.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use super::atomic_file::is_temp_of;
 use super::model::{Instance, Peer, Status, KEY_ID};
 
 /// File name inside the state directory.
@@ -117,24 +117,6 @@ pub fn decode(bytes: &[u8]) -> Result<Saved, String> {
     })
 }
 
-/// Write `bytes` to `path` so that a crash at any point leaves the old or the new content.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("np-{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// Backup path next to the state file.
 pub fn backup_path(file: &Path) -> PathBuf {
     let mut p = file.as_os_str().to_owned();
@@ -142,57 +124,126 @@ pub fn backup_path(file: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Load the state: the file, else its backup (with an ERROR line), else nothing.
-/// Leftover temp files of an interrupted save are removed first.
-pub fn load(file: &Path) -> Option<Saved> {
-    if let Some(dir) = file.parent() {
-        if let Ok(entries) = fs::read_dir(dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with("np-") && name.ends_with(".tmp") {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
-        }
+/// Why the master refuses to start: a state file exists but neither it nor its backup
+/// can be loaded, and starting empty would silently drop every instance and the API key.
+#[derive(Debug)]
+pub struct LoadError {
+    /// The state file.
+    pub file: PathBuf,
+    /// What is wrong with it ("not found" when only the backup exists).
+    pub reason: String,
+    /// The backup file.
+    pub backup: PathBuf,
+    /// What is wrong with the backup.
+    pub backup_reason: String,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (file, backup) = (self.file.display(), self.backup.display());
+        write!(
+            f,
+            "state file {file} is unusable ({}) and so is its backup {backup} ({}); \
+             refusing to start with no instances and a new API key. To start fresh, move both \
+             files away (mv {file} {file}.bad; mv {backup} {backup}.bad); to keep the \
+             instances, repair the JSON or restore the file from a copy",
+            self.reason, self.backup_reason
+        )
     }
-    let main = match fs::read(file) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return load_backup(file),
-        Err(e) => {
-            log::error!("loadState: read {} failed: {e}", file.display());
-            return load_backup(file);
-        }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Read and decode one file; `Ok(None)` if it does not exist.
+fn read_state(path: &Path) -> Result<Option<Saved>, String> {
+    match fs::read(path) {
+        Ok(bytes) => decode(&bytes)
+            .map(Some)
+            .map_err(|e| format!("corrupt: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read: {e}")),
+    }
+}
+
+/// "3 instances, API key kept" for the log line after a fallback.
+fn summary(saved: &Saved) -> String {
+    let count = saved.instances.iter().filter(|i| !i.is_key()).count();
+    let key = if saved.instances.iter().any(Instance::is_key) {
+        "API key kept"
+    } else {
+        "no API key in it, a new one is created"
     };
-    match decode(&main) {
-        Ok(saved) => Some(saved),
-        Err(e) => {
-            log::error!(
-                "loadState: {} is corrupt ({e}); loading the backup",
-                file.display()
-            );
-            let mut aside = file.as_os_str().to_owned();
-            aside.push(".corrupt");
-            let _ = fs::rename(file, PathBuf::from(aside));
-            load_backup(file)
+    format!("{count} instances, {key}")
+}
+
+/// Remove temp files an interrupted save left next to `file`.
+fn remove_leftover_temps(file: &Path) {
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        return;
+    };
+    let name = name.to_string_lossy();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let entry = e.file_name().to_string_lossy().into_owned();
+        // `np-<pid>.tmp` is what earlier versions left behind.
+        let old_style = entry.starts_with("np-") && entry.ends_with(".tmp");
+        if old_style || is_temp_of(&entry, &name) {
+            let _ = fs::remove_file(e.path());
         }
     }
 }
 
-fn load_backup(file: &Path) -> Option<Saved> {
+/// Load the state: the file; if it is missing or unusable, its backup (logged at
+/// WARN/ERROR with both names and what was loaded). `Ok(None)` only when neither file
+/// exists (a first run). A file that exists but cannot be used, with no usable backup, is
+/// an error: the master must not start empty with a new API key without being told to.
+pub fn load(file: &Path) -> Result<Option<Saved>, LoadError> {
+    remove_leftover_temps(file);
     let backup = backup_path(file);
-    let bytes = fs::read(&backup).ok()?;
-    match decode(&bytes) {
-        Ok(saved) => {
-            log::error!("loadState: using backup {}", backup.display());
-            Some(saved)
-        }
-        Err(e) => {
-            log::error!(
-                "loadState: backup {} is corrupt too ({e}); starting empty",
-                backup.display()
+    let reason = match read_state(file) {
+        Ok(Some(saved)) => return Ok(Some(saved)),
+        Ok(None) => None,
+        Err(reason) => Some(reason),
+    };
+    let from_backup = read_state(&backup);
+    match (reason, from_backup) {
+        (None, Ok(None)) => Ok(None),
+        (None, Ok(Some(saved))) => {
+            log::warn!(
+                "loadState: {} not found; loaded the backup {}: {}",
+                file.display(),
+                backup.display(),
+                summary(&saved)
             );
-            None
+            Ok(Some(saved))
         }
+        (Some(reason), Ok(Some(saved))) => {
+            let mut aside = file.as_os_str().to_owned();
+            aside.push(".corrupt");
+            let aside = PathBuf::from(aside);
+            let kept = match fs::rename(file, &aside) {
+                Ok(()) => format!("the bad file is kept as {}", aside.display()),
+                Err(e) => format!("could not keep the bad file ({e}); the next save replaces it"),
+            };
+            log::error!(
+                "loadState: state file {} is unusable ({reason}); loaded the backup {} instead: {}; {kept}",
+                file.display(),
+                backup.display(),
+                summary(&saved)
+            );
+            Ok(Some(saved))
+        }
+        (reason, backup_state) => Err(LoadError {
+            file: file.to_path_buf(),
+            reason: reason.unwrap_or_else(|| "not found".into()),
+            backup,
+            backup_reason: match backup_state {
+                Err(e) => e,
+                Ok(_) => "not found".into(),
+            },
+        }),
     }
 }
 
@@ -234,23 +285,55 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_file_falls_back_to_the_backup() {
+    fn a_corrupt_file_falls_back_to_the_backup_and_is_kept_aside() {
         let dir = tmpdir("corrupt");
         let file = dir.join(FILE_NAME);
-        write_atomic(&backup_path(&file), &encode("from-backup", "", &[])).unwrap();
+        fs::write(backup_path(&file), encode("from-backup", "", &[])).unwrap();
         fs::write(&file, b"{\"instances\": [tor").unwrap();
-        assert_eq!(load(&file).unwrap().mid, "from-backup");
+        let saved = load(&file).unwrap().expect("the backup");
+        assert_eq!(saved.mid, "from-backup");
+        assert!(dir.join("nodepass.json.corrupt").exists());
         let _ = fs::remove_dir_all(dir);
     }
 
     #[test]
-    fn an_atomic_write_replaces_the_file_and_leaves_no_temp() {
-        let dir = tmpdir("atomic");
+    fn a_missing_file_and_backup_is_a_first_run() {
+        let dir = tmpdir("first");
+        assert!(load(&dir.join(FILE_NAME)).unwrap().is_none());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_corrupt_file_without_a_usable_backup_is_refused_naming_both_files() {
+        let dir = tmpdir("refuse");
         let file = dir.join(FILE_NAME);
-        write_atomic(&file, b"one").unwrap();
-        write_atomic(&file, b"two").unwrap();
-        assert_eq!(fs::read(&file).unwrap(), b"two");
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::write(&file, b"{not json").unwrap();
+        let err = load(&file).err().expect("refused");
+        let text = err.to_string();
+        assert!(text.contains(&file.display().to_string()), "{text}");
+        assert!(text.contains("nodepass.json.backup (not found)"), "{text}");
+        assert_eq!(fs::read(&file).unwrap(), b"{not json", "left untouched");
+        fs::write(backup_path(&file), b"").unwrap();
+        assert!(load(&file).is_err(), "an empty backup is no backup");
+        fs::remove_file(&file).unwrap();
+        assert!(load(&file).is_err(), "only a corrupt backup left");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn leftover_temp_files_are_removed_at_load() {
+        let dir = tmpdir("temps");
+        let file = dir.join(FILE_NAME);
+        fs::write(dir.join(".nodepass.json.77.3.tmp"), b"x").unwrap();
+        fs::write(dir.join("np-77.tmp"), b"x").unwrap();
+        fs::write(dir.join("keep.tmp"), b"x").unwrap();
+        assert!(load(&file).unwrap().is_none());
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("keep.tmp")]);
         let _ = fs::remove_dir_all(dir);
     }
 }
