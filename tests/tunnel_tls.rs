@@ -138,11 +138,13 @@ struct Ends {
 }
 
 /// The reverse tunnel with tls=2: server in mode 1 serving `crt`/`key`, client in
-/// mode 2 connecting to an echo, `sni`, and `SSL_CERT_FILE` when `trust` is given.
-fn start(crt: &str, key: &str, sni: &str, trust: Option<&str>) -> Ends {
+/// mode 2 connecting to an echo, `sni`, and `SSL_CERT_FILE` when `trust` is given; both
+/// on `driver` (`NP_DRIVER`).
+fn start(crt: &str, key: &str, sni: &str, trust: Option<&str>, driver: &str) -> Ends {
     let echo = echo_tcp_udp();
     let (tun, user) = (free_port(), free_port());
     let mut env: Vec<(&str, &str)> = TUNNEL_ENV.to_vec();
+    env.push(("NP_DRIVER", driver));
     if let Some(ca) = trust {
         env.push(("SSL_CERT_FILE", ca));
     }
@@ -162,8 +164,8 @@ fn start(crt: &str, key: &str, sni: &str, trust: Option<&str>) -> Ends {
 }
 
 /// The tunnel comes up and random bytes come back unchanged.
-fn carries(crt: &str, key: &str) {
-    let mut ends = start(crt, key, "localhost", Some(crt));
+fn carries(crt: &str, key: &str, driver: &str) {
+    let mut ends = start(crt, key, "localhost", Some(crt), driver);
     for (name, p) in [("server", &mut ends.server), ("client", &mut ends.client)] {
         p.wait_for_line("Marking tunnel handshake as complete", STEP)
             .unwrap_or_else(|| panic!("{name}: no tunnel: {:#?}", p.seen));
@@ -202,10 +204,17 @@ fn expect_line(p: &mut NodepassProcess, who: &str, needles: &[&str]) -> String {
 }
 
 #[test]
-fn tls2_carries_bytes_with_an_openssl_style_self_signed_ca_certificate() {
-    let dir = Dir::new("ok");
+fn tls2_carries_bytes_with_an_openssl_style_self_signed_ca_certificate_on_uring() {
+    let dir = Dir::new("ok-uring");
     let (crt, key) = rcgen_cert(&dir);
-    carries(&crt, &key);
+    carries(&crt, &key, "uring");
+}
+
+#[test]
+fn tls2_carries_bytes_with_an_openssl_style_self_signed_ca_certificate_on_epoll() {
+    let dir = Dir::new("ok-epoll");
+    let (crt, key) = rcgen_cert(&dir);
+    carries(&crt, &key, "legacy");
 }
 
 #[test]
@@ -215,16 +224,15 @@ fn tls2_carries_bytes_with_a_certificate_from_the_openssl_cli() {
         eprintln!("openssl CLI not installed; the rcgen test covers the same certificate");
         return;
     };
-    carries(&crt, &key);
+    carries(&crt, &key, "uring");
 }
 
-#[test]
-fn tls2_with_a_wrong_sni_says_name_mismatch_on_the_client_and_the_alert_on_the_server() {
-    let dir = Dir::new("sni");
+fn wrong_sni_is_named(driver: &str) {
+    let dir = Dir::new(&format!("sni-{driver}"));
     let (crt, key) = rcgen_cert(&dir);
-    let mut ends = start(&crt, &key, "wrong.test", Some(&crt));
+    let mut ends = start(&crt, &key, "wrong.test", Some(&crt), driver);
     let line = expect_line(&mut ends.client, "client", &["name mismatch", "wrong.test"]);
-    assert!(line.contains("TLS handshake failed"), "{line}");
+    assert!(line.contains("TLS handshake failed"), "{driver}: {line}");
     expect_line(
         &mut ends.server,
         "server",
@@ -236,13 +244,12 @@ fn tls2_with_a_wrong_sni_says_name_mismatch_on_the_client_and_the_alert_on_the_s
     );
 }
 
-#[test]
-fn tls2_with_an_untrusted_certificate_says_unknown_issuer_and_the_alert() {
-    let dir = Dir::new("untrusted");
+fn untrusted_certificate_is_named(driver: &str) {
+    let dir = Dir::new(&format!("untrusted-{driver}"));
     let (crt, key) = rcgen_cert(&dir);
-    let mut ends = start(&crt, &key, "localhost", None);
+    let mut ends = start(&crt, &key, "localhost", None, driver);
     let line = expect_line(&mut ends.client, "client", &["unknown issuer"]);
-    assert!(line.contains("TLS handshake failed"), "{line}");
+    assert!(line.contains("TLS handshake failed"), "{driver}: {line}");
     expect_line(
         &mut ends.server,
         "server",
@@ -252,10 +259,31 @@ fn tls2_with_an_untrusted_certificate_says_unknown_issuer_and_the_alert() {
             "does not trust our certificate",
         ],
     );
-    // No tunnel formed.
-    assert!(ends
-        .client
-        .seen
-        .iter()
-        .all(|l| !l.contains("Marking tunnel handshake as complete")));
+    assert!(
+        ends.client
+            .seen
+            .iter()
+            .all(|l| !l.contains("Marking tunnel handshake as complete")),
+        "{driver}: a tunnel formed with an untrusted certificate"
+    );
+}
+
+#[test]
+fn tls2_with_a_wrong_sni_says_name_mismatch_on_the_client_and_the_alert_on_the_server_on_uring() {
+    wrong_sni_is_named("uring");
+}
+
+#[test]
+fn tls2_with_a_wrong_sni_says_name_mismatch_on_the_client_and_the_alert_on_the_server_on_epoll() {
+    wrong_sni_is_named("legacy");
+}
+
+#[test]
+fn tls2_with_an_untrusted_certificate_says_unknown_issuer_and_the_alert_on_uring() {
+    untrusted_certificate_is_named("uring");
+}
+
+#[test]
+fn tls2_with_an_untrusted_certificate_says_unknown_issuer_and_the_alert_on_epoll() {
+    untrusted_certificate_is_named("legacy");
 }

@@ -12,6 +12,8 @@ mod handshake;
 mod server;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verify_tests;
 
 pub use cert::{fingerprint, load_pem_files, self_signed};
 pub use client::{
