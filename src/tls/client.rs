@@ -2,16 +2,20 @@
 //! signature), tls=2 verifies against system roots. Either can record the fingerprint of
 //! the certificate a connection saw, for the `verify` signal.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::client::{verify_server_name, Resumption, WebPkiServerVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use rustls::server::ParsedCertificate;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, Error, RootCertStore, SignatureScheme,
+};
 
 use super::cert::{fingerprint, provider};
 use super::TlsError;
@@ -50,7 +54,7 @@ impl ClientTls {
         })
     }
 
-    /// The configuration for `monoio_rustls::TlsConnector::from`.
+    /// The configuration for [`super::connect`].
     pub fn config(&self) -> Arc<ClientConfig> {
         self.shared.clone()
     }
@@ -92,28 +96,38 @@ pub fn client_config_insecure() -> Result<ClientTls, TlsError> {
 /// tls=2: verify against the system CA bundle (see [`SYSTEM_CA_FILES`]) plus an optional
 /// extra PEM CA file. TLS 1.2 and 1.3.
 pub fn client_config_verifying(extra_ca: Option<&Path>) -> Result<ClientTls, TlsError> {
-    let mut roots = RootCertStore::empty();
+    let mut trusted = Vec::new();
     if let Some(system) = SYSTEM_CA_FILES.iter().map(Path::new).find(|p| p.is_file()) {
         match read_certs(system) {
             Ok(certs) => {
-                let (added, ignored) = roots.add_parsable_certificates(certs);
-                log::debug!("{added} system CA certificates loaded, {ignored} ignored");
+                log::debug!("{} system CA certificates read", certs.len());
+                trusted.extend(certs);
             }
             Err(e) => log::warn!("system CA bundle unusable: {e}"),
         }
     }
     if let Some(path) = extra_ca {
-        roots.add_parsable_certificates(read_certs(path)?);
+        trusted.extend(read_certs(path)?);
     }
-    client_config_with_roots(roots)
+    client_config_trusting(trusted)
 }
 
-/// A verifying client trusting exactly `roots`.
-pub fn client_config_with_roots(roots: RootCertStore) -> Result<ClientTls, TlsError> {
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+/// A verifying client trusting exactly `trusted` (CA certificates, or server certificates
+/// trusted as they are). Certificates that do not parse are skipped.
+pub fn client_config_trusting(
+    trusted: Vec<CertificateDer<'static>>,
+) -> Result<ClientTls, TlsError> {
+    let mut roots = RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(trusted.iter().cloned());
+    log::debug!("{added} trusted certificates, {ignored} unparsable ones ignored");
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
         .map_err(TlsError::Roots)?;
-    ClientTls::new(verifier, rustls::DEFAULT_VERSIONS)
+    let verifier = TrustedLeafOrChain {
+        webpki,
+        trusted: trusted.into_iter().map(|c| c.as_ref().to_vec()).collect(),
+    };
+    ClientTls::new(Arc::new(verifier), rustls::DEFAULT_VERSIONS)
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -167,6 +181,101 @@ impl ServerCertVerifier for AcceptAnyCert {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
     }
+}
+
+/// tls=2's verifier: webpki path validation to a trusted root, and, as Go's `x509.Verify`
+/// does, a server certificate that is itself in the trust store is trusted as it is (the
+/// common `openssl req -x509` certificate is self-signed with `CA:TRUE`, which webpki
+/// refuses as an end entity). Such a certificate must still be valid now and carry the
+/// requested name; the handshake signature checks stay with the default provider.
+#[derive(Debug)]
+struct TrustedLeafOrChain {
+    webpki: Arc<WebPkiServerVerifier>,
+    /// DER of every trusted certificate.
+    trusted: HashSet<Vec<u8>>,
+}
+
+impl ServerCertVerifier for TrustedLeafOrChain {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let err =
+            match self
+                .webpki
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            {
+                Ok(verified) => return Ok(verified),
+                Err(err) => err,
+            };
+        // webpki checks the certificate's own properties in this order: validity period,
+        // basic constraints (CaUsedAsEndEntity), key usage; then it looks for an issuer
+        // (UnknownIssuer, or BadSignature when a certificate with the issuer's name did not
+        // sign it). Any error below therefore means the validity period passed.
+        let leaf_valid_now = is_ca_used_as_end_entity(&err)
+            || matches!(
+                err,
+                Error::InvalidCertificate(
+                    CertificateError::UnknownIssuer | CertificateError::BadSignature
+                )
+            );
+        if !leaf_valid_now {
+            return Err(err);
+        }
+        if self.trusted.contains(end_entity.as_ref()) {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_name(&cert, server_name)?;
+            return Ok(ServerCertVerified::assertion());
+        }
+        // A self-signed CA certificate that is not trusted: say "unknown issuer" (and send
+        // the peer an unknown_ca alert) rather than webpki's "CA used as end entity".
+        if is_ca_used_as_end_entity(&err) && is_self_issued(end_entity) {
+            return Err(CertificateError::UnknownIssuer.into());
+        }
+        Err(err)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// webpki's `CaUsedAsEndEntity`, which rustls passes on as an opaque "other" error.
+pub(super) fn is_ca_used_as_end_entity(err: &Error) -> bool {
+    match err {
+        Error::InvalidCertificate(CertificateError::Other(other)) => matches!(
+            other.0.downcast_ref::<webpki::Error>(),
+            Some(webpki::Error::CaUsedAsEndEntity)
+        ),
+        _ => false,
+    }
+}
+
+/// Issuer and subject are the same name (a self-signed certificate).
+fn is_self_issued(der: &CertificateDer<'_>) -> bool {
+    webpki::EndEntityCert::try_from(der).is_ok_and(|c| c.issuer() == c.subject())
 }
 
 /// Wraps a verifier and records the fingerprint of the certificate it accepted.

@@ -1,21 +1,28 @@
 //! rustls configurations for `tls=1` (in-memory self-signed certificate, any-certificate
 //! client) and `tls=2` (PEM files reloaded every `NP_RELOAD_INTERVAL`, verifying client),
 //! plus the certificate fingerprint the `verify` signal carries (PROTOCOL.md §3.A.6).
-//! Streams come from `monoio_rustls::{TlsAcceptor, TlsConnector}` over these configs.
+//! [`connect`] and [`accept`] run handshakes over these configs and return monoio-rustls
+//! streams; failures are worded by [`describe_io`].
 
 mod cert;
 mod client;
 mod error;
+mod failure;
+mod handshake;
 mod server;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verify_tests;
 
 pub use cert::{fingerprint, load_pem_files, self_signed};
 pub use client::{
-    client_config_insecure, client_config_verifying, client_config_with_roots, ClientTls, SeenCert,
+    client_config_insecure, client_config_trusting, client_config_verifying, ClientTls, SeenCert,
     SYSTEM_CA_FILES,
 };
 pub use error::TlsError;
+pub use failure::{describe_io, describe_rustls, warn_handshake_failure, Role};
+pub use handshake::{accept, connect};
 pub use rustls::sign::CertifiedKey;
 pub use server::{
     server_config_for, server_config_from_files, server_config_self_signed, ReloadingCert,

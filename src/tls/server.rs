@@ -16,7 +16,7 @@ use crate::config::TlsMode;
 /// A server configuration and what it serves.
 #[derive(Debug, Clone)]
 pub struct ServerTls {
-    /// For `monoio_rustls::TlsAcceptor::from`.
+    /// For [`super::accept`] (and `monoio_rustls::TlsAcceptor::from`).
     pub config: Arc<ServerConfig>,
     /// The mode actually in effect (tls=2 falls back to 1 when the files do not load);
     /// this is what the handshake reply announces.

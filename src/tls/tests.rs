@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConnection};
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConnection};
 
 use super::*;
 use crate::config::TlsMode;
@@ -43,7 +43,7 @@ impl Drop for TempDir {
 }
 
 /// Moves every pending TLS record from one side to the other.
-fn transfer(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Error> {
+pub(super) fn transfer(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Error> {
     let mut wire = Vec::new();
     while from.wants_write() {
         from.write_tls(&mut wire).unwrap();
@@ -57,7 +57,7 @@ fn transfer(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Er
 }
 
 /// Runs a full handshake in memory; returns the server fingerprint the client saw.
-fn handshake(
+pub(super) fn handshake(
     client_config: Arc<ClientConfig>,
     server: &ServerTls,
     name: &'static str,
@@ -81,14 +81,14 @@ fn handshake(
 }
 
 /// A CA and a leaf for `tunnel.test` signed by it, written as PEM files.
-struct Pki {
-    dir: TempDir,
-    ca_der: rustls::pki_types::CertificateDer<'static>,
-    crt: PathBuf,
-    key: PathBuf,
+pub(super) struct Pki {
+    pub(super) dir: TempDir,
+    pub(super) ca_der: rustls::pki_types::CertificateDer<'static>,
+    pub(super) crt: PathBuf,
+    pub(super) key: PathBuf,
 }
 
-fn make_pki(tag: &str) -> Pki {
+pub(super) fn make_pki(tag: &str) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -107,12 +107,6 @@ fn make_pki(tag: &str) -> Pki {
         crt,
         key,
     }
-}
-
-fn roots(ca: &rustls::pki_types::CertificateDer<'static>) -> RootCertStore {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    roots
 }
 
 #[test]
@@ -136,7 +130,7 @@ fn verifying_client_accepts_a_server_certificate_signed_by_its_ca() {
     let pki = make_pki("verify");
     let server = server_config_from_files(&pki.crt, &pki.key, Duration::from_secs(3600)).unwrap();
     assert_eq!(server.mode, TlsMode::Files);
-    let client = client_config_with_roots(roots(&pki.ca_der)).unwrap();
+    let client = client_config_trusting(vec![pki.ca_der.clone()]).unwrap();
     let (config, seen) = client.config_capturing();
     assert_eq!(
         handshake(config, &server, "tunnel.test").unwrap(),
@@ -149,12 +143,12 @@ fn verifying_client_accepts_a_server_certificate_signed_by_its_ca() {
 fn verifying_client_rejects_a_wrong_name_or_an_unknown_ca() {
     let pki = make_pki("reject");
     let server = server_config_from_files(&pki.crt, &pki.key, Duration::from_secs(3600)).unwrap();
-    let client = client_config_with_roots(roots(&pki.ca_der)).unwrap();
+    let client = client_config_trusting(vec![pki.ca_der.clone()]).unwrap();
     let (config, seen) = client.config_capturing();
     assert!(handshake(config, &server, "other.test").is_err());
     assert_eq!(seen.fingerprint(), None);
     let stranger = make_pki("stranger");
-    let client = client_config_with_roots(roots(&stranger.ca_der)).unwrap();
+    let client = client_config_trusting(vec![stranger.ca_der.clone()]).unwrap();
     assert!(handshake(client.config(), &server, "tunnel.test").is_err());
     let self_signed = server_config_self_signed().unwrap();
     assert!(handshake(client.config(), &self_signed, "localhost").is_err());
@@ -167,7 +161,7 @@ fn verifying_client_takes_an_extra_ca_file_and_needs_some_root() {
     let server = server_config_from_files(&pki.crt, &pki.key, Duration::from_secs(3600)).unwrap();
     let client = client_config_verifying(Some(&ca_pem)).unwrap();
     assert!(handshake(client.config(), &server, "tunnel.test").is_ok());
-    let none = client_config_with_roots(RootCertStore::empty());
+    let none = client_config_trusting(Vec::new());
     assert!(matches!(none, Err(TlsError::Roots(_))));
 }
 
@@ -254,12 +248,12 @@ async fn tls_echo_over_loopback() {
     use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
 
     let server = server_config_self_signed().unwrap();
-    let acceptor = monoio_rustls::TlsAcceptor::from(server.config.clone());
+    let config = server.config.clone();
     let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let served = monoio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let mut tls = accept(config, tcp).await.unwrap();
         let (res, _) = tls.write_all(vec![0xcb, 0x5b, 0xaf, 0x6b]).await;
         res.unwrap();
         let (res, buf) = tls.read_exact(vec![0u8; 5]).await;
@@ -268,10 +262,8 @@ async fn tls_echo_over_loopback() {
         res.unwrap();
     });
     let (config, seen) = client_config_insecure().unwrap().config_capturing();
-    let connector = monoio_rustls::TlsConnector::from(config);
     let tcp = monoio::net::TcpStream::connect_addr(addr).await.unwrap();
-    let mut tls = connector
-        .connect(ServerName::try_from("none").unwrap(), tcp)
+    let mut tls = connect(config, ServerName::try_from("none").unwrap(), tcp)
         .await
         .unwrap();
     let (res, id) = tls.read_exact(vec![0u8; 4]).await;

@@ -128,18 +128,22 @@ async fn dial_round(need: usize, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) -> usiz
 
 async fn connect_tls(
     tls: &ClientTls,
+    server: SocketAddr,
     sni: &str,
     stream: monoio::net::TcpStream,
 ) -> io::Result<(PoolConn, Option<String>)> {
     let (config, seen) = tls.config_capturing();
     let name = rustls::pki_types::ServerName::try_from(sni.to_owned())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("sni {sni}: {e}")))?;
-    let connector = monoio_rustls::TlsConnector::from(config);
-    let s = connector
-        .connect(name, stream)
-        .await
-        .map_err(|e| io::Error::other(format!("TLS: {e}")))?;
-    Ok((PoolConn::ClientTls(Box::new(s)), seen.fingerprint()))
+    match crate::tls::connect(config, name, stream).await {
+        Ok(s) => Ok((PoolConn::ClientTls(Box::new(s)), seen.fingerprint())),
+        Err(e) => {
+            let cause = crate::tls::describe_io(&e, crate::tls::Role::Client);
+            let context = format!("pool connection to {server} (sni={sni}): TLS handshake failed");
+            crate::tls::warn_handshake_failure(&context, &cause);
+            Err(io::Error::other(format!("{context}: {cause}")))
+        }
+    }
 }
 
 async fn open(
@@ -155,9 +159,19 @@ async fn open(
     let fd = stream.as_raw_fd();
     let (mut conn, seen_fp) = match tls {
         None => (PoolConn::Plain(stream), None),
-        Some(tls) => monoio::time::timeout(t.spec.handshake_timeout, connect_tls(tls, sni, stream))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??,
+        Some(tls) => monoio::time::timeout(
+            t.spec.handshake_timeout,
+            connect_tls(tls, server, sni, stream),
+        )
+        .await
+        .map_err(|_| {
+            let e = "TLS handshake timed out";
+            crate::tls::warn_handshake_failure(
+                &format!("pool connection to {server} (sni={sni})"),
+                e,
+            );
+            io::Error::new(io::ErrorKind::TimedOut, e)
+        })??,
     };
     let id = monoio::time::timeout(ID_TIMEOUT, conn.recv_exact::<4>())
         .await

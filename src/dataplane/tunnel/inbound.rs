@@ -124,15 +124,22 @@ async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: R
     let mut conn = match tls {
         None => PoolConn::Plain(stream),
         Some(tls) => {
-            let acceptor = monoio_rustls::TlsAcceptor::from(tls.config.clone());
-            match monoio::time::timeout(t.spec.handshake_timeout, acceptor.accept(stream)).await {
+            let handshake = crate::tls::accept(tls.config.clone(), stream);
+            match monoio::time::timeout(t.spec.handshake_timeout, handshake).await {
                 Ok(Ok(s)) => PoolConn::ServerTls(Box::new(s)),
                 Ok(Err(e)) => {
-                    log::warn!("pool connection from {peer}: TLS handshake failed: {e}");
+                    let cause = crate::tls::describe_io(&e, crate::tls::Role::Server);
+                    crate::tls::warn_handshake_failure(
+                        &format!("pool connection from {peer}: TLS handshake failed"),
+                        &cause,
+                    );
                     return;
                 }
                 Err(_) => {
-                    log::warn!("pool connection from {peer}: TLS handshake timed out");
+                    crate::tls::warn_handshake_failure(
+                        &format!("pool connection from {peer}"),
+                        "TLS handshake timed out",
+                    );
                     return;
                 }
             }
