@@ -107,7 +107,7 @@ fn first_good_echo(addr: SocketAddr, limit: Duration) -> Option<Duration> {
         if echo(addr, &data, left.min(Duration::from_secs(6))) {
             return Some(start.elapsed());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::park_timeout(Duration::from_millis(20));
     }
     None
 }
@@ -297,6 +297,7 @@ fn server_restart(tls: u8) {
 /// Hostile peers on the tunnel port, each re-opened as soon as it is closed, until `stop`.
 struct Hostiles {
     stop: Arc<AtomicBool>,
+    opened: Arc<std::sync::atomic::AtomicUsize>,
     threads: Vec<JoinHandle<()>>,
     /// Everything any hostile connection received, per connection.
     received: Arc<Mutex<Vec<Vec<u8>>>>,
@@ -315,13 +316,16 @@ enum Hostile {
 impl Hostiles {
     fn start(at: SocketAddr, kinds: &[(Hostile, usize)]) -> Hostiles {
         let stop = Arc::new(AtomicBool::new(false));
+        let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let received = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
         for &(kind, count) in kinds {
             for _ in 0..count {
                 let (stop, received) = (Arc::clone(&stop), Arc::clone(&received));
+                let opened = Arc::clone(&opened);
                 threads.push(std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
+                        opened.fetch_add(1, Ordering::Relaxed);
                         let got = hostile_once(at, kind, &stop);
                         if !got.is_empty() {
                             received.lock().unwrap().push(got);
@@ -332,9 +336,15 @@ impl Hostiles {
         }
         Hostiles {
             stop,
+            opened,
             threads,
             received,
         }
+    }
+
+    /// Hostile connections opened so far.
+    fn opened(&self) -> usize {
+        self.opened.load(Ordering::Relaxed)
     }
 
     fn stop(self) -> Vec<Vec<u8>> {
@@ -349,7 +359,7 @@ impl Hostiles {
 /// One hostile connection until the server closes it (or `stop`); what it received.
 fn hostile_once(at: SocketAddr, kind: Hostile, stop: &AtomicBool) -> Vec<u8> {
     let Ok(mut s) = TcpStream::connect_timeout(&at, Duration::from_secs(1)) else {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::park_timeout(Duration::from_millis(50));
         return Vec::new();
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
@@ -432,7 +442,11 @@ fn hostile_flood(tls: u8) {
             (Hostile::BadPath, 20),
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Every hostile connection is open (and the first ones re-opened) before users come.
+    assert!(
+        common::eventually(STEP, || attack.opened() >= 120),
+        "the attack did not get going"
+    );
     let user = t.user;
     let echoes: Vec<_> = (0..20)
         .map(|_| {
@@ -531,7 +545,7 @@ impl StoppableEcho {
                             let _ = c.shutdown(Shutdown::Write);
                         });
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    Err(_) => std::thread::park_timeout(Duration::from_millis(5)),
                 }
             }
         });

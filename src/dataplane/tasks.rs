@@ -68,9 +68,8 @@ impl TaskSet {
                 fut.as_mut().poll(cx)
             })
             .await;
-            // Dropped here, inside the runtime: the future's sockets close through it.
-            drop(fut);
-            drop(slot);
+            // When this block ends the future (declared after `slot`) drops first, inside
+            // the runtime, so its sockets close through it; then the slot is freed.
         });
     }
 

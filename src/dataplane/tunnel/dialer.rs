@@ -181,6 +181,7 @@ async fn open(
         conn,
         seen_fp,
         fd,
+        since: std::time::Instant::now(),
     })
 }
 

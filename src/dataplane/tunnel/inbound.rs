@@ -177,6 +177,7 @@ async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: R
         conn,
         seen_fp: None,
         fd,
+        since: std::time::Instant::now(),
     };
     if !t.shard.insert(pooled) {
         log::debug!("pool connection {id} duplicated: closed");

@@ -19,6 +19,12 @@ use crate::sys::Epoll;
 /// How often a taker looks again while the connection it wants has not arrived.
 pub const TAKE_POLL: Duration = Duration::from_millis(5);
 
+/// How long a new connection stays idle on a flow `-` server before a user may get it:
+/// someone on the client's host who connected to the tunnel port has this long to show
+/// itself by sending a byte (see `watch.rs`); a real client's connections wait in the pool
+/// far longer than this before they are needed.
+pub const SETTLE: Duration = Duration::from_millis(20);
+
 /// A pool connection's transport.
 pub enum PoolConn {
     /// tls=0: the TCP stream itself (spliced).
@@ -37,6 +43,8 @@ pub struct Pooled {
     pub conn: PoolConn,
     /// Client, tls 1/2: the fingerprint of the certificate seen on this connection.
     pub seen_fp: Option<String>,
+    /// When it became idle (set by [`Shard::insert`]).
+    pub since: Instant,
     /// The TCP socket under the stream (for forced teardown).
     pub fd: std::os::fd::RawFd,
 }
@@ -234,7 +242,8 @@ impl Shard {
     }
 
     /// Add an idle connection; a duplicate id is refused (and the connection dropped).
-    pub fn insert(&self, p: Pooled) -> bool {
+    pub fn insert(&self, mut p: Pooled) -> bool {
+        p.since = Instant::now();
         let id = p.id;
         {
             let mut conns = self.conns.borrow_mut();
@@ -253,7 +262,16 @@ impl Shard {
     pub fn take_any(&self) -> Option<Pooled> {
         let mut order = self.order.borrow_mut();
         let mut conns = self.conns.borrow_mut();
-        while let Some(id) = order.pop_front() {
+        while let Some(&id) = order.front() {
+            if self.probe_on_take.get()
+                && conns
+                    .get(&id)
+                    .is_some_and(|p| p.since.elapsed() < SETTLE)
+            {
+                // The oldest is too young, so are all the others: the user waits.
+                break;
+            }
+            order.pop_front();
             if let Some(p) = conns.remove(&id) {
                 self.watch_remove(&p);
                 if self.unfit(&p) {
