@@ -30,6 +30,7 @@ fn random_bytes(len: usize) -> Vec<u8> {
 }
 
 struct Tunnel {
+    env: Vec<(&'static str, &'static str)>,
     server: NodepassProcess,
     client: NodepassProcess,
     server_url: String,
@@ -41,17 +42,25 @@ struct Tunnel {
 impl Tunnel {
     /// Start the reverse tunnel to `target` and wait for both handshakes.
     fn start(tls: u8, target: SocketAddr) -> Tunnel {
+        Tunnel::start_on("auto", tls, target)
+    }
+
+    /// As [`Tunnel::start`] with `NP_DRIVER=driver` for both processes.
+    fn start_on(driver: &'static str, tls: u8, target: SocketAddr) -> Tunnel {
+        let mut env = ENV.to_vec();
+        env.push(("NP_DRIVER", driver));
         let (tun, user) = (free_port(), free_port());
         let server_url = format!(
             "server://k3y@127.0.0.1:{tun}/127.0.0.1:{user}?mode=1&max=32&tls={tls}&log=info"
         );
         let client_url = format!("client://k3y@127.0.0.1:{tun}/{target}?mode=2&min=8&log=info");
-        let mut server = NodepassProcess::start(&server_url, &ENV);
+        let mut server = NodepassProcess::start(&server_url, &env);
         server
             .wait_for_line("Pending tunnel handshake", STEP)
             .unwrap_or_else(|| panic!("server did not start: {:?}", server.seen));
-        let client = NodepassProcess::start(&client_url, &ENV);
+        let client = NodepassProcess::start(&client_url, &env);
         let mut t = Tunnel {
+            env,
             server,
             client,
             server_url,
@@ -72,7 +81,7 @@ impl Tunnel {
 
     fn restart_client(&mut self) -> Instant {
         let started = Instant::now();
-        self.client = NodepassProcess::start(&self.client_url, &ENV);
+        self.client = NodepassProcess::start(&self.client_url, &self.env);
         started
     }
 }
@@ -196,9 +205,9 @@ fn restarts(p: &NodepassProcess) -> usize {
 /// SIGKILL the client during a 16 MiB echo: the user's transfer ends (EOF or reset)
 /// within 5 s, the server stays up, and the client started again gives its first good
 /// echo within 2 s of its start.
-fn kill_client(tls: u8) {
+fn kill_client(driver: &'static str, tls: u8) {
     let target = echo_tcp_udp();
-    let mut t = Tunnel::start(tls, target);
+    let mut t = Tunnel::start_on(driver, tls, target);
     let base = resources(t.server.pid());
     let mut user = TcpStream::connect(t.user).expect("connect user");
     user.set_read_timeout(Some(Duration::from_secs(10)))
@@ -249,9 +258,9 @@ fn kill_client(tls: u8) {
 /// SIGTERM the server and start it again on the same ports, client untouched: the first
 /// good echo within 5 s of the new server's start (tls=1: the fingerprint check passes
 /// again on the new certificate).
-fn server_restart(tls: u8) {
+fn server_restart(driver: &'static str, tls: u8) {
     let target = echo_tcp_udp();
-    let mut t = Tunnel::start(tls, target);
+    let mut t = Tunnel::start_on(driver, tls, target);
     if tls != 0 {
         t.client
             .wait_for_line("TLS fingerprint verified", STEP)
@@ -266,7 +275,7 @@ fn server_restart(tls: u8) {
     t.server.terminate();
     assert_eq!(t.server.wait_exit(STEP), Some(0), "server did not stop");
     let started = Instant::now();
-    t.server = NodepassProcess::start(&t.server_url, &ENV);
+    t.server = NodepassProcess::start(&t.server_url, &t.env);
     let took = first_good_echo(t.user, Duration::from_secs(8)).map(|_| started.elapsed());
     assert!(
         took.is_some_and(|d| d <= Duration::from_secs(5)),
@@ -615,22 +624,42 @@ fn churn(tls: u8) {
 
 #[test]
 fn kill_client_tls0() {
-    kill_client(0);
+    kill_client("uring", 0);
 }
 
 #[test]
 fn kill_client_tls1() {
-    kill_client(1);
+    kill_client("uring", 1);
+}
+
+#[test]
+fn kill_client_tls0_on_epoll() {
+    kill_client("legacy", 0);
+}
+
+#[test]
+fn kill_client_tls1_on_epoll() {
+    kill_client("legacy", 1);
 }
 
 #[test]
 fn server_restart_tls0() {
-    server_restart(0);
+    server_restart("uring", 0);
 }
 
 #[test]
 fn server_restart_tls1() {
-    server_restart(1);
+    server_restart("uring", 1);
+}
+
+#[test]
+fn server_restart_tls0_on_epoll() {
+    server_restart("legacy", 0);
+}
+
+#[test]
+fn server_restart_tls1_on_epoll() {
+    server_restart("legacy", 1);
 }
 
 #[test]

@@ -264,9 +264,7 @@ impl Shard {
         let mut conns = self.conns.borrow_mut();
         while let Some(&id) = order.front() {
             if self.probe_on_take.get()
-                && conns
-                    .get(&id)
-                    .is_some_and(|p| p.since.elapsed() < SETTLE)
+                && conns.get(&id).is_some_and(|p| p.since.elapsed() < SETTLE)
             {
                 // The oldest is too young, so are all the others: the user waits.
                 break;
