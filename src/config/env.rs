@@ -42,7 +42,7 @@ pub struct Env {
     pub max_pool_interval: Duration,
     /// `NP_REPORT_INTERVAL`: ping, CHECK_POINT and keepalive period.
     pub report_interval: Duration,
-    /// `NP_SERVICE_COOLDOWN`: first wait before a restart.
+    /// `NP_SERVICE_COOLDOWN`: longest wait between restarts (the backoff's cap).
     pub service_cooldown: Duration,
     /// `NP_SHUTDOWN_TIMEOUT`: graceful drain limit.
     pub shutdown_timeout: Duration,

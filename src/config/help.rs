@@ -138,7 +138,11 @@ const VARS: &[(&str, &str, &str)] = &[
         "5s",
         "ping, CHECK_POINT and keepalive period",
     ),
-    ("NP_SERVICE_COOLDOWN", "3s", "first wait before a restart"),
+    (
+        "NP_SERVICE_COOLDOWN",
+        "3s",
+        "longest wait between restarts (they start at ~100 ms and double)",
+    ),
     ("NP_SHUTDOWN_TIMEOUT", "5s", "graceful drain limit"),
     (
         "NP_RELOAD_INTERVAL",
