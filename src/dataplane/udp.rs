@@ -2,7 +2,8 @@
 //! connected socket towards one target, expiring after `NP_UDP_READ_TIMEOUT` idle.
 //!
 //! Datagram boundaries are kept (one receive = one send). A datagram longer than
-//! `NP_UDP_DATA_BUF_SIZE` is truncated to it, as in NodePass.
+//! `NP_UDP_DATA_BUF_SIZE` is truncated to it, as in NodePass. Once the worker stops
+//! accepting, a session ends after [`DRAIN_QUIET`] without traffic.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -10,16 +11,43 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use monoio::buf::IoBuf;
 use monoio::net::udp::UdpSocket;
 
+use super::flag::LocalFlag;
 use super::worker::WorkerCtx;
 use crate::limit::SlotGuard;
 use crate::runtime::ActiveDriver;
 use crate::stats::WorkerStats;
 use crate::{net, sys};
+
+/// After `StopAccepting`, a UDP session quiet for this long ends, so idle sessions do
+/// not hold a graceful drain until `NP_SHUTDOWN_TIMEOUT` (a reply in flight still has
+/// this long to arrive; a busy session lives on until the drain deadline).
+pub(crate) const DRAIN_QUIET: Duration = Duration::from_millis(250);
+
+/// How long a UDP session may stay idle now: `NP_UDP_READ_TIMEOUT`, or [`DRAIN_QUIET`]
+/// once the worker stops accepting.
+pub(crate) fn idle_limit(ctx: &WorkerCtx) -> Duration {
+    let timeout = ctx.spec.udp_read_timeout;
+    if ctx.stopping.is_raised() {
+        timeout.min(DRAIN_QUIET)
+    } else {
+        timeout
+    }
+}
+
+/// The next flag a UDP session's idle wait must react to: `stopping` (its limit
+/// shortens), then `closing` (it ends).
+pub(crate) fn next_stage(ctx: &WorkerCtx) -> &LocalFlag {
+    if ctx.stopping.is_raised() {
+        &ctx.closing
+    } else {
+        &ctx.stopping
+    }
+}
 
 struct Session {
     socket: UdpSocket,
@@ -128,17 +156,17 @@ async fn pump_replies(
     ctx.stats
         .udp_sessions
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let timeout = ctx.spec.udp_read_timeout;
-    let mut buf = vec![0u8; ctx.spec.udp_buf_size.max(1)];
-    'session: loop {
+    loop {
+        let limit = idle_limit(&ctx);
         let idle_for = session.last_active.get().elapsed();
-        if idle_for >= timeout {
+        if idle_for >= limit || ctx.closing.is_raised() {
             break;
         }
         // A readiness wait consumes nothing, so timing it out loses no datagram.
         let ready = monoio::select! {
-            r = monoio::time::timeout(timeout - idle_for, session.socket.readable(false)) => r,
-            _ = ctx.closing.wait() => break,
+            r = monoio::time::timeout(limit - idle_for, session.socket.readable(false)) => r,
+            // The limit shortens (stopping) or the session ends (closing): look again.
+            _ = next_stage(&ctx).wait() => continue,
         };
         match ready {
             Err(_) => continue,
@@ -148,25 +176,8 @@ async fn pump_replies(
             }
             Ok(Ok(())) => {}
         }
-        loop {
-            let n = match sys::recv_now(sys::borrow_fd(&session.socket), &mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // ECONNREFUSED from an ICMP error, or a shutdown: the session is over.
-                    log::debug!("udp session {client}: {e}");
-                    break 'session;
-                }
-            };
-            session.last_active.set(Instant::now());
-            crate::limit::pace(ctx.spec.rate_tx.as_ref(), n).await;
-            let (res, slice) = listener.send_to(buf.slice(0..n), client).await;
-            buf = slice.into_inner();
-            match res {
-                Ok(sent) => WorkerStats::add(&ctx.stats.udp_tx, sent),
-                Err(e) => log::debug!("udp reply to {client}: {e}"),
-            }
+        if !relay_ready(&session, client, &listener, &ctx).await {
+            break;
         }
     }
     let mut map = sessions.borrow_mut();
@@ -179,4 +190,62 @@ async fn pump_replies(
         .udp_sessions
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     log::debug!("udp session {client} closed");
+}
+
+/// Send every datagram waiting on the session's socket to the client; false once the
+/// session is over (ICMP error, shutdown). The buffer is the worker's only while datagrams
+/// flow, so an idle session holds none.
+async fn relay_ready(
+    session: &Session,
+    client: SocketAddr,
+    listener: &UdpSocket,
+    ctx: &WorkerCtx,
+) -> bool {
+    let mut buf = take_buffer(ctx.spec.udp_buf_size.max(1));
+    let alive = loop {
+        let n = match sys::recv_now(sys::borrow_fd(&session.socket), &mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // ECONNREFUSED from an ICMP error, or a shutdown: the session is over.
+                log::debug!("udp session {client}: {e}");
+                break false;
+            }
+        };
+        session.last_active.set(Instant::now());
+        crate::limit::pace(ctx.spec.rate_tx.as_ref(), n).await;
+        let (res, slice) = listener.send_to(buf.slice(0..n), client).await;
+        buf = slice.into_inner();
+        match res {
+            Ok(sent) => WorkerStats::add(&ctx.stats.udp_tx, sent),
+            Err(e) => log::debug!("udp reply to {client}: {e}"),
+        }
+    };
+    give_buffer(buf);
+    alive
+}
+
+/// Free reply buffers a worker keeps (more are allocated at a peak, then freed).
+const SPARE_BUFFERS: usize = 64;
+
+thread_local! {
+    /// This worker thread's spare reply buffers.
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_buffer(len: usize) -> Vec<u8> {
+    SPARE
+        .with(|s| s.borrow_mut().pop())
+        .filter(|b| b.len() == len)
+        .unwrap_or_else(|| vec![0u8; len])
+}
+
+fn give_buffer(buf: Vec<u8>) {
+    SPARE.with(|s| {
+        let mut spare = s.borrow_mut();
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(buf);
+        }
+    });
 }

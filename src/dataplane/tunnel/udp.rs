@@ -1,9 +1,11 @@
 //! UDP over the tunnel, both roles, with NodePass v1.14.0's framing: none. Each datagram
 //! is one raw write to the pool connection and each read from it is taken as one datagram
-//! (§3.A.5). This file is the signalled side (a connected target socket per `udp`
-//! signal); `users` is the accepting side (a flow per user address). A session ends after
-//! `NP_UDP_READ_TIMEOUT` idle, or when either side closes; its pool connection is never
-//! reused.
+//! (§3.A.5). Over TLS each datagram is one record and each read returns one record (the
+//! patched monoio-rustls, `vendor/monoio-rustls/PATCH.md`), so boundaries hold. This file
+//! is the signalled side (a connected target socket per `udp` signal); `users` is the
+//! accepting side (a flow per user address). A session ends after `NP_UDP_READ_TIMEOUT`
+//! idle (a short quiet time once the worker stops accepting), or when either side closes;
+//! its pool connection is never reused.
 
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
@@ -18,6 +20,7 @@ use super::pool_io::{PoolRead, PoolWrite};
 use super::TunnelCtx;
 use crate::bus::Event;
 use crate::dataplane::forward::Gauge;
+use crate::dataplane::udp::{idle_limit, next_stage};
 use crate::dataplane::worker::WorkerCtx;
 use crate::proto::PoolId;
 use crate::runtime::ActiveDriver;
@@ -27,17 +30,19 @@ mod session;
 mod users;
 pub use users::{adopt, serve_users, UdpUsers};
 
-/// Shut `fds` down once nothing moved for `timeout` (or the worker closes): the pumps'
-/// reads then end on their own, so no read is ever dropped in flight.
-async fn watchdog(last: Rc<Cell<Instant>>, timeout: Duration, fds: [RawFd; 2], ctx: Rc<WorkerCtx>) {
+/// Shut `fds` down once nothing moved for `NP_UDP_READ_TIMEOUT` (`DRAIN_QUIET` once
+/// the worker stops accepting), or the worker closes: the pumps' reads then end on their
+/// own, so no read is ever dropped in flight.
+async fn watchdog(last: Rc<Cell<Instant>>, fds: [RawFd; 2], ctx: Rc<WorkerCtx>) {
     loop {
+        let limit = idle_limit(&ctx);
         let idle_for = last.get().elapsed();
-        if idle_for >= timeout {
+        if idle_for >= limit || ctx.closing.is_raised() {
             break;
         }
         monoio::select! {
-            _ = monoio::time::sleep(timeout - idle_for) => {}
-            _ = ctx.closing.wait() => break,
+            _ = monoio::time::sleep(limit - idle_for) => {}
+            _ = next_stage(&ctx).wait() => {}
         }
     }
     for fd in &fds {
@@ -68,12 +73,7 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
     let _live = Gauge::up(&ctx.stats.udp_sessions);
     let last = Rc::new(Cell::new(Instant::now()));
     let (r, w) = pooled.conn.into_split();
-    let dog = watchdog(
-        Rc::clone(&last),
-        ctx.spec.udp_read_timeout,
-        fds,
-        Rc::clone(&ctx),
-    );
+    let dog = watchdog(Rc::clone(&last), fds, Rc::clone(&ctx));
     let pumps = async {
         let up = pool_to_target(r, &socket, &last, &ctx);
         let down = target_to_pool(w, &socket, &last, &ctx);
@@ -120,6 +120,7 @@ async fn pool_to_target(
             Ok(n) => n,
         };
         last.set(Instant::now());
+        crate::limit::pace(ctx.spec.rate_tx.as_ref(), n).await;
         let (res, slice) = socket.send(buf.slice(0..n)).await;
         buf = slice.into_inner();
         if let Ok(sent) = res {
@@ -149,6 +150,7 @@ async fn target_to_pool(
         }
         last.set(Instant::now());
         WorkerStats::add(&ctx.stats.udp_rx, n);
+        crate::limit::pace(ctx.spec.rate_rx.as_ref(), n).await;
         let (res, slice) = w.write_all(buf.slice(0..n)).await;
         buf = slice.into_inner();
         if res.is_err() {

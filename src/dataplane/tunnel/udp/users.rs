@@ -359,9 +359,8 @@ fn start_relay(
         let _slot = slot;
         let _entry = ctx.sessions.register([fd, fd]);
         let _live = Gauge::up(&ctx.stats.udp_sessions);
-        let timeout = ctx.spec.udp_read_timeout;
         let last = Rc::clone(&session.last_active);
-        let dog = watchdog(Rc::clone(&last), timeout, [fd, fd], Rc::clone(&ctx));
+        let dog = watchdog(Rc::clone(&last), [fd, fd], Rc::clone(&ctx));
         let pump = pool_to_user(r, &users.listener, client, &last, &ctx);
         monoio::join!(dog, pump);
         close(&session);
