@@ -228,6 +228,8 @@ pub struct TunnelShared {
     pub signal_rx: Mutex<Option<QueueRx<Vec<u8>>>>,
     /// Every worker's mailbox (set once the plane runs), for user hand-off between shards.
     pub workers: std::sync::OnceLock<Vec<WorkerHandle>>,
+    /// Both ends are ours and agreed on length-framed UDP (`udp16`) in this run's handshake.
+    pub framed_udp: std::sync::atomic::AtomicBool,
 }
 
 /// Depth of the signal-line queue (Go: NP_SEMAPHORE_LIMIT).
@@ -248,8 +250,14 @@ impl TunnelShared {
             signals,
             signal_rx: Mutex::new(Some(signal_rx)),
             workers: std::sync::OnceLock::new(),
+            framed_udp: std::sync::atomic::AtomicBool::new(false),
         };
         (Arc::new(shared), inbox)
+    }
+
+    /// Whether UDP over this run's pool connections is length-framed (see `framed_udp`).
+    pub fn udp_framed(&self) -> bool {
+        self.framed_udp.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Idle pool connections over all workers.

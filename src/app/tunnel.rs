@@ -185,7 +185,11 @@ fn server_once(
         tls: server_tls,
     };
     let end = tunnel_control::End::Server { fingerprint };
-    run_plane(cfg, driver, side, sockets, end, mode.code(), stats)
+    let plane = PlaneArgs {
+        mode: mode.code(),
+        framed_udp: false,
+    };
+    run_plane(cfg, driver, side, sockets, end, plane, stats)
 }
 
 /// One client run: handshake, bind the target in forward flow, start the pool.
@@ -198,9 +202,10 @@ fn client_once(
     let server =
         net::resolve(&cfg.tunnel).map_err(|e| format!("cannot resolve {}: {e}", cfg.tunnel))?;
     let started = Instant::now();
-    let tc = runtime::block_on(driver, || tunnel_client::handshake(cfg, server))
+    let agreed = runtime::block_on(driver, || tunnel_client::handshake(cfg, server))
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+    let tc = agreed.config;
     let users = if tc.flow == Flow::Plus {
         user_sockets(cfg, workers).map_err(|e| format!("cannot listen on target: {e}"))?
     } else {
@@ -235,7 +240,19 @@ fn client_once(
         started,
         tls: tc.tls != 0,
     };
-    run_plane(cfg, driver, side, sockets, end, RunMode::Two.code(), stats)
+    let plane = PlaneArgs {
+        mode: RunMode::Two.code(),
+        framed_udp: agreed.framed_udp,
+    };
+    run_plane(cfg, driver, side, sockets, end, plane, stats)
+}
+
+/// What a run's plane needs beyond sockets and sides.
+struct PlaneArgs {
+    /// The mode for CHECK_POINT.
+    mode: u8,
+    /// Client: the server agreed on framed UDP (a server learns it in its handshake).
+    framed_udp: bool,
 }
 
 fn run_plane(
@@ -244,11 +261,15 @@ fn run_plane(
     side: TunnelSide,
     sockets: Vec<TunnelSockets>,
     end: tunnel_control::End,
-    mode: u8,
+    args: PlaneArgs,
     stats: &[Arc<WorkerStats>],
 ) -> Result<Outcome, String> {
     let workers = sockets.len();
     let (shared, events) = TunnelShared::new(workers);
+    shared
+        .framed_udp
+        .store(args.framed_udp, std::sync::atomic::Ordering::Release);
+    let mode = args.mode;
     let targets = dns::resolve_all(&cfg.targets);
     let spec = Arc::new(TunnelSpec {
         forward: Arc::new(forward_spec(cfg, targets.clone())),

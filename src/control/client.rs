@@ -40,16 +40,27 @@ impl fmt::Display for ClientHandshakeError {
 
 impl std::error::Error for ClientHandshakeError {}
 
+/// What the handshake agreed on.
+#[derive(Debug, Clone)]
+pub struct Agreed {
+    /// The server's tunnel configuration.
+    pub config: TunnelConfig,
+    /// The server is ours and agreed on length-framed UDP (`udp16`).
+    pub framed_udp: bool,
+}
+
 /// Run the handshake against `server`; logs "Loading tunnel config: …" on success.
-pub async fn handshake(
-    cfg: &Config,
-    server: SocketAddr,
-) -> Result<TunnelConfig, ClientHandshakeError> {
+pub async fn handshake(cfg: &Config, server: SocketAddr) -> Result<Agreed, ClientHandshakeError> {
     let limit = cfg.env.handshake_timeout;
     let reply = monoio::time::timeout(limit, exchange(cfg, server))
         .await
         .map_err(|_| ClientHandshakeError::Timeout)??;
-    let c = reply;
+    let framed_udp = handshake::has_feature(reply.extension.as_deref(), handshake::FEATURE_UDP16);
+    log::debug!(
+        "tunnel server extensions: {}",
+        reply.extension.as_deref().unwrap_or("none (Go)")
+    );
+    let c = reply.config;
     log::info!(
         "Loading tunnel config: FLOW={}|MAX={}|TLS={}|TYPE={}",
         c.flow.as_str(),
@@ -60,14 +71,23 @@ pub async fn handshake(
     if c.pool_type != 0 {
         return Err(ClientHandshakeError::PoolType(c.pool_type));
     }
-    Ok(c)
+    Ok(Agreed {
+        config: c,
+        framed_udp,
+    })
 }
 
-async fn exchange(cfg: &Config, server: SocketAddr) -> Result<TunnelConfig, ClientHandshakeError> {
+async fn exchange(
+    cfg: &Config,
+    server: SocketAddr,
+) -> Result<handshake::Reply, ClientHandshakeError> {
     let mut stream = TcpStream::connect_addr(server)
         .await
         .map_err(ClientHandshakeError::Connect)?;
-    let request = handshake::encode_request(&cfg.sni_name(), &cfg.key, None);
+    // Our marker: a Go server ignores the header; one of ours answers with the features
+    // both speak.
+    let request =
+        handshake::encode_request(&cfg.sni_name(), &cfg.key, Some(handshake::OUR_FEATURES));
     stream
         .write_all(request)
         .await
@@ -80,12 +100,11 @@ async fn exchange(cfg: &Config, server: SocketAddr) -> Result<TunnelConfig, Clie
         buf = b;
         let n = res.map_err(ClientHandshakeError::Io)?;
         if n == 0 {
-            let reply = handshake::parse_reply_at_eof(&got).map_err(ClientHandshakeError::Reply)?;
-            return Ok(reply.config);
+            return handshake::parse_reply_at_eof(&got).map_err(ClientHandshakeError::Reply);
         }
         got.extend_from_slice(&buf[..n]);
         match handshake::parse_reply(&got).map_err(ClientHandshakeError::Reply)? {
-            Parse::Complete(reply) => return Ok(reply.config),
+            Parse::Complete(reply) => return Ok(reply),
             Parse::Partial => {}
         }
     }

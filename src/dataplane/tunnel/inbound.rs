@@ -93,6 +93,14 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
                 log::warn!("tunnel handshake from {peer} refused: a tunnel is already running");
                 CONFLICT.to_vec()
             } else {
+                // A Go client sends no marker and gets none back: plain v1.14.0.
+                let ext = handshake::common_features(req.extension.as_deref());
+                let framed = handshake::has_feature(ext.as_deref(), handshake::FEATURE_UDP16);
+                t.spec.shared.framed_udp.store(framed, Ordering::Release);
+                log::debug!(
+                    "tunnel client {peer} extensions: {}",
+                    ext.as_deref().unwrap_or("none (Go)")
+                );
                 log::info!(
                     "Sending tunnel config: FLOW={}|MAX={}|TLS={}|TYPE={}",
                     reply.flow.as_str(),
@@ -101,7 +109,7 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
                     reply.pool_type
                 );
                 t.spec.shared.report(Event::HandshakeDone(peer));
-                handshake::encode_reply(reply, None)
+                handshake::encode_reply(reply, ext.as_deref())
             }
         }
     };

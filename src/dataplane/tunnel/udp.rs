@@ -1,7 +1,9 @@
-//! UDP over the tunnel, both roles, with NodePass v1.14.0's framing: none. Each datagram
-//! is one raw write to the pool connection and each read from it is taken as one datagram
-//! (§3.A.5). Over TLS each datagram is one record and each read returns one record (the
-//! patched monoio-rustls, `vendor/monoio-rustls/PATCH.md`), so boundaries hold. This file
+//! UDP over the tunnel, both roles. Against a Go peer with NodePass v1.14.0's framing:
+//! none. Each datagram is one raw write to the pool connection and each read from it is
+//! taken as one datagram (§3.A.5). Over TLS each datagram is one record and each read
+//! returns one record (the patched monoio-rustls, `vendor/monoio-rustls/PATCH.md`), so
+//! boundaries hold; over plain TCP only our `udp16` framing between two of our peers keeps
+//! them (`frame.rs`). This file
 //! is the signalled side (a connected target socket per `udp` signal); `users` is the
 //! accepting side (a flow per user address). A session ends after `NP_UDP_READ_TIMEOUT`
 //! idle (a short quiet time once the worker stops accepting), or when either side closes;
@@ -13,10 +15,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBuf;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::udp::UdpSocket;
 
-use super::pool_io::{PoolRead, PoolWrite};
 use super::TunnelCtx;
 use crate::bus::Event;
 use crate::dataplane::forward::Gauge;
@@ -25,7 +25,9 @@ use crate::dataplane::worker::WorkerCtx;
 use crate::proto::PoolId;
 use crate::runtime::ActiveDriver;
 use crate::stats::WorkerStats;
+use frame::{DatagramReader, DatagramWriter};
 
+mod frame;
 mod session;
 mod users;
 pub use users::{adopt, serve_users, UdpUsers};
@@ -73,6 +75,9 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
     let _live = Gauge::up(&ctx.stats.udp_sessions);
     let last = Rc::new(Cell::new(Instant::now()));
     let (r, w) = pooled.conn.into_split();
+    let framed = t.spec.shared.udp_framed();
+    let r = DatagramReader::new(r, framed, ctx.spec.udp_buf_size);
+    let w = DatagramWriter::new(w, framed);
     let dog = watchdog(Rc::clone(&last), fds, Rc::clone(&ctx));
     let pumps = async {
         let up = pool_to_target(r, &socket, &last, &ctx);
@@ -106,19 +111,16 @@ fn end_session(last: &Cell<Instant>) {
 }
 
 async fn pool_to_target(
-    mut r: PoolRead,
+    mut r: DatagramReader,
     socket: &UdpSocket,
     last: &Cell<Instant>,
     ctx: &WorkerCtx,
 ) {
     let mut buf = vec![0u8; ctx.spec.udp_buf_size.max(1)];
     loop {
-        let (res, b) = r.read(buf).await;
+        let (res, b) = r.next(buf).await;
         buf = b;
-        let n = match res {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
+        let Some(n) = res else { break };
         last.set(Instant::now());
         crate::limit::pace(ctx.spec.rate_tx.as_ref(), n).await;
         let (res, slice) = socket.send(buf.slice(0..n)).await;
@@ -131,7 +133,7 @@ async fn pool_to_target(
 }
 
 async fn target_to_pool(
-    mut w: PoolWrite,
+    mut w: DatagramWriter,
     socket: &UdpSocket,
     last: &Cell<Instant>,
     ctx: &WorkerCtx,
@@ -151,8 +153,8 @@ async fn target_to_pool(
         last.set(Instant::now());
         WorkerStats::add(&ctx.stats.udp_rx, n);
         crate::limit::pace(ctx.spec.rate_rx.as_ref(), n).await;
-        let (res, slice) = w.write_all(buf.slice(0..n)).await;
-        buf = slice.into_inner();
+        let (res, b) = w.send(buf, n).await;
+        buf = b;
         if res.is_err() {
             break;
         }

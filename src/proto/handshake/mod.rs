@@ -13,6 +13,25 @@ use std::fmt;
 use hmac::{Mac, SimpleHmac};
 use sha2::Sha256;
 
+#[cfg(test)]
+mod feature_tests {
+    use super::*;
+
+    #[test]
+    fn features_are_agreed_only_when_both_ends_list_them() {
+        assert_eq!(common_features(None), None);
+        assert_eq!(common_features(Some("")), None);
+        assert_eq!(
+            common_features(Some("nonce, udp16")).as_deref(),
+            Some("udp16")
+        );
+        assert_eq!(common_features(Some("future-thing")), None);
+        assert!(has_feature(Some("a,udp16"), FEATURE_UDP16));
+        assert!(!has_feature(Some("udp1"), FEATURE_UDP16));
+        assert!(!has_feature(None, FEATURE_UDP16));
+    }
+}
+
 pub use reply::{encode_reply, parse_reply, parse_reply_at_eof, Reply};
 pub use request::{
     check_request, encode_rejection, encode_request, parse_request, ParsedRequest, Rejection,
@@ -26,6 +45,27 @@ pub const MAX_BODY: usize = 8 * 1024;
 pub const EXT_HEADER: &str = "X-Np-Ext";
 /// Reply JSON field carrying our extension marker; Go clients ignore it.
 pub const EXT_FIELD: &str = "ext";
+
+/// Extension feature: UDP datagrams on pool connections carry a 2-byte big-endian length.
+pub const FEATURE_UDP16: &str = "udp16";
+/// Every extension feature this build speaks, as our marker carries them (comma-separated).
+pub const OUR_FEATURES: &str = FEATURE_UDP16;
+
+/// The features both ends speak: ours that the peer's marker also lists, comma-separated
+/// (`None` when the peer sent no marker or shares none: a Go peer).
+pub fn common_features(offered: Option<&str>) -> Option<String> {
+    let offered = offered?;
+    let common: Vec<&str> = OUR_FEATURES
+        .split(',')
+        .filter(|ours| offered.split(',').any(|f| f.trim() == *ours))
+        .collect();
+    (!common.is_empty()).then(|| common.join(","))
+}
+
+/// Whether a marker lists `feature`.
+pub fn has_feature(marker: Option<&str>, feature: &str) -> bool {
+    marker.is_some_and(|m| m.split(',').any(|f| f.trim() == feature))
+}
 
 /// The result of feeding bytes to a parser.
 #[derive(Debug, Clone, PartialEq, Eq)]

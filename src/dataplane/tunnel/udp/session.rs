@@ -8,10 +8,7 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::buf::IoBuf;
-use monoio::io::AsyncWriteRentExt;
-
-use super::super::pool_io::PoolWrite;
+use super::frame::DatagramWriter;
 use crate::dataplane::worker::WorkerCtx;
 use crate::stats::WorkerStats;
 
@@ -28,7 +25,7 @@ pub(super) struct UserSession {
 /// datagrams that could not be written at once, in arrival order.
 #[derive(Default)]
 pub(super) struct Link {
-    writer: Option<PoolWrite>,
+    writer: Option<DatagramWriter>,
     pub(super) queue: VecDeque<Vec<u8>>,
     pub(super) fd: Option<RawFd>,
     pub(super) closed: bool,
@@ -66,7 +63,7 @@ pub(super) async fn send_now(
         return buf;
     };
     throttle(n, ctx).await;
-    let (res, slice) = w.write_all(buf.slice(0..n)).await;
+    let (res, buf) = w.send(buf, n).await;
     match res {
         Ok(_) => {
             WorkerStats::add(&ctx.stats.udp_rx, n);
@@ -77,7 +74,7 @@ pub(super) async fn send_now(
             close(session);
         }
     }
-    slice.into_inner()
+    buf
 }
 
 async fn throttle(n: usize, ctx: &WorkerCtx) {
@@ -104,7 +101,7 @@ pub(super) fn enqueue(session: &Rc<UserSession>, datagram: Vec<u8>, ctx: &Rc<Wor
 }
 
 /// Return the writer to the session, or keep it busy with what was queued meanwhile.
-pub(super) fn give_back(session: &Rc<UserSession>, w: PoolWrite, ctx: &Rc<WorkerCtx>) {
+pub(super) fn give_back(session: &Rc<UserSession>, w: DatagramWriter, ctx: &Rc<WorkerCtx>) {
     let mut link = session.link.borrow_mut();
     if link.queue.is_empty() {
         link.writer = Some(w);
@@ -114,7 +111,7 @@ pub(super) fn give_back(session: &Rc<UserSession>, w: PoolWrite, ctx: &Rc<Worker
     }
 }
 
-async fn drain(session: Rc<UserSession>, mut w: PoolWrite, ctx: Rc<WorkerCtx>) {
+async fn drain(session: Rc<UserSession>, mut w: DatagramWriter, ctx: Rc<WorkerCtx>) {
     loop {
         let next = session.link.borrow_mut().queue.pop_front();
         let Some(datagram) = next else {
@@ -123,8 +120,7 @@ async fn drain(session: Rc<UserSession>, mut w: PoolWrite, ctx: Rc<WorkerCtx>) {
         };
         let n = datagram.len();
         throttle(n, &ctx).await;
-        let (res, _) = w.write_all(datagram).await;
-        if let Err(e) = res {
+        if let Err(e) = w.send_owned(datagram).await {
             log::debug!("udp pool write failed: {e}");
             close(&session);
             return;

@@ -13,13 +13,12 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::buf::IoBuf;
-use monoio::io::AsyncReadRent;
 use monoio::net::udp::UdpSocket;
 
 use super::super::pool::{Pooled, TAKE_POLL};
-use super::super::pool_io::PoolRead;
 use super::super::session::session_signal;
 use super::super::TunnelCtx;
+use super::frame::{DatagramReader, DatagramWriter};
 use super::session::{close, enqueue, give_back, send_now, UserSession};
 use super::{end_session, watchdog};
 use crate::bus::{Command, WorkerHandle};
@@ -348,9 +347,11 @@ fn start_relay(
     log::debug!("tunnel udp {client} via pool {}", pooled.id);
     let fd = pooled.fd;
     let (r, w) = pooled.conn.into_split();
+    let framed = t.spec.shared.udp_framed();
+    let r = DatagramReader::new(r, framed, ctx.spec.udp_buf_size);
     session.link.borrow_mut().fd = Some(fd);
     session.last_active.set(Instant::now());
-    give_back(session, w, ctx);
+    give_back(session, DatagramWriter::new(w, framed), ctx);
     let users = Rc::clone(users);
     let session = Rc::clone(session);
     let tasks = Rc::clone(&ctx.tasks);
@@ -368,7 +369,7 @@ fn start_relay(
     });
 }
 async fn pool_to_user(
-    mut r: PoolRead,
+    mut r: DatagramReader,
     listener: &UdpSocket,
     to: SocketAddr,
     last: &Cell<Instant>,
@@ -376,12 +377,9 @@ async fn pool_to_user(
 ) {
     let mut buf = vec![0u8; ctx.spec.udp_buf_size.max(1)];
     loop {
-        let (res, b) = r.read(buf).await;
+        let (res, b) = r.next(buf).await;
         buf = b;
-        let n = match res {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
+        let Some(n) = res else { break };
         last.set(Instant::now());
         crate::limit::pace(ctx.spec.rate_tx.as_ref(), n).await;
         let (res, slice) = listener.send_to(buf.slice(0..n), to).await;
