@@ -63,6 +63,26 @@ fn go_request_bytes_get_the_exact_json_reply_and_the_first_pool_id_is_zero() {
     assert_ne!(id, [0, 0, 0, 0]);
 }
 
+/// One of our clients adds its extension marker; our server answers with the features both
+/// speak as one more JSON field (a Go client ignores it; a Go server never sends it).
+#[test]
+fn our_marker_gets_the_agreed_features_back_and_unknown_ones_are_ignored() {
+    let port = free_port();
+    let _server = start_server("mykey", port, echo_tcp());
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let request = GO_REQUEST.replace(
+        "\r\nAccept-Encoding",
+        "\r\nX-Np-Ext: some-future-thing,udp16\r\nAccept-Encoding",
+    );
+    let reply = exchange(addr, request.as_bytes());
+    assert!(
+        reply.ends_with(
+            "\r\n\r\n{\"ext\":\"udp16\",\"flow\":\"+\",\"max\":8,\"tls\":\"0\",\"type\":\"0\"}\n"
+        ),
+        "{reply}"
+    );
+}
+
 #[test]
 fn hostile_handshakes_are_refused_and_a_real_client_still_connects() {
     let port = free_port();
