@@ -146,7 +146,12 @@ def tcp_worker(addr, stop, counts, timeout):
         size = rnd.choice([1, 100, 4096, 65536, 262144, 1 << 20])
         data = os.urandom(size)
         counts.add("tcp_started")
-        counts.add("tcp_" + tcp_session(addr, data, timeout))
+        outcome = tcp_session(addr, data, timeout)
+        counts.add("tcp_" + outcome)
+        if outcome != "ok":
+            # A user whose connection failed tries again a little later, not in a hot loop
+            # (so the counts are sessions, not refused connects while a process is down).
+            stop.wait(0.1)
 
 
 def udp_worker(addr, stop, counts):

@@ -131,24 +131,23 @@ impl Watch {
             if shard.evict(id, fd).is_some() {
                 log::debug!("idle pool connection {id} reset by the peer: removed");
             }
-        } else if self.hostile_data && bits & DATA != 0 {
-            if shard.evict(id, fd).is_some() {
-                let from = self
-                    .t
-                    .spec
-                    .shared
-                    .client_ip
-                    .get()
-                    .map_or_else(String::new, |ip| format!(" from {ip}"));
-                log::warn!(
-                    "idle pool connection {id}{from} sent bytes before it was used: not a \
-                     tunnel client, closed"
-                );
-            }
         } else if bits & PEER_FIN != 0 {
-            // No user gets it now; a signal naming it may still be on the way (a session
-            // the peer started and half-closed, or its `verify`): decide later.
+            // EOF also makes it readable: this is a close, not bytes. No user gets it now;
+            // a signal naming it may still be on the way (a session the peer started and
+            // half-closed, or its `verify`): decide later.
             shard.retire(id, fd, Instant::now() + self.grace);
+        } else if self.hostile_data && bits & DATA != 0 && shard.evict(id, fd).is_some() {
+            let from = self
+                .t
+                .spec
+                .shared
+                .client_ip
+                .get()
+                .map_or_else(String::new, |ip| format!(" from {ip}"));
+            log::warn!(
+                "idle pool connection {id}{from} sent bytes before it was used: not a \
+                 tunnel client, closed"
+            );
         }
     }
 }
