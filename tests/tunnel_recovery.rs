@@ -428,6 +428,17 @@ fn client_restart_under_attack(tls: u8) {
     let attack = Hostiles::start(t.tunnel, &[(Hostile::Slowloris, 20)]);
     let attacked = restart(&mut t);
     drop(attack.stop());
+    if !attacked.is_some_and(|d| d <= Duration::from_secs(4)) {
+        for p in [&mut t.server, &mut t.client] {
+            let _ = p.wait_for_line("\u{0}", Duration::from_millis(200));
+            let odd: Vec<_> = p
+                .seen
+                .iter()
+                .filter(|l| !l.contains("exchange") && !l.contains("CHECK_POINT"))
+                .collect();
+            eprintln!("{odd:#?}");
+        }
+    }
     assert!(
         attacked
             .is_some_and(|d| d <= Duration::from_secs(4) && d <= quiet + Duration::from_secs(2)),

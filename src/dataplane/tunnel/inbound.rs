@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
-use super::pool::{PoolConn, Pooled};
+use super::pool::{PoolConn, Pooled, SETTLE};
 use super::{fit_for_driver, link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::dataplane::accept::accept_until;
@@ -119,6 +119,31 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
     net::shutdown_write(&sys::borrow_fd(&stream));
 }
 
+/// The first pool connection of a run becomes the control channel. Whoever else on the
+/// client's host connects right after the handshake could take it (NodePass's protocol
+/// has no proof of the key there), so a candidate must stay silent for [`SETTLE`]: a real
+/// client (ours or Go's) sends nothing before it has read its id; a garbage sender, an
+/// HTTP probe or a slowloris does. Plain TCP only: over TLS a stranger without the
+/// handshake's certificate exchange never gets this far.
+async fn quiet_for_control(conn: &PoolConn, fd: std::os::fd::RawFd, peer: SocketAddr) -> bool {
+    if !matches!(conn, PoolConn::Plain(_)) {
+        return true;
+    }
+    monoio::time::sleep(SETTLE).await;
+    let mut byte = [0u8; 1];
+    match sys::peek(sys::borrow_raw_fd(&fd), &mut byte) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+        Ok(0) | Err(_) => false,
+        Ok(_) => {
+            log::warn!(
+                "pool connection from {peer} sent bytes before its id: not a tunnel client, \
+                 closed"
+            );
+            false
+        }
+    }
+}
+
 async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
     let TunnelSide::Server { reply, tls } = &t.spec.side else {
         return;
@@ -153,6 +178,11 @@ async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: R
             }
         }
     };
+    if !t.spec.shared.control_taken.load(Ordering::Acquire)
+        && !quiet_for_control(&conn, fd, peer).await
+    {
+        return;
+    }
     let control = t
         .spec
         .shared
