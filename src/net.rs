@@ -202,6 +202,12 @@ pub fn exchange_result(r: &io::Result<()>) -> String {
     }
 }
 
+/// Stop a listening socket: a pending `accept` fails at once (no connection is taken from
+/// the queue), and connections still queued are reset.
+pub fn shutdown_listener<S: std::os::fd::AsFd>(listener: &S) {
+    let _ = SockRef::from(listener).shutdown(std::net::Shutdown::Read);
+}
+
 /// Shut down the write side (propagate a FIN).
 pub fn shutdown_write<S: std::os::fd::AsFd>(stream: &S) {
     let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Write);

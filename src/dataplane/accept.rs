@@ -1,8 +1,15 @@
 //! The accept loop every listener of a worker runs: accept until a flag is raised, hand
 //! each connection (with its canonical peer address) to a callback, and pause briefly on
 //! accept errors such as EMFILE so a full fd table does not spin the core.
+//!
+//! Stopping never drops an accept in flight: monoio 0.2.4 leaks the descriptor of an
+//! accept that the kernel completes after the runtime cancelled it (fixed upstream after
+//! 0.2.4, MONOIO.md §4.1), and that user's connection then hangs, accepted by nobody. So
+//! the flag shuts the listening socket down instead, which makes the pending accept fail
+//! at once, and the loop ends on that.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use monoio::net::{TcpListener, TcpStream};
@@ -19,21 +26,30 @@ pub async fn accept_until(
     what: &str,
     mut on_accept: impl FnMut(TcpStream, SocketAddr),
 ) {
-    loop {
-        let accepted = monoio::select! {
-            r = listener.accept() => r,
-            _ = stop.wait() => break,
-        };
-        match accepted {
-            // IPv4 users of a dual-stack `[::]` listener arrive as ::ffff:a.b.c.d.
-            Ok((stream, peer)) => on_accept(
-                stream,
-                SocketAddr::new(peer.ip().to_canonical(), peer.port()),
-            ),
-            Err(e) => {
-                log::warn!("{what} accept failed: {e}");
-                monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+    let fd = listener.as_raw_fd();
+    let closer = async {
+        stop.wait().await;
+        crate::net::shutdown_listener(&crate::sys::borrow_raw_fd(&fd));
+    };
+    let acceptor = async {
+        loop {
+            let accepted = listener.accept().await;
+            if stop.is_raised() {
+                // A connection accepted in the same instant is closed here, visibly.
+                break;
+            }
+            match accepted {
+                // IPv4 users of a dual-stack `[::]` listener arrive as ::ffff:a.b.c.d.
+                Ok((stream, peer)) => on_accept(
+                    stream,
+                    SocketAddr::new(peer.ip().to_canonical(), peer.port()),
+                ),
+                Err(e) => {
+                    log::warn!("{what} accept failed: {e}");
+                    monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
             }
         }
-    }
+    };
+    monoio::join!(closer, acceptor);
 }

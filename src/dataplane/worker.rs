@@ -117,9 +117,14 @@ impl WorkerCtx {
         self.stopping.raise();
         self.closing.raise();
         self.sessions.shutdown_all();
+        // At least one turn, so the accept loops see their listeners shut (`accept.rs`)
+        // and end by themselves, rather than be cancelled with an accept in flight.
         let deadline = std::time::Instant::now() + CLOSE_GRACE;
-        while self.sessions.len() > 0 && std::time::Instant::now() < deadline {
+        loop {
             monoio::time::sleep(DRAIN_POLL).await;
+            if self.sessions.len() == 0 || std::time::Instant::now() >= deadline {
+                break;
+            }
         }
         self.tasks.cancel_all();
         let deadline = std::time::Instant::now() + CLOSE_GRACE;
