@@ -135,6 +135,7 @@ async fn quiet_for_control(conn: &PoolConn, fd: std::os::fd::RawFd, peer: Socket
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
         Ok(0) | Err(_) => false,
         Ok(_) => {
+            super::watch::stranger_seen();
             log::warn!(
                 "pool connection from {peer} sent bytes before its id: not a tunnel client, \
                  closed"

@@ -19,10 +19,10 @@ use crate::sys::Epoll;
 /// How often a taker looks again while the connection it wants has not arrived.
 pub const TAKE_POLL: Duration = Duration::from_millis(5);
 
-/// How long a new connection stays idle on a flow `-` server before a user may get it:
-/// someone on the client's host who connected to the tunnel port has this long to show
-/// itself by sending a byte (see `watch.rs`); a real client's connections wait in the pool
-/// far longer than this before they are needed.
+/// How long a new connection stays idle on a flow `-` server before a user may get it,
+/// while strangers have been seen lately (`watch::careful`): someone on the client's host
+/// who connected to the tunnel port has this long to show itself by sending a byte. A real
+/// client's connections usually wait in the pool far longer than this anyway.
 pub const SETTLE: Duration = Duration::from_millis(20);
 
 /// A pool connection's transport.
@@ -133,7 +133,11 @@ impl Shard {
         let mut byte = [0u8; 1];
         match crate::sys::peek(crate::sys::borrow_raw_fd(&p.fd), &mut byte) {
             Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-            Ok(_) => true,
+            Ok(0) => true,
+            Ok(_) => {
+                super::watch::stranger_seen();
+                true
+            }
         }
     }
 
@@ -262,10 +266,9 @@ impl Shard {
     pub fn take_any(&self) -> Option<Pooled> {
         let mut order = self.order.borrow_mut();
         let mut conns = self.conns.borrow_mut();
+        let settle = self.probe_on_take.get() && super::watch::careful();
         while let Some(&id) = order.front() {
-            if self.probe_on_take.get()
-                && conns.get(&id).is_some_and(|p| p.since.elapsed() < SETTLE)
-            {
+            if settle && conns.get(&id).is_some_and(|p| p.since.elapsed() < SETTLE) {
                 // The oldest is too young, so are all the others: the user waits.
                 break;
             }
