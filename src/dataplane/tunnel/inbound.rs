@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
-use super::pool::{PoolConn, Pooled, SETTLE};
+use super::pool::{settle, PoolConn, Pooled};
 use super::{fit_for_driver, link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::dataplane::accept::accept_until;
@@ -121,7 +121,7 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
 
 /// The first pool connection of a run becomes the control channel. Whoever else on the
 /// client's host connects right after the handshake could take it (NodePass's protocol
-/// has no proof of the key there), so a candidate must stay silent for [`SETTLE`]: a real
+/// has no proof of the key there), so a candidate must stay silent for [`settle`]: a real
 /// client (ours or Go's) sends nothing before it has read its id; a garbage sender, an
 /// HTTP probe or a slowloris does. Plain TCP only: over TLS a stranger without the
 /// handshake's certificate exchange never gets this far.
@@ -129,7 +129,7 @@ async fn quiet_for_control(conn: &PoolConn, fd: std::os::fd::RawFd, peer: Socket
     if !matches!(conn, PoolConn::Plain(_)) {
         return true;
     }
-    monoio::time::sleep(SETTLE).await;
+    monoio::time::sleep(settle()).await;
     let mut byte = [0u8; 1];
     match sys::peek(sys::borrow_raw_fd(&fd), &mut byte) {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,

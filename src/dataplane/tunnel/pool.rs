@@ -19,11 +19,18 @@ use crate::sys::Epoll;
 /// How often a taker looks again while the connection it wants has not arrived.
 pub const TAKE_POLL: Duration = Duration::from_millis(5);
 
-/// How long a new connection stays idle on a flow `-` server before a user may get it,
-/// while strangers have been seen lately (`watch::careful`): someone on the client's host
-/// who connected to the tunnel port has this long to show itself by sending a byte. A real
-/// client's connections usually wait in the pool far longer than this anyway.
-pub const SETTLE: Duration = Duration::from_millis(20);
+/// How long a new connection must stay silent on a flow `-` server before it may become
+/// the control channel (always) or serve a user (while strangers were seen lately,
+/// `watch::careful`): someone on the client's host who connected to the tunnel port has
+/// this long to show itself by sending a byte. Longer under attack, when many strangers
+/// compete for the CPU with the one that is being judged.
+pub fn settle() -> Duration {
+    if super::watch::careful() {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(20)
+    }
+}
 
 /// A pool connection's transport.
 pub enum PoolConn {
@@ -266,9 +273,10 @@ impl Shard {
     pub fn take_any(&self) -> Option<Pooled> {
         let mut order = self.order.borrow_mut();
         let mut conns = self.conns.borrow_mut();
-        let settle = self.probe_on_take.get() && super::watch::careful();
+        let careful = self.probe_on_take.get() && super::watch::careful();
+        let young = if careful { settle() } else { Duration::ZERO };
         while let Some(&id) = order.front() {
-            if settle && conns.get(&id).is_some_and(|p| p.since.elapsed() < SETTLE) {
+            if careful && conns.get(&id).is_some_and(|p| p.since.elapsed() < young) {
                 // The oldest is too young, so are all the others: the user waits.
                 break;
             }

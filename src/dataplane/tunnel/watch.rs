@@ -51,7 +51,7 @@ pub fn stranger_seen() {
 }
 
 /// Whether a stranger showed up within the last minute. While so, a flow `-` server lets
-/// new pool connections settle before users get them (`pool::SETTLE`); otherwise a drained
+/// new pool connections settle before users get them (`pool::settle`); otherwise a drained
 /// pool's fresh connections serve users at once (new-connection rate).
 pub fn careful() -> bool {
     let seen = STRANGER_SEEN_MS.load(Ordering::Relaxed);
