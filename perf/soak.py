@@ -25,21 +25,7 @@ import sys
 import threading
 import time
 
-
-def free_port():
-    while True:
-        t = socket.socket()
-        t.bind(("127.0.0.1", 0))
-        port = t.getsockname()[1]
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            u.bind(("127.0.0.1", port))
-        except OSError:
-            t.close()
-            continue
-        t.close()
-        u.close()
-        return port
+from ports import free_ports  # perf/ports.py: TCP+UDP-free ports on 127.0.0.1
 
 
 class Counters:
@@ -58,7 +44,7 @@ class Counters:
 
 def echo_server(stop):
     """A TCP and UDP echo on one port (the tunnel's target)."""
-    port = free_port()
+    (port,) = free_ports(1)
     tcp = socket.socket()
     tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     tcp.bind(("127.0.0.1", port))
@@ -214,7 +200,7 @@ def main():
     minutes = min(max(a.minutes, 0.1), 120)
     stop = threading.Event()
     target = echo_server(stop)
-    tun, user = free_port(), free_port()
+    tun, user = free_ports(2)
     env = dict(os.environ, NP_SERVICE_COOLDOWN="1s")
     server_url = f"server://soak@127.0.0.1:{tun}/127.0.0.1:{user}?mode=1&max=64&tls={a.tls}&log=warn"
     client_url = f"client://soak@127.0.0.1:{tun}/127.0.0.1:{target}?mode=2&min=16&log=warn"
