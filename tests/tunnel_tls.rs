@@ -67,24 +67,10 @@ fn rcgen_cert(dir: &Dir) -> (String, String) {
     (crt, key_path)
 }
 
-/// The UTC calendar date (year, month, day) of a Unix time.
+/// The UTC calendar date (year, month, day) of a Unix time (the crate's own calendar code).
 fn civil_date(unix_secs: u64) -> (i32, u8, u8) {
-    let days = i64::try_from(unix_secs / 86_400).expect("days");
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        i32::try_from(y).expect("year"),
-        u8::try_from(m).expect("month"),
-        u8::try_from(d).expect("day"),
-    )
+    let t = nodepass::logging::utc_fields(i64::try_from(unix_secs).expect("time"));
+    (t.year, t.month, t.day)
 }
 
 /// The certificate from the issue, made by the openssl CLI; None when it is not installed.

@@ -9,7 +9,7 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConnection};
 
-use super::tests::{handshake, make_pki, transfer, Pki, TempDir};
+use super::tests::{handshake, make_pki, on_io_uring, transfer, Pki, TempDir};
 use super::*;
 
 /// A calendar date: year, month, day.
@@ -254,13 +254,5 @@ async fn a_refused_certificate_reaches_the_server_as_an_alert_not_an_eof_on_the_
 
 #[test]
 fn a_refused_certificate_reaches_the_server_as_an_alert_not_an_eof_on_the_io_uring_driver() {
-    if !monoio::utils::detect_uring() {
-        eprintln!("io_uring unavailable here; the legacy-driver test covers the path");
-        return;
-    }
-    let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap();
-    rt.block_on(alert_reaches_the_server());
+    on_io_uring(alert_reaches_the_server());
 }
