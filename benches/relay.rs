@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nodepass::config::Driver;
-use nodepass::dataplane::{self, DataPlane, ForwardSpec, RelayKind, WorkerSockets};
+use nodepass::dataplane::{self, DataPlane, RelayKind, SessionSpec, WorkerSockets};
 
 /// A sink that reads and discards everything, then replies with one byte and closes.
 fn sink() -> SocketAddr {
@@ -33,7 +33,11 @@ fn sink() -> SocketAddr {
     addr
 }
 
-fn start(kind: RelayKind, driver: Driver, target: SocketAddr) -> (SocketAddr, DataPlane) {
+fn start(
+    kind: RelayKind,
+    driver: Driver,
+    target: SocketAddr,
+) -> (SocketAddr, DataPlane<std::convert::Infallible>) {
     let active = nodepass::runtime::choose(driver).unwrap();
     let tcp = nodepass::net::bind_tcp_listeners("127.0.0.1:0".parse().unwrap(), 2).unwrap();
     let addr = tcp[0].local_addr().unwrap();
@@ -44,7 +48,7 @@ fn start(kind: RelayKind, driver: Driver, target: SocketAddr) -> (SocketAddr, Da
             udp: None,
         })
         .collect();
-    let mut spec = ForwardSpec::with_targets(vec![Some(target)]);
+    let mut spec = SessionSpec::with_targets(vec![Some(target)]);
     spec.relay = kind;
     (
         addr,
@@ -126,7 +130,7 @@ fn main() {
     }
     for (_, _, plane) in rows {
         if let Some(p) = plane {
-            p.broadcast(|| nodepass::bus::Command::CloseAll);
+            nodepass::bus::post_all(&p.handles, || nodepass::bus::Command::CloseAll);
             p.join();
         }
     }

@@ -9,10 +9,10 @@ use std::net::{Shutdown, TcpListener};
 use std::time::{Duration, Instant};
 
 use common::*;
-use nodepass::dataplane::{ForwardSpec, RelayKind};
+use nodepass::dataplane::{RelayKind, SessionSpec};
 
-fn spec_to(targets: &[std::net::SocketAddr]) -> ForwardSpec {
-    ForwardSpec::with_targets(targets.iter().copied().map(Some).collect())
+fn spec_to(targets: &[std::net::SocketAddr]) -> SessionSpec {
+    SessionSpec::with_targets(targets.iter().copied().map(Some).collect())
 }
 
 #[test]

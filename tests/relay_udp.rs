@@ -7,13 +7,13 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use common::*;
-use nodepass::dataplane::ForwardSpec;
+use nodepass::dataplane::SessionSpec;
 
 #[test]
 fn a_thousand_datagrams_of_every_size_come_back_intact_and_unmerged() {
     let echo = echo_udp();
     for driver in DRIVERS {
-        let fwd = Forwarder::start(driver, ForwardSpec::with_targets(vec![Some(echo)]));
+        let fwd = Forwarder::start(driver, SessionSpec::with_targets(vec![Some(echo)]));
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -42,7 +42,7 @@ fn a_thousand_datagrams_of_every_size_come_back_intact_and_unmerged() {
 fn each_client_address_gets_its_own_session() {
     let echo = echo_udp();
     for driver in DRIVERS {
-        let fwd = Forwarder::start(driver, ForwardSpec::with_targets(vec![Some(echo)]));
+        let fwd = Forwarder::start(driver, SessionSpec::with_targets(vec![Some(echo)]));
         let clients: Vec<UdpSocket> = (0..8)
             .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
             .collect();
@@ -70,7 +70,7 @@ fn each_client_address_gets_its_own_session() {
 #[test]
 fn an_idle_udp_session_expires_after_the_udp_read_timeout() {
     let echo = echo_udp();
-    let mut spec = ForwardSpec::with_targets(vec![Some(echo)]);
+    let mut spec = SessionSpec::with_targets(vec![Some(echo)]);
     spec.udp_read_timeout = Duration::from_millis(300);
     let fwd = Forwarder::start(nodepass::config::Driver::Auto, spec);
     let c = UdpSocket::bind("127.0.0.1:0").unwrap();

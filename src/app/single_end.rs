@@ -1,71 +1,12 @@
 //! Client `mode=1`: bind the tunnel address on every worker and forward to the targets.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{worker_count, EXIT_FAILURE};
+use super::{bind_worker_sockets, session_spec, worker_count, EXIT_FAILURE};
 use crate::config::Config;
 use crate::control::{dns, single_end};
-use crate::dataplane::{self, ForwardSpec, RelayKind, SourcePolicy, WorkerSockets};
-use crate::limit::{RateLimiter, SlotLimit};
+use crate::dataplane;
 use crate::{net, runtime};
-
-/// Bind the tunnel address once per worker for TCP and UDP (unless `notcp`/`noudp`).
-pub(super) fn bind_worker_sockets(
-    cfg: &Config,
-    addr: SocketAddr,
-    workers: usize,
-) -> std::io::Result<Vec<WorkerSockets>> {
-    let mut tcp = if cfg.params.no_tcp {
-        Vec::new()
-    } else {
-        net::bind_tcp_listeners(addr, workers)?
-    };
-    // UDP binds the port TCP got (it matters when the URL asks for port 0).
-    let udp_addr = tcp
-        .first()
-        .and_then(|l| l.local_addr().ok())
-        .unwrap_or(addr);
-    let mut udp = if cfg.params.no_udp {
-        Vec::new()
-    } else {
-        net::bind_udp_sockets(udp_addr, workers)?
-    };
-    if let Some(l) = tcp.first() {
-        log::info!("Listening on {} (tcp)", l.local_addr()?);
-    }
-    if let Some(u) = udp.first() {
-        log::info!("Listening on {} (udp)", u.local_addr()?);
-    }
-    let mut tcp = tcp.drain(..);
-    let mut udp = udp.drain(..);
-    Ok((0..workers)
-        .map(|_| WorkerSockets {
-            tcp: tcp.next(),
-            udp: udp.next(),
-        })
-        .collect())
-}
-
-pub(super) fn forward_spec(cfg: &Config, targets: Vec<Option<SocketAddr>>) -> ForwardSpec {
-    let rate = cfg.rate_bytes_per_sec();
-    ForwardSpec {
-        targets: targets.into(),
-        source: SourcePolicy::new(cfg.params.dial),
-        tcp_dial_timeout: cfg.env.tcp_dial_timeout,
-        read_timeout: cfg.params.read_timeout,
-        udp_read_timeout: cfg.env.udp_read_timeout,
-        udp_buf_size: cfg.env.udp_data_buf_size,
-        tcp_buf_size: cfg.env.tcp_data_buf_size,
-        keepalive: cfg.env.report_interval,
-        proxy: cfg.params.proxy,
-        block: cfg.params.block,
-        slots: SlotLimit::new(cfg.params.slot),
-        rate_rx: rate.map(RateLimiter::new),
-        rate_tx: rate.map(RateLimiter::new),
-        relay: RelayKind::from_env_value(std::env::var("NP_RELAY").ok().as_deref()),
-    }
-}
 
 /// Client `mode=1`: listen on the tunnel address, forward to the targets.
 pub(super) fn run_single_end(cfg: Config) -> i32 {
@@ -87,7 +28,7 @@ pub(super) fn run_single_end(cfg: Config) -> i32 {
         }
     };
     let targets = dns::resolve_all(&cfg.targets);
-    let spec = Arc::new(forward_spec(&cfg, targets.clone()));
+    let spec = Arc::new(session_spec(&cfg, targets.clone()));
     log::info!("{}", cfg.started_line());
     log::info!(
         "Data plane: {workers} worker(s) on {}, relay {:?}",

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::single_end::{bind_worker_sockets, forward_spec};
-use super::{worker_count, EXIT_FAILURE};
+use super::{bind_worker_sockets, session_spec, worker_count, EXIT_FAILURE};
 use crate::bus::TunnelShared;
 use crate::config::{Config, RunMode};
 use crate::control::backoff::Backoff;
@@ -272,7 +271,7 @@ fn run_plane(
     let mode = args.mode;
     let targets = dns::resolve_all(&cfg.targets);
     let spec = Arc::new(TunnelSpec {
-        forward: Arc::new(forward_spec(cfg, targets.clone())),
+        session: Arc::new(session_spec(cfg, targets.clone())),
         shared: Arc::clone(&shared),
         key: cfg.key.clone(),
         side,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::bus::{Command, WorkerHandle};
+use crate::bus::{post_all, Command, WorkerHandle};
 use crate::config::HostPort;
 use crate::net;
 
@@ -42,11 +42,11 @@ pub struct Resolver {
 impl Resolver {
     /// Start refreshing `targets` every `ttl` if any of them is a host name; `None` when
     /// all are IP literals (nothing to refresh).
-    pub fn spawn(
+    pub fn spawn<M: std::fmt::Debug + Send + 'static>(
         targets: Vec<HostPort>,
         initial: Vec<Option<SocketAddr>>,
         ttl: Duration,
-        workers: Vec<WorkerHandle>,
+        workers: Vec<WorkerHandle<M>>,
     ) -> Option<Resolver> {
         if targets.iter().all(|t| t.ip().is_some()) {
             return None;
@@ -82,11 +82,11 @@ impl Drop for Resolver {
     }
 }
 
-fn refresh_loop(
+fn refresh_loop<M: std::fmt::Debug>(
     targets: Vec<HostPort>,
     mut current: Vec<Option<SocketAddr>>,
     period: Duration,
-    workers: Vec<WorkerHandle>,
+    workers: Vec<WorkerHandle<M>>,
     stopped: Receiver<()>,
 ) {
     loop {
@@ -102,9 +102,7 @@ fn refresh_loop(
         if fresh != current {
             log::debug!("targets re-resolved: {fresh:?}");
             let shared: Arc<[Option<SocketAddr>]> = fresh.clone().into();
-            for w in &workers {
-                let _ = w.post(Command::Targets(Arc::clone(&shared)));
-            }
+            post_all(&workers, || Command::Targets(Arc::clone(&shared)));
             current = fresh;
         }
     }

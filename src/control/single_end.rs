@@ -1,22 +1,20 @@
 //! Single-end forwarding's control loop (client `mode=1`): a CHECK_POINT line every
 //! `NP_REPORT_INTERVAL`, then, on SIGINT/SIGTERM, the graceful drain of the workers.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bus::{Command, WorkerHandle};
+use crate::bus::WorkerHandle;
 use crate::config::Config;
 use crate::stats::{self, WorkerStats};
 use crate::{runtime, shutdown};
 
-/// How often the drain looks whether the last session ended.
-const DRAIN_POLL: Duration = Duration::from_millis(20);
-
 /// What the control loop watches and commands.
 pub struct Plane<'a> {
     /// Worker mailboxes.
-    pub workers: &'a [WorkerHandle],
+    pub workers: &'a [WorkerHandle<Infallible>],
     /// Worker counters.
     pub stats: &'a [Arc<WorkerStats>],
     /// Targets as resolved at start (for the PING probe).
@@ -41,7 +39,7 @@ async fn control_loop(cfg: &Config, plane: Plane<'_>) {
         let line = stats::checkpoint_line(1, ping, 0, &snap);
         crate::np_event!("{line}");
     }
-    drain(cfg, &plane).await;
+    super::drain(cfg, plane.workers, plane.stats).await;
 }
 
 /// Connect time to the next target in the rotation, in ms (0 when it cannot be reached).
@@ -60,36 +58,5 @@ async fn probe_next_target(
     match monoio::time::timeout(timeout, monoio::net::TcpStream::connect_addr(addr)).await {
         Ok(Ok(_)) => started.elapsed().as_millis() as u64,
         _ => 0,
-    }
-}
-
-fn live_sessions(stats: &[Arc<WorkerStats>]) -> i64 {
-    let s = stats::snapshot(stats.iter().map(|s| s.as_ref()));
-    s.tcps + s.udps
-}
-
-pub(super) async fn drain(cfg: &Config, plane: &Plane<'_>) {
-    let live = live_sessions(plane.stats);
-    log::info!(
-        "Shutdown requested: draining {live} live session(s) within {:?}",
-        cfg.env.shutdown_timeout
-    );
-    post_all(plane.workers, || Command::StopAccepting);
-    let deadline = Instant::now() + cfg.env.shutdown_timeout;
-    while live_sessions(plane.stats) > 0 && Instant::now() < deadline {
-        monoio::time::sleep(DRAIN_POLL).await;
-    }
-    let left = live_sessions(plane.stats);
-    if left > 0 {
-        log::warn!("Shutdown timeout: closing {left} live session(s)");
-    }
-    post_all(plane.workers, || Command::CloseAll);
-}
-
-fn post_all(workers: &[WorkerHandle], make: impl Fn() -> Command) {
-    for (i, w) in workers.iter().enumerate() {
-        if w.post(make()).is_err() {
-            log::warn!("worker {i}: command queue full or closed");
-        }
     }
 }

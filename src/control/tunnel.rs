@@ -4,17 +4,17 @@
 //! the named pool connection, applies the flush rule, and ends the run on a fatal error
 //! (the caller restarts with backoff) or drains on shutdown.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bus::{Command, Event, QueueRx, TunnelShared, WorkerHandle};
+use crate::bus::route::{self, NotRouted, Owners};
+use crate::bus::{post_all, Command, Event, QueueRx, TunnelCommand, TunnelShared, WorkerHandle};
 use crate::config::Config;
 use crate::proto::{encode_line, Action, PoolId, Signal};
 use crate::stats::{self, WorkerStats};
 use crate::{runtime, shutdown};
 
-use super::single_end::{drain, Plane};
+use super::drain;
 
 /// Which end runs the loop.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub enum End {
 /// What the loop watches and commands for one run.
 pub struct Run<'a> {
     /// Worker mailboxes.
-    pub workers: &'a [WorkerHandle],
+    pub workers: &'a [WorkerHandle<TunnelCommand>],
     /// Worker counters.
     pub stats: &'a [Arc<WorkerStats>],
     /// The run's shared state.
@@ -65,12 +65,7 @@ pub fn run(cfg: &Config, driver: runtime::ActiveDriver, run: Run<'_>) -> std::io
         let mut state = State::new(cfg, run);
         let outcome = state.main().await;
         if matches!(outcome, Outcome::Shutdown) {
-            let plane = Plane {
-                workers: state.run.workers,
-                stats: state.run.stats,
-                targets: Vec::new(),
-            };
-            drain(cfg, &plane).await;
+            drain(cfg, state.run.workers, state.run.stats).await;
         } else {
             post_all(state.run.workers, || Command::CloseAll);
         }
@@ -78,17 +73,11 @@ pub fn run(cfg: &Config, driver: runtime::ActiveDriver, run: Run<'_>) -> std::io
     })
 }
 
-fn post_all(workers: &[WorkerHandle], make: impl Fn() -> Command) {
-    for w in workers {
-        let _ = w.post(make());
-    }
-}
-
 struct State<'a, 'c> {
     cfg: &'c Config,
     run: Run<'a>,
-    /// Client: which worker holds each pool id (a Go server's ids are random).
-    owner: HashMap<PoolId, usize>,
+    /// Which worker holds each pool id.
+    owners: Owners,
     /// Client: signals whose pool id has not been reported yet.
     waiting: Vec<(Instant, PoolId, Signal)>,
     ping_sent: Option<Instant>,
@@ -103,10 +92,17 @@ impl<'a, 'c> State<'a, 'c> {
             End::Server { fingerprint } => fingerprint.is_some(),
             End::Client { tls, .. } => *tls,
         };
+        let owners = match &run.end {
+            End::Server { .. } => Owners::ById {
+                workers: run.workers.len(),
+            },
+            // A Go server's ids are random: remember who reported each.
+            End::Client { .. } => Owners::Recorded(Default::default()),
+        };
         State {
             cfg,
             run,
-            owner: HashMap::new(),
+            owners,
             waiting: Vec::new(),
             ping_sent: None,
             errors: 0,
@@ -209,8 +205,8 @@ impl<'a, 'c> State<'a, 'c> {
     }
 
     fn flush_local(&mut self) {
-        self.owner.clear();
-        post_all(self.run.workers, || Command::PoolFlush);
+        self.owners.clear();
+        post_all(self.run.workers, || Command::Mode(TunnelCommand::PoolFlush));
     }
 
     fn start_verify(&mut self) {
@@ -222,7 +218,9 @@ impl<'a, 'c> State<'a, 'c> {
         let busiest =
             (0..idle.len()).max_by_key(|i| idle[*i].load(std::sync::atomic::Ordering::Relaxed));
         if let Some(w) = busiest.and_then(|i| self.run.workers.get(i)) {
-            if w.post(Command::SendVerify { fp }).is_ok() {
+            if w.post(Command::Mode(TunnelCommand::SendVerify { fp }))
+                .is_ok()
+            {
                 self.verify_due = false;
             }
         }
@@ -232,7 +230,7 @@ impl<'a, 'c> State<'a, 'c> {
         match ev {
             Event::Signal(sig) => self.on_signal(sig)?,
             Event::PoolConn { id, worker } => {
-                self.owner.insert(id, worker);
+                self.owners.record(id, worker);
                 if let Some(pos) = self.waiting.iter().position(|(_, i, _)| *i == id) {
                     let (_, _, sig) = self.waiting.remove(pos);
                     self.on_signal(sig)?;
@@ -242,19 +240,9 @@ impl<'a, 'c> State<'a, 'c> {
             Event::ControlLost(why) | Event::VerifyFailed(why) => return Err(why),
             Event::VerifyNoConn(_) => self.verify_due = true,
             Event::HandshakeDone(peer) => log::debug!("handshake from {peer} while running"),
-            Event::ControlUp(_) | Event::WorkerExited(_) => {}
+            Event::ControlUp(_) => {}
         }
         Ok(())
-    }
-
-    fn owner_of(&mut self, id: PoolId) -> Option<usize> {
-        match &self.run.end {
-            End::Server { .. } => {
-                let n = u8::try_from(self.run.workers.len()).unwrap_or(u8::MAX);
-                Some(usize::from(id.worker_of(n)))
-            }
-            End::Client { .. } => self.owner.remove(&id),
-        }
     }
 
     fn on_signal(&mut self, sig: Signal) -> Result<(), String> {
@@ -273,29 +261,23 @@ impl<'a, 'c> State<'a, 'c> {
     }
 
     fn route(&mut self, sig: Signal) {
-        let Some(id) = sig.id.as_deref().and_then(|t| PoolId::from_hex(t).ok()) else {
-            log::warn!("signal {} without a valid id skipped", sig.action.as_str());
-            return;
+        let own_fp = match &self.run.end {
+            End::Server { fingerprint } => fingerprint.as_deref(),
+            End::Client { .. } => None,
         };
-        let Some(worker) = self.owner_of(id) else {
+        let (id, cmd) = match route::command_for(&sig, own_fp) {
+            Ok(routed) => routed,
+            Err(NotRouted::BadId) | Err(NotRouted::NotForAWorker) => {
+                log::warn!("signal {} without a valid id skipped", sig.action.as_str());
+                return;
+            }
+        };
+        let Some(worker) = self.owners.take(id) else {
             self.waiting.push((Instant::now(), id, sig));
             return;
         };
-        let remote = sig.remote.clone().unwrap_or_default();
-        let cmd = match sig.action {
-            Action::Tcp => Command::TunnelTcp { id, remote },
-            Action::Udp => Command::TunnelUdp { id, remote },
-            _ => Command::CheckVerify {
-                id,
-                fp: sig.fp.clone().unwrap_or_default(),
-                own: match &self.run.end {
-                    End::Server { fingerprint } => fingerprint.clone(),
-                    End::Client { .. } => None,
-                },
-            },
-        };
         match self.run.workers.get(worker) {
-            Some(w) if w.post(cmd).is_ok() => {}
+            Some(w) if w.post(Command::Mode(cmd)).is_ok() => {}
             _ => log::warn!("worker {worker}: command queue full, signal dropped"),
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nodepass::config::Driver;
-use nodepass::dataplane::{self, DataPlane, ForwardSpec, WorkerSockets};
+use nodepass::dataplane::{self, DataPlane, SessionSpec, WorkerSockets};
 use nodepass::runtime::{self, ActiveDriver};
 
 /// Both drivers, so every relay case runs on io_uring and on epoll.
@@ -69,12 +69,12 @@ pub fn dead_addr() -> SocketAddr {
 pub struct Forwarder {
     /// Where users connect (TCP and UDP).
     pub addr: SocketAddr,
-    plane: Option<DataPlane>,
+    plane: Option<DataPlane<std::convert::Infallible>>,
 }
 
 impl Forwarder {
     /// Start with `spec` on `driver`.
-    pub fn start(driver: Driver, spec: ForwardSpec) -> Forwarder {
+    pub fn start(driver: Driver, spec: SessionSpec) -> Forwarder {
         let active = runtime::choose(driver).expect("driver available");
         let tcp =
             nodepass::net::bind_tcp_listeners("127.0.0.1:0".parse().unwrap(), 2).expect("bind");
@@ -118,7 +118,7 @@ impl Forwarder {
 impl Drop for Forwarder {
     fn drop(&mut self) {
         if let Some(plane) = self.plane.take() {
-            plane.broadcast(|| nodepass::bus::Command::CloseAll);
+            nodepass::bus::post_all(&plane.handles, || nodepass::bus::Command::CloseAll);
             plane.join();
         }
     }

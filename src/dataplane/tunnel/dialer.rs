@@ -11,10 +11,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::pool::{Notify, PoolConn, Pooled};
-use super::{fit_for_driver, link, TunnelCtx, TunnelSide};
+use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::dataplane::dial::{dial, SourcePolicy};
-use crate::dataplane::worker::WorkerCtx;
+use crate::dataplane::host::WorkerCtx;
 use crate::proto::PoolId;
 use crate::tls::ClientTls;
 use crate::{net, sys};
@@ -154,7 +154,7 @@ async fn open(
     sni: &str,
 ) -> io::Result<Pooled> {
     let stream = dial(server, &SourcePolicy::new(None), ctx.spec.tcp_dial_timeout).await?;
-    fit_for_driver(&stream, ctx.driver);
+    ctx.fit_stream(&stream);
     let _ = net::tune_stream(&sys::borrow_fd(&stream), ctx.spec.keepalive);
     let fd = stream.as_raw_fd();
     let (mut conn, seen_fp) = match tls {

@@ -12,10 +12,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
 use super::pool::{settle, PoolConn, Pooled};
-use super::{fit_for_driver, link, TunnelCtx, TunnelSide};
+use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::dataplane::accept::accept_until;
-use crate::dataplane::worker::WorkerCtx;
+use crate::dataplane::host::WorkerCtx;
 use crate::proto::handshake::{self, Parse};
 use crate::proto::PoolId;
 use crate::{net, sys};
@@ -28,7 +28,7 @@ const CONFLICT: &[u8] = b"HTTP/1.1 409 Conflict\r\nConnection: close\r\nContent-
 /// Accept on the tunnel port until the worker stops.
 pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
     accept_until(&listener, &ctx.closing, "tunnel", |stream, peer| {
-        fit_for_driver(&stream, ctx.driver);
+        ctx.fit_stream(&stream);
         let owner = Rc::clone(&ctx);
         let t = Rc::clone(&t);
         ctx.spawn(async move {

@@ -10,8 +10,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use super::pool::PoolConn;
 use super::pool_io::{PoolRead, PoolWrite};
 use super::{TunnelCtx, TunnelSide};
+use crate::bus::route::{self, Owners};
 use crate::bus::{Command, Event, QueueRx};
-use crate::dataplane::worker::WorkerCtx;
+use crate::dataplane::host::WorkerCtx;
 use crate::proto::{decode_line, encode_line, Action, LineBuf, PoolId, Signal, MAX_SIGNAL_LINE};
 
 /// Run the control channel on this worker (reader and writer tasks).
@@ -38,31 +39,24 @@ pub fn start(conn: PoolConn, fd: RawFd, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) 
 /// through the control thread, on every new session. The client needs the control
 /// thread's id → worker map (a Go server's ids carry no worker), so it does not.
 fn route_direct(t: &TunnelCtx, sig: &Signal) -> bool {
-    if !matches!(t.spec.side, TunnelSide::Server { .. }) {
+    if !matches!(t.spec.side, TunnelSide::Server { .. })
+        || !matches!(sig.action, Action::Tcp | Action::Udp)
+    {
         return false;
     }
-    let is_tcp = match sig.action {
-        Action::Tcp => true,
-        Action::Udp => false,
-        _ => return false,
-    };
-    let Some(id) = sig.id.as_deref().and_then(|h| PoolId::from_hex(h).ok()) else {
-        return false;
-    };
     let Some(workers) = t.spec.shared.workers.get() else {
         return false;
     };
-    let n = u8::try_from(workers.len()).unwrap_or(u8::MAX);
-    let Some(owner) = workers.get(usize::from(id.worker_of(n))) else {
+    let Ok((id, cmd)) = route::command_for(sig, None) else {
         return false;
     };
-    let remote = sig.remote.clone().unwrap_or_default();
-    let cmd = if is_tcp {
-        Command::TunnelTcp { id, remote }
-    } else {
-        Command::TunnelUdp { id, remote }
+    let mut owners = Owners::ById {
+        workers: workers.len(),
     };
-    if owner.post(cmd).is_err() {
+    let Some(owner) = owners.take(id).and_then(|w| workers.get(w)) else {
+        return false;
+    };
+    if owner.post(Command::Mode(cmd)).is_err() {
         log::warn!("pool connection {id}: owner's command queue full, signal dropped");
     }
     true

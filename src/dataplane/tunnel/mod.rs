@@ -3,9 +3,9 @@
 //! reader/writer, and user sessions in both directions over pool connections.
 //!
 //! Each pool connection is owned by the worker that accepted (server) or dialled (client)
-//! it for its whole life. Signals reach the owner as [`Command`]s routed by the control
-//! thread; the control channel (pool id `00000000`) is read and written on the worker
-//! that owns it, which forwards decoded signals as [`Event::Signal`].
+//! it for its whole life. Signals reach the owner as [`TunnelCommand`]s (routed by
+//! `bus::route`); the control channel (pool id `00000000`) is read and written on the worker
+//! that owns it, which forwards decoded signals as [`crate::bus::Event::Signal`].
 
 mod dialer;
 mod inbound;
@@ -22,13 +22,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bus::{Command, Mailbox, TunnelShared};
+use crate::bus::{TunnelCommand, TunnelShared};
 use crate::proto::TunnelConfig;
 use crate::runtime::ActiveDriver;
 use crate::stats::WorkerStats;
 use crate::tls::{ClientTls, ServerTls};
 
-use super::worker::{spawn_workers, DataPlane, ForwardSpec, WorkerCtx, WorkerSockets};
+use super::host::{spawn_workers, DataPlane, ModeWorker, WorkerCtx, WorkerSockets};
+use super::spec::SessionSpec;
 use pool::Shard;
 
 /// Which end of the tunnel this process is.
@@ -59,10 +60,10 @@ pub enum TunnelSide {
     },
 }
 
-/// Everything a tunnel worker needs beyond the forwarding spec; one per run.
+/// Everything a tunnel worker needs beyond the session spec; one per run.
 pub struct TunnelSpec {
-    /// Targets, limits, relay choice: the single-end forwarder's spec, shared.
-    pub forward: Arc<ForwardSpec>,
+    /// Targets, limits, relay choice: how every session is admitted and relayed.
+    pub session: Arc<SessionSpec>,
     /// Cross-thread run state (client IP, idle counts, event and signal queues).
     pub shared: Arc<TunnelShared>,
     /// The tunnel key (signal XOR, handshake token).
@@ -87,13 +88,20 @@ pub struct TunnelSockets {
     pub users: WorkerSockets,
 }
 
-/// A tunnel worker's own state beside the forwarding [`WorkerCtx`].
+/// A tunnel worker's own state beside the host's [`WorkerCtx`].
 pub(super) struct TunnelCtx {
     spec: Arc<TunnelSpec>,
     shard: Shard,
     /// Users arrive at this end: it takes any idle connection for them (the other end
     /// takes connections by the id a signal names).
     accepting: bool,
+}
+
+/// A tunnel worker: its [`TunnelCtx`] and, where users send datagrams to this end, its
+/// UDP users.
+struct TunnelWorker {
+    t: Rc<TunnelCtx>,
+    udp_users: Option<Rc<udp::UdpUsers>>,
 }
 
 /// Start one tunnel worker per entry of `sockets`, adding to `stats` (one per worker,
@@ -103,135 +111,101 @@ pub fn start_tunnel(
     sockets: Vec<TunnelSockets>,
     stats: Vec<Arc<WorkerStats>>,
     driver: ActiveDriver,
-) -> io::Result<DataPlane> {
-    let forward = Arc::clone(&spec.forward);
-    spawn_workers(
-        forward,
-        sockets,
-        stats,
-        driver,
-        move |ctx, socks, mailbox| {
-            let t = TunnelCtx {
-                shard: Shard::new(ctx.index, Arc::clone(&spec.shared)),
-                spec: Arc::clone(&spec),
-                accepting: socks.users.tcp.is_some() || socks.users.udp.is_some(),
-            };
-            worker_main(ctx, Rc::new(t), socks, mailbox)
-        },
-    )
+) -> io::Result<DataPlane<TunnelCommand>> {
+    let session = Arc::clone(&spec.session);
+    spawn_workers(session, sockets, stats, driver, move |ctx, socks| {
+        start(ctx, Arc::clone(&spec), socks)
+    })
 }
 
-fn into_monoio_listener(
-    l: std::net::TcpListener,
-    driver: ActiveDriver,
-) -> io::Result<monoio::net::TcpListener> {
-    l.set_nonblocking(driver == ActiveDriver::Legacy)?;
-    monoio::net::TcpListener::from_std(l)
-}
-
-async fn worker_main(
-    ctx: Rc<WorkerCtx>,
-    t: Rc<TunnelCtx>,
+fn start(
+    ctx: &Rc<WorkerCtx>,
+    spec: Arc<TunnelSpec>,
     socks: TunnelSockets,
-    mailbox: Mailbox,
-) -> io::Result<()> {
-    let native_nonblocking = ctx.driver == ActiveDriver::Legacy;
-    watch::start(&ctx, &t);
+) -> io::Result<TunnelWorker> {
+    let t = Rc::new(TunnelCtx {
+        shard: Shard::new(ctx.index, Arc::clone(&spec.shared)),
+        accepting: socks.users.tcp.is_some() || socks.users.udp.is_some(),
+        spec,
+    });
+    watch::start(ctx, &t);
     if let Some(l) = socks.tunnel {
-        let listener = into_monoio_listener(l, ctx.driver)?;
+        let listener = ctx.adopt_listener(l)?;
         ctx.spawn(inbound::accept_loop(
             listener,
-            Rc::clone(&ctx),
+            Rc::clone(ctx),
             Rc::clone(&t),
         ));
     }
     if matches!(t.spec.side, TunnelSide::Client { .. }) {
-        ctx.spawn(dialer::refill_loop(Rc::clone(&ctx), Rc::clone(&t)));
+        ctx.spawn(dialer::refill_loop(Rc::clone(ctx), Rc::clone(&t)));
     }
     if let Some(l) = socks.users.tcp {
-        let listener = into_monoio_listener(l, ctx.driver)?;
+        let listener = ctx.adopt_listener(l)?;
         ctx.spawn(session::accept_users(
             listener,
-            Rc::clone(&ctx),
+            Rc::clone(ctx),
             Rc::clone(&t),
         ));
     }
     let mut udp_users = None;
     if let Some(u) = socks.users.udp {
-        u.set_nonblocking(native_nonblocking)?;
-        let socket = monoio::net::udp::UdpSocket::from_std(u)?;
-        let users = Rc::new(udp::UdpUsers::new(socket));
+        let users = Rc::new(udp::UdpUsers::new(ctx.adopt_udp(u)?));
         ctx.spawn(udp::serve_users(
             Rc::clone(&users),
-            Rc::clone(&ctx),
+            Rc::clone(ctx),
             Rc::clone(&t),
         ));
         udp_users = Some(users);
     }
-    loop {
-        match mailbox.recv().await {
-            Some(Command::StopAccepting) => ctx.stopping.raise(),
-            Some(Command::Targets(targets)) => {
-                *ctx.targets.borrow_mut() = targets.iter().copied().collect()
-            }
-            Some(Command::TunnelTcp { id, remote }) => {
+    Ok(TunnelWorker { t, udp_users })
+}
+
+impl ModeWorker for TunnelWorker {
+    type Command = TunnelCommand;
+
+    fn on_command(&self, ctx: &Rc<WorkerCtx>, cmd: TunnelCommand) {
+        let t = &self.t;
+        match cmd {
+            TunnelCommand::Tcp { id, remote } => {
                 ctx.spawn(session::serve_signal(
                     id,
                     remote,
-                    Rc::clone(&ctx),
-                    Rc::clone(&t),
+                    Rc::clone(ctx),
+                    Rc::clone(t),
                 ));
             }
-            Some(Command::TunnelUdp { id, remote }) => {
-                ctx.spawn(udp::serve_signal(
-                    id,
-                    remote,
-                    Rc::clone(&ctx),
-                    Rc::clone(&t),
-                ));
+            TunnelCommand::Udp { id, remote } => {
+                ctx.spawn(udp::serve_signal(id, remote, Rc::clone(ctx), Rc::clone(t)));
             }
-            Some(Command::PoolFlush) => t.shard.flush(),
-            Some(Command::AdoptUser { fd, peer }) => {
-                let std_stream = std::net::TcpStream::from(fd);
-                let adopted = std_stream
-                    .set_nonblocking(native_nonblocking)
-                    .and_then(|()| monoio::net::TcpStream::from_std(std_stream));
-                match adopted {
-                    Ok(s) => {
-                        ctx.spawn(session::serve_adopted(
-                            s,
-                            peer,
-                            Rc::clone(&ctx),
-                            Rc::clone(&t),
-                        ));
-                    }
-                    Err(e) => log::warn!("handed-over connection from {peer} lost: {e}"),
-                }
-            }
-            Some(Command::AdoptUdp {
+            TunnelCommand::PoolFlush => t.shard.flush(),
+            TunnelCommand::AdoptUser { fd, peer } => match ctx.adopt_stream(fd) {
+                Ok(s) => ctx.spawn(session::serve_adopted(
+                    s,
+                    peer,
+                    Rc::clone(ctx),
+                    Rc::clone(t),
+                )),
+                Err(e) => log::warn!("handed-over connection from {peer} lost: {e}"),
+            },
+            TunnelCommand::AdoptUdp {
                 client,
                 datagram,
                 origin,
-            }) => match &udp_users {
-                Some(users) => udp::adopt(users, client, datagram, origin, &ctx, &t),
+            } => match &self.udp_users {
+                Some(users) => udp::adopt(users, client, datagram, origin, ctx, t),
                 None => {
                     log::debug!("handed-over udp datagram from {client} dropped: no udp socket")
                 }
             },
-            Some(Command::SendVerify { fp }) => link::send_verify(&ctx, &t, fp),
-            Some(Command::CheckVerify { id, fp, own }) => {
-                ctx.spawn(link::check_verify(id, fp, own, Rc::clone(&t)));
+            TunnelCommand::SendVerify { fp } => link::send_verify(ctx, t, fp),
+            TunnelCommand::CheckVerify { id, fp, own } => {
+                ctx.spawn(link::check_verify(id, fp, own, Rc::clone(t)));
             }
-            Some(Command::CloseAll) | None => break,
         }
     }
-    t.shard.flush();
-    ctx.close().await;
-    Ok(())
-}
 
-/// Make a socket fit for monoio's read/write ops on this driver (blocking on io_uring,
-/// non-blocking on epoll).
-pub(super) fn fit_for_driver(s: &monoio::net::TcpStream, driver: ActiveDriver) {
-    let _ = crate::net::set_nonblocking(&crate::sys::borrow_fd(s), driver == ActiveDriver::Legacy);
+    fn before_close(&self) {
+        self.t.shard.flush();
+    }
 }

@@ -11,13 +11,12 @@ use monoio::net::{TcpListener, TcpStream};
 
 use super::pool::{PoolConn, Pooled};
 use super::pool_io::{PoolRead, PoolWrite};
-use super::{fit_for_driver, TunnelCtx};
-use crate::bus::{Command, Event};
+use super::TunnelCtx;
+use crate::bus::{Command, Event, TunnelCommand};
 use crate::dataplane::accept::accept_until;
-use crate::dataplane::dial::dial_rotating;
-use crate::dataplane::forward::{send_proxy_header, sniff_blocked, Gauge};
+use crate::dataplane::admit::{dial_target, is_blocked, take_slot, tcp_meters, Gauge};
+use crate::dataplane::host::WorkerCtx;
 use crate::dataplane::relay::{copy_bidi, Idle, Meter, Relay, RelayKind};
-use crate::dataplane::worker::WorkerCtx;
 use crate::proto::{encode_line, Action, PoolId, Signal};
 use crate::runtime::ActiveDriver;
 use crate::{net, sys};
@@ -59,7 +58,9 @@ fn hand_off(user: &TcpStream, peer: SocketAddr, ctx: &WorkerCtx, t: &TunnelCtx) 
     let Ok(fd) = sys::borrow_fd(user).try_clone_to_owned() else {
         return false;
     };
-    handle.post(Command::AdoptUser { fd, peer }).is_ok()
+    handle
+        .post(Command::Mode(TunnelCommand::AdoptUser { fd, peer }))
+        .is_ok()
 }
 
 /// Take an idle pool connection for `user`: from this worker's shard, or — while this
@@ -105,17 +106,12 @@ pub async fn serve_adopted(
     ctx: Rc<WorkerCtx>,
     t: Rc<TunnelCtx>,
 ) {
-    let spec = &ctx.spec;
-    let Some(_slot) = spec.slots.try_acquire() else {
-        log::warn!("slot limit reached: refusing {peer}");
+    let Some(_slot) = take_slot(&ctx, &peer) else {
         return;
     };
-    let _ = net::tune_stream(&sys::borrow_fd(&user), spec.keepalive);
-    if !spec.block.is_empty() {
-        if let Some(proto) = sniff_blocked(&user, spec.block).await {
-            log::warn!("blocked {proto} connection from {peer}");
-            return;
-        }
+    let _ = net::tune_stream(&sys::borrow_fd(&user), ctx.spec.keepalive);
+    if is_blocked(&user, peer, &ctx).await {
+        return;
     }
     let Some(pooled) = wait_for_pooled(&user, peer, &ctx, &t).await else {
         return;
@@ -140,33 +136,13 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
         t.spec.shared.report(Event::PoolMiss);
         return;
     };
-    let spec = &ctx.spec;
-    let Some(_slot) = spec.slots.try_acquire() else {
-        log::warn!("slot limit reached: refusing {remote}");
+    let Some(_slot) = take_slot(&ctx, &remote) else {
         return;
     };
-    let targets = ctx.targets.borrow().clone();
-    let dialled = dial_rotating(
-        &targets,
-        ctx.take_rotation(),
-        &spec.source,
-        spec.tcp_dial_timeout,
-    )
-    .await;
-    let (target, target_addr) = match dialled {
-        Ok(x) => x,
-        Err(e) => {
-            log::warn!("connection for {remote} dropped: {e}");
-            return;
-        }
+    let user = remote.parse::<SocketAddr>().ok();
+    let Some((target, target_addr)) = dial_target(&ctx, user, &remote).await else {
+        return;
     };
-    let _ = net::tune_stream(&sys::borrow_fd(&target), spec.keepalive);
-    if let Ok(user) = remote.parse::<SocketAddr>() {
-        if let Err(e) = send_proxy_header(&target, spec.proxy, user, target_addr).await {
-            log::warn!("PROXY header to {target_addr} failed: {e}");
-            return;
-        }
-    }
     log::debug!("tunnel tcp {remote} -> {target_addr} via pool {id}");
     log::info!(
         "Starting exchange: {} <-> {target_addr}",
@@ -181,19 +157,12 @@ async fn relay_pooled(local: TcpStream, pooled: Pooled, ctx: &Rc<WorkerCtx>) {
     let spec = &ctx.spec;
     let _entry = ctx.sessions.register([local.as_raw_fd(), pooled.fd]);
     let _live = Gauge::up(&ctx.stats.tcp_sessions);
-    let up = Meter {
-        counter: &ctx.stats.tcp_rx,
-        limiter: spec.rate_rx.as_ref(),
-    };
-    let down = Meter {
-        counter: &ctx.stats.tcp_tx,
-        limiter: spec.rate_tx.as_ref(),
-    };
+    let (up, down) = tcp_meters(ctx);
     let result = match pooled.conn {
         PoolConn::Plain(pool) => {
             if spec.relay != RelayKind::Splice && ctx.driver == ActiveDriver::Uring {
-                fit_for_driver(&pool, ctx.driver);
-                fit_for_driver(&local, ctx.driver);
+                ctx.fit_stream(&pool);
+                ctx.fit_stream(&local);
             }
             let relay = Relay {
                 kind: spec.relay,
@@ -204,7 +173,7 @@ async fn relay_pooled(local: TcpStream, pooled: Pooled, ctx: &Rc<WorkerCtx>) {
             relay.run(local, pool, up, down).await
         }
         tls => {
-            fit_for_driver(&local, ctx.driver);
+            ctx.fit_stream(&local);
             let fds = [local.as_raw_fd(), pooled.fd];
             let (pr, pw) = tls.into_split();
             // Boxed: the TLS stream state would otherwise size every session's task,

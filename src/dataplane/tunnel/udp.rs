@@ -19,11 +19,11 @@ use monoio::net::udp::UdpSocket;
 
 use super::TunnelCtx;
 use crate::bus::Event;
-use crate::dataplane::forward::Gauge;
-use crate::dataplane::udp::{idle_limit, next_stage};
-use crate::dataplane::worker::WorkerCtx;
+use crate::dataplane::admit::{
+    take_slot, udp_idle_limit, udp_next_stage, udp_target_socket, Gauge,
+};
+use crate::dataplane::host::WorkerCtx;
 use crate::proto::PoolId;
-use crate::runtime::ActiveDriver;
 use crate::stats::WorkerStats;
 use frame::{DatagramReader, DatagramWriter};
 
@@ -37,14 +37,14 @@ pub use users::{adopt, serve_users, UdpUsers};
 /// own, so no read is ever dropped in flight.
 async fn watchdog(last: Rc<Cell<Instant>>, fds: [RawFd; 2], ctx: Rc<WorkerCtx>) {
     loop {
-        let limit = idle_limit(&ctx);
+        let limit = udp_idle_limit(&ctx);
         let idle_for = last.get().elapsed();
         if idle_for >= limit || ctx.closing.is_raised() {
             break;
         }
         monoio::select! {
             _ = monoio::time::sleep(limit - idle_for) => {}
-            _ = next_stage(&ctx).wait() => {}
+            _ = udp_next_stage(&ctx).wait() => {}
         }
     }
     for fd in &fds {
@@ -59,12 +59,11 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
         t.spec.shared.report(Event::PoolMiss);
         return;
     };
-    let Some(_slot) = ctx.spec.slots.try_acquire() else {
-        log::warn!("slot limit reached: udp {remote} refused");
+    let Some(_slot) = take_slot(&ctx, &format_args!("udp {remote}")) else {
         return;
     };
-    let socket = match target_socket(&ctx) {
-        Ok(s) => s,
+    let socket = match udp_target_socket(&ctx) {
+        Ok((s, _)) => s,
         Err(e) => {
             log::warn!("udp {remote} dropped: {e}");
             return;
@@ -85,25 +84,6 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
         monoio::join!(up, down);
     };
     monoio::join!(dog, pumps);
-}
-
-fn target_socket(ctx: &WorkerCtx) -> std::io::Result<UdpSocket> {
-    let targets = ctx.targets.borrow().clone();
-    let start = ctx.take_rotation();
-    let target = (0..targets.len())
-        .find_map(|i| targets[(start + i) % targets.len()])
-        .ok_or_else(|| std::io::Error::other("no target address is resolved yet"))?;
-    let source = ctx.spec.source.current();
-    let std_socket = match crate::net::udp_socket_for(target, source) {
-        Ok(s) => s,
-        Err(e) if source.is_some() => {
-            ctx.spec.source.give_up(&e);
-            crate::net::udp_socket_for(target, None)?
-        }
-        Err(e) => return Err(e),
-    };
-    std_socket.set_nonblocking(ctx.driver == ActiveDriver::Legacy)?;
-    UdpSocket::from_std(std_socket)
 }
 
 fn end_session(last: &Cell<Instant>) {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use super::pool::{watch_token, Shard};
 use super::{TunnelCtx, TunnelSide};
-use crate::dataplane::worker::WorkerCtx;
+use crate::dataplane::host::WorkerCtx;
 use crate::proto::PoolId;
 use crate::runtime::ActiveDriver;
 use crate::sys::Epoll;

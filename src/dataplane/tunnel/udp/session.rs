@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::frame::DatagramWriter;
-use crate::dataplane::worker::WorkerCtx;
+use crate::dataplane::host::WorkerCtx;
 use crate::stats::WorkerStats;
 
 /// Datagrams a flow holds while it waits for its pool connection (or a busy writer).

@@ -1,7 +1,7 @@
 //! UDP users on the accepting side: a flow per client address over one pool connection.
 //! A new flow never makes the receive loop wait: while its pool connection is being found
 //! its first datagrams wait in the session (bounded), and a worker whose shard is empty
-//! hands the flow to a worker that has idle connections (`Command::AdoptUdp`), then
+//! hands the flow to a worker that has idle connections (`TunnelCommand::AdoptUdp`), then
 //! forwards that client's later datagrams there until `NP_UDP_READ_TIMEOUT` idle. An
 //! adopter whose own shard is empty gives a waiting flow back to its origin, which places
 //! it anew (new connections land wherever the kernel puts them).
@@ -21,9 +21,9 @@ use super::super::TunnelCtx;
 use super::frame::{DatagramReader, DatagramWriter};
 use super::session::{close, enqueue, give_back, send_now, UserSession};
 use super::{end_session, watchdog};
-use crate::bus::{Command, WorkerHandle};
-use crate::dataplane::forward::Gauge;
-use crate::dataplane::worker::WorkerCtx;
+use crate::bus::{Command, TunnelCommand, WorkerHandle};
+use crate::dataplane::admit::{take_slot, Gauge};
+use crate::dataplane::host::WorkerCtx;
 use crate::limit::SlotGuard;
 use crate::proto::Action;
 use crate::stats::WorkerStats;
@@ -108,8 +108,7 @@ pub fn adopt(
     if ctx.stopping.is_raised() {
         return;
     }
-    let Some(slot) = ctx.spec.slots.try_acquire() else {
-        log::warn!("slot limit reached: udp datagram from {client} dropped");
+    let Some(slot) = take_slot(ctx, &format_args!("udp datagram from {client}")) else {
         return;
     };
     // A returned flow replaces this worker's forwarding entry and waits as a new one.
@@ -160,8 +159,7 @@ async fn open_flow(
     ctx: &Rc<WorkerCtx>,
     t: &Rc<TunnelCtx>,
 ) -> Vec<u8> {
-    let Some(slot) = ctx.spec.slots.try_acquire() else {
-        log::warn!("slot limit reached: udp datagram from {from} dropped");
+    let Some(slot) = take_slot(ctx, &format_args!("udp datagram from {from}")) else {
         return buf;
     };
     if let Some(pooled) = t.shard.take_any() {
@@ -172,11 +170,11 @@ async fn open_flow(
     if let Some((worker, handle)) = adopter(ctx, t) {
         let datagram = buf[..n].to_vec();
         if handle
-            .post(Command::AdoptUdp {
+            .post(Command::Mode(TunnelCommand::AdoptUdp {
                 client: from,
                 datagram,
                 origin: ctx.index,
-            })
+            }))
             .is_ok()
         {
             log::debug!("udp {from} handed to worker {worker} (empty shard)");
@@ -199,7 +197,10 @@ async fn open_flow(
 }
 
 /// The worker with the most idle pool connections, when this shard has none and it has.
-fn adopter<'a>(ctx: &WorkerCtx, t: &'a TunnelCtx) -> Option<(usize, &'a WorkerHandle)> {
+fn adopter<'a>(
+    ctx: &WorkerCtx,
+    t: &'a TunnelCtx,
+) -> Option<(usize, &'a WorkerHandle<TunnelCommand>)> {
     if t.shard.len() > 0 {
         return None;
     }
@@ -215,11 +216,11 @@ fn adopter<'a>(ctx: &WorkerCtx, t: &'a TunnelCtx) -> Option<(usize, &'a WorkerHa
 /// Post one datagram of `client` (whose datagrams reach worker `origin`) to `worker`.
 fn forward(worker: usize, client: SocketAddr, datagram: Vec<u8>, origin: usize, t: &TunnelCtx) {
     let handle = t.spec.shared.workers.get().and_then(|w| w.get(worker));
-    let cmd = Command::AdoptUdp {
+    let cmd = Command::Mode(TunnelCommand::AdoptUdp {
         client,
         datagram,
         origin,
-    };
+    });
     let posted = handle.is_some_and(|h| h.post(cmd).is_ok());
     if !posted {
         log::debug!("udp datagram from {client} dropped: worker {worker} is busy");

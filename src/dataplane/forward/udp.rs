@@ -3,7 +3,7 @@
 //!
 //! Datagram boundaries are kept (one receive = one send). A datagram longer than
 //! `NP_UDP_DATA_BUF_SIZE` is truncated to it, as in NodePass. Once the worker stops
-//! accepting, a session ends after [`DRAIN_QUIET`] without traffic.
+//! accepting, a session ends after `admit::DRAIN_QUIET` without traffic.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -11,43 +11,16 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use monoio::buf::IoBuf;
 use monoio::net::udp::UdpSocket;
 
-use super::flag::LocalFlag;
-use super::worker::WorkerCtx;
+use crate::dataplane::admit::{udp_idle_limit, udp_next_stage, udp_target_socket, Gauge};
+use crate::dataplane::host::WorkerCtx;
 use crate::limit::SlotGuard;
-use crate::runtime::ActiveDriver;
 use crate::stats::WorkerStats;
-use crate::{net, sys};
-
-/// After `StopAccepting`, a UDP session quiet for this long ends, so idle sessions do
-/// not hold a graceful drain until `NP_SHUTDOWN_TIMEOUT` (a reply in flight still has
-/// this long to arrive; a busy session lives on until the drain deadline).
-pub(crate) const DRAIN_QUIET: Duration = Duration::from_millis(250);
-
-/// How long a UDP session may stay idle now: `NP_UDP_READ_TIMEOUT`, or [`DRAIN_QUIET`]
-/// once the worker stops accepting.
-pub(crate) fn idle_limit(ctx: &WorkerCtx) -> Duration {
-    let timeout = ctx.spec.udp_read_timeout;
-    if ctx.stopping.is_raised() {
-        timeout.min(DRAIN_QUIET)
-    } else {
-        timeout
-    }
-}
-
-/// The next flag a UDP session's idle wait must react to: `stopping` (its limit
-/// shortens), then `closing` (it ends).
-pub(crate) fn next_stage(ctx: &WorkerCtx) -> &LocalFlag {
-    if ctx.stopping.is_raised() {
-        &ctx.closing
-    } else {
-        &ctx.stopping
-    }
-}
+use crate::sys;
 
 struct Session {
     socket: UdpSocket,
@@ -110,24 +83,9 @@ fn open_session(
         .slots
         .try_acquire()
         .ok_or_else(|| io::Error::new(io::ErrorKind::WouldBlock, "slot limit reached"))?;
-    let targets = ctx.targets.borrow().clone();
-    let start = ctx.take_rotation();
-    let target = (0..targets.len())
-        .find_map(|i| targets[(start + i) % targets.len()])
-        .ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, "no target address is resolved yet")
-        })?;
-    let std_socket = match net::udp_socket_for(target, ctx.spec.source.current()) {
-        Ok(s) => s,
-        Err(e) if ctx.spec.source.current().is_some() => {
-            ctx.spec.source.give_up(&e);
-            net::udp_socket_for(target, None)?
-        }
-        Err(e) => return Err(e),
-    };
-    std_socket.set_nonblocking(ctx.driver == ActiveDriver::Legacy)?;
+    let (socket, target) = udp_target_socket(ctx)?;
     let session = Rc::new(Session {
-        socket: UdpSocket::from_std(std_socket)?,
+        socket,
         last_active: Cell::new(Instant::now()),
         _slot: slot,
     });
@@ -153,11 +111,9 @@ async fn pump_replies(
 ) {
     let fd = session.socket.as_raw_fd();
     let entry = ctx.sessions.register([fd, fd]);
-    ctx.stats
-        .udp_sessions
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let live = Gauge::up(&ctx.stats.udp_sessions);
     loop {
-        let limit = idle_limit(&ctx);
+        let limit = udp_idle_limit(&ctx);
         let idle_for = session.last_active.get().elapsed();
         if idle_for >= limit || ctx.closing.is_raised() {
             break;
@@ -166,7 +122,7 @@ async fn pump_replies(
         let ready = monoio::select! {
             r = monoio::time::timeout(limit - idle_for, session.socket.readable(false)) => r,
             // The limit shortens (stopping) or the session ends (closing): look again.
-            _ = next_stage(&ctx).wait() => continue,
+            _ = udp_next_stage(&ctx).wait() => continue,
         };
         match ready {
             Err(_) => continue,
@@ -186,9 +142,7 @@ async fn pump_replies(
     }
     drop(map);
     drop(entry);
-    ctx.stats
-        .udp_sessions
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    drop(live);
     log::debug!("udp session {client} closed");
 }
 

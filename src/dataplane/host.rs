@@ -1,88 +1,32 @@
-//! Worker threads: one monoio runtime per core, each owning its listeners, its sessions
-//! and its pipe pool, driven by commands from its mailbox.
+//! The worker host: one thread and monoio runtime per core, pinned, each owning its
+//! sessions, its tasks and its pipe pool, driven by commands from its mailbox, and closed
+//! by one close sequence. It knows no mode: a mode brings its per-worker state as a
+//! [`ModeWorker`] and its own command type.
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::bus::{self, Command, Mailbox, WorkerHandle};
-use crate::config::{BlockSet, ProxyProtocol};
-use crate::limit::{RateLimiter, SlotLimit};
 use crate::runtime::{self, ActiveDriver};
 use crate::stats::WorkerStats;
 
-use super::dial::SourcePolicy;
 use super::flag::LocalFlag;
 use super::pipes::PipePool;
-use super::relay::RelayKind;
 use super::sessions::SessionTable;
+use super::spec::SessionSpec;
 use super::tasks::TaskSet;
-
-/// Everything a forwarding worker needs that is the same on every core (read-only, shared).
-#[derive(Debug)]
-pub struct ForwardSpec {
-    /// Resolved target addresses at start, in configured order (`None` = not resolved yet).
-    pub targets: Arc<[Option<SocketAddr>]>,
-    /// `dial=` policy, shared so its one-way fall-back holds for the whole process.
-    pub source: SourcePolicy,
-    /// `NP_TCP_DIAL_TIMEOUT`.
-    pub tcp_dial_timeout: Duration,
-    /// `read=`: session idle timeout (zero = none).
-    pub read_timeout: Duration,
-    /// `NP_UDP_READ_TIMEOUT`: UDP session idle expiry.
-    pub udp_read_timeout: Duration,
-    /// `NP_UDP_DATA_BUF_SIZE`: largest datagram.
-    pub udp_buf_size: usize,
-    /// `NP_TCP_DATA_BUF_SIZE`: copy buffer for the buffered relay.
-    pub tcp_buf_size: usize,
-    /// TCP keepalive period (`NP_REPORT_INTERVAL`).
-    pub keepalive: Duration,
-    /// `proxy=`.
-    pub proxy: ProxyProtocol,
-    /// `block=`.
-    pub block: BlockSet,
-    /// `slot=`, process-wide.
-    pub slots: Arc<SlotLimit>,
-    /// `rate=` on bytes read from users.
-    pub rate_rx: Option<RateLimiter>,
-    /// `rate=` on bytes written to users.
-    pub rate_tx: Option<RateLimiter>,
-    /// How plaintext TCP is relayed.
-    pub relay: RelayKind,
-}
-
-impl ForwardSpec {
-    /// A spec with NodePass defaults for everything but the targets (tests, benches).
-    pub fn with_targets(targets: Vec<Option<SocketAddr>>) -> Self {
-        ForwardSpec {
-            targets: targets.into(),
-            source: SourcePolicy::new(None::<IpAddr>),
-            tcp_dial_timeout: Duration::from_secs(5),
-            read_timeout: Duration::ZERO,
-            udp_read_timeout: Duration::from_secs(30),
-            udp_buf_size: 16384,
-            tcp_buf_size: 16384,
-            keepalive: Duration::from_secs(5),
-            proxy: ProxyProtocol::Off,
-            block: BlockSet::default(),
-            slots: SlotLimit::new(0),
-            rate_rx: None,
-            rate_tx: None,
-            relay: RelayKind::Splice,
-        }
-    }
-}
 
 /// One worker's private state, shared by its tasks (single-threaded: `Rc`, `Cell`).
 pub struct WorkerCtx {
     /// Worker index (also its thread name suffix).
     pub index: usize,
-    /// The shared spec.
-    pub spec: Arc<ForwardSpec>,
+    /// How sessions are admitted and relayed (shared by every worker).
+    pub spec: Arc<SessionSpec>,
     /// This worker's counters.
     pub stats: Arc<WorkerStats>,
     /// Current target addresses (replaced by DNS refreshes); this worker's own copy.
@@ -143,6 +87,37 @@ impl WorkerCtx {
         monoio::time::sleep(Duration::from_millis(1)).await;
     }
 
+    // Sockets handed to monoio are blocking on io_uring (where O_NONBLOCK would turn its
+    // waits into EAGAIN completions) and non-blocking on epoll.
+
+    /// A listening socket on this worker's runtime.
+    pub fn adopt_listener(&self, l: std::net::TcpListener) -> io::Result<monoio::net::TcpListener> {
+        l.set_nonblocking(self.driver == ActiveDriver::Legacy)?;
+        monoio::net::TcpListener::from_std(l)
+    }
+
+    /// A UDP socket on this worker's runtime.
+    pub fn adopt_udp(&self, u: std::net::UdpSocket) -> io::Result<monoio::net::udp::UdpSocket> {
+        u.set_nonblocking(self.driver == ActiveDriver::Legacy)?;
+        monoio::net::udp::UdpSocket::from_std(u)
+    }
+
+    /// A connected socket (e.g. handed over by another worker) on this worker's runtime.
+    pub fn adopt_stream(&self, fd: std::os::fd::OwnedFd) -> io::Result<monoio::net::TcpStream> {
+        let s = std::net::TcpStream::from(fd);
+        s.set_nonblocking(self.driver == ActiveDriver::Legacy)?;
+        monoio::net::TcpStream::from_std(s)
+    }
+
+    /// Make a stream that went through non-blocking steps (splice relay, pool watch) fit
+    /// for monoio's read/write ops on this driver again.
+    pub fn fit_stream(&self, s: &monoio::net::TcpStream) {
+        let _ = crate::net::set_nonblocking(
+            &crate::sys::borrow_fd(s),
+            self.driver == ActiveDriver::Legacy,
+        );
+    }
+
     /// The rotation start for the next dial.
     pub fn take_rotation(&self) -> usize {
         let n = self.next_target.get();
@@ -159,27 +134,19 @@ pub struct WorkerSockets {
     pub udp: Option<std::net::UdpSocket>,
 }
 
-/// The running data plane: a handle, counters and thread per worker.
-pub struct DataPlane {
+/// The running data plane: a mailbox handle, counters and a thread per worker. `M` is the
+/// mode's own command type.
+pub struct DataPlane<M> {
     /// Command handles, one per worker.
-    pub handles: Vec<WorkerHandle>,
+    pub handles: Vec<WorkerHandle<M>>,
     /// Counters, one set per worker.
     pub stats: Vec<Arc<WorkerStats>>,
     /// The driver the workers run on.
     pub driver: ActiveDriver,
-    pub(super) threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
-impl DataPlane {
-    /// Send a command to every worker (commands are cloned per worker by `make`).
-    pub fn broadcast(&self, make: impl Fn() -> Command) {
-        for (i, h) in self.handles.iter().enumerate() {
-            if h.post(make()).is_err() {
-                log::warn!("worker {i}: command queue full or closed");
-            }
-        }
-    }
-
+impl<M> DataPlane<M> {
     /// Wait for every worker thread to end.
     pub fn join(self) {
         drop(self.handles);
@@ -189,33 +156,38 @@ impl DataPlane {
     }
 }
 
-/// Start one forwarding worker per entry of `sockets`, pinned to cores in order.
-pub fn start_forwarder(
-    spec: Arc<ForwardSpec>,
-    sockets: Vec<WorkerSockets>,
-    driver: ActiveDriver,
-) -> io::Result<DataPlane> {
-    let stats = (0..sockets.len()).map(|_| Arc::default()).collect();
-    spawn_workers(spec, sockets, stats, driver, |ctx, socks, mailbox| {
-        worker_main(ctx, socks, mailbox)
-    })
+/// What a mode brings to the worker host: the state it keeps on each worker (started from
+/// that worker's sockets by the `start` function given to [`spawn_workers`]) and its own
+/// commands. The host does everything else: thread, pinning, runtime, mailbox, the
+/// host's own commands, and the close sequence.
+pub(crate) trait ModeWorker: 'static {
+    /// The commands only this mode understands (`Infallible` if none).
+    type Command: std::fmt::Debug + Send + 'static;
+
+    /// Act on one of this mode's commands.
+    fn on_command(&self, ctx: &Rc<WorkerCtx>, cmd: Self::Command);
+
+    /// Called once before the worker's close sequence.
+    fn before_close(&self) {}
 }
 
 /// Spawn one `np-worker-{i}` thread per entry of `items`, pinned to cores in order, each
-/// with its own [`WorkerCtx`] and monoio runtime running `main` until it returns.
-/// `stats` (one per worker) are the counters the workers add to; a caller that restarts
-/// its data plane passes the same ones again, so counters stay cumulative per process.
-pub(crate) fn spawn_workers<S, F, Fut>(
-    spec: Arc<ForwardSpec>,
+/// with its own [`WorkerCtx`] and monoio runtime. On each, `start` turns the worker's
+/// sockets into the mode's state (spawning its tasks), then the host serves the mailbox
+/// until `CloseAll` and closes the worker. `stats` (one per worker) are the counters the
+/// workers add to; a caller that restarts its data plane passes the same ones again, so
+/// counters stay cumulative per process.
+pub(crate) fn spawn_workers<S, W, F>(
+    spec: Arc<SessionSpec>,
     items: Vec<S>,
     stats: Vec<Arc<WorkerStats>>,
     driver: ActiveDriver,
-    main: F,
-) -> io::Result<DataPlane>
+    start: F,
+) -> io::Result<DataPlane<W::Command>>
 where
     S: Send + 'static,
-    F: Fn(Rc<WorkerCtx>, S, Mailbox) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = io::Result<()>>,
+    W: ModeWorker,
+    F: Fn(&Rc<WorkerCtx>, S) -> io::Result<W> + Clone + Send + 'static,
 {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut plane = DataPlane {
@@ -229,7 +201,7 @@ where
         let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
         let spec = Arc::clone(&spec);
         let worker_stats = Arc::clone(&stats);
-        let main = main.clone();
+        let start = start.clone();
         let thread = std::thread::Builder::new()
             .name(format!("np-worker-{index}"))
             .spawn(move || {
@@ -255,7 +227,11 @@ where
                     // Spawned from inside the runtime (monoio needs its context).
                     let ctx = Rc::new(ctx);
                     ctx.spawn(trim_pipes(Rc::clone(&ctx)));
-                    main(ctx, item, mailbox).await
+                    let worker = start(&ctx, item)?;
+                    serve_mailbox(&ctx, &worker, mailbox).await;
+                    worker.before_close();
+                    ctx.close().await;
+                    Ok::<(), io::Error>(())
                 });
                 match run {
                     Ok(Ok(())) => {}
@@ -293,34 +269,19 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// How long a worker waits for sessions to finish after shutting their sockets down.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
-async fn worker_main(ctx: Rc<WorkerCtx>, socks: WorkerSockets, mailbox: Mailbox) -> io::Result<()> {
-    let native_nonblocking = ctx.driver == ActiveDriver::Legacy;
-    if let Some(l) = socks.tcp {
-        l.set_nonblocking(native_nonblocking)?;
-        // Accepted users inherit these, so `serve_user` sets no options per connection.
-        if let Err(e) = crate::net::tune_listener(&l, ctx.spec.keepalive) {
-            log::warn!(
-                "worker {}: listener options (TCP_NODELAY, keepalive): {e}",
-                ctx.index
-            );
-        }
-        let listener = monoio::net::TcpListener::from_std(l)?;
-        ctx.spawn(super::forward::accept_loop(listener, Rc::clone(&ctx)));
-    }
-    if let Some(u) = socks.udp {
-        u.set_nonblocking(native_nonblocking)?;
-        let socket = monoio::net::udp::UdpSocket::from_std(u)?;
-        ctx.spawn(super::udp::serve(socket, Rc::clone(&ctx)));
-    }
+/// The host's side of the mailbox: its own commands here, the mode's to the mode, until
+/// `CloseAll` or every handle is gone.
+async fn serve_mailbox<W: ModeWorker>(
+    ctx: &Rc<WorkerCtx>,
+    worker: &W,
+    mailbox: Mailbox<W::Command>,
+) {
     loop {
         match mailbox.recv().await {
             Some(Command::StopAccepting) => ctx.stopping.raise(),
             Some(Command::Targets(t)) => *ctx.targets.borrow_mut() = t.iter().copied().collect(),
-            Some(Command::CloseAll) | None => break,
-            // Tunnel commands never reach a forwarding worker.
-            Some(_) => {}
+            Some(Command::Mode(cmd)) => worker.on_command(ctx, cmd),
+            Some(Command::CloseAll) | None => return,
         }
     }
-    ctx.close().await;
-    Ok(())
 }
