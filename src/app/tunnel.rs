@@ -7,6 +7,7 @@ use super::{bind_worker_sockets, session_spec, worker_count, EXIT_FAILURE};
 use crate::bus::TunnelShared;
 use crate::config::{Config, RunMode};
 use crate::control::backoff::Backoff;
+use crate::control::run_error::RunError;
 use crate::control::tunnel::{self as tunnel_control, Outcome};
 use crate::control::{client as tunnel_client, dns};
 use crate::dataplane::{self, TunnelSide, TunnelSockets, TunnelSpec, WorkerSockets};
@@ -131,16 +132,17 @@ fn server_once(
     driver: runtime::ActiveDriver,
     stats: &[Arc<WorkerStats>],
     mode: &mut RunMode,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, RunError> {
     let workers = worker_count(cfg);
     let tunnel = net::resolve_bind_addr(&cfg.tunnel)
         .and_then(|a| net::bind_tcp_listeners(a, workers))
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.tunnel))?;
+        .map_err(|source| RunError::Listen {
+            addr: cfg.tunnel.to_string(),
+            source,
+        })?;
     let users = match *mode {
         RunMode::Two => no_user_sockets(workers),
-        RunMode::One => {
-            user_sockets(cfg, workers).map_err(|e| format!("cannot listen on target: {e}"))?
-        }
+        RunMode::One => user_sockets(cfg, workers).map_err(RunError::ListenTarget)?,
         RunMode::Auto => match user_sockets(cfg, workers) {
             Ok(u) => {
                 *mode = RunMode::One;
@@ -162,8 +164,7 @@ fn server_once(
         &cfg.params.crt,
         &cfg.params.key_file,
         cfg.env.reload_interval,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let reply = TunnelConfig {
         flow,
         max: cfg.params.max,
@@ -196,27 +197,28 @@ fn client_once(
     cfg: &Config,
     driver: runtime::ActiveDriver,
     stats: &[Arc<WorkerStats>],
-) -> Result<Outcome, String> {
+) -> Result<Outcome, RunError> {
     let workers = worker_count(cfg);
-    let server =
-        net::resolve(&cfg.tunnel).map_err(|e| format!("cannot resolve {}: {e}", cfg.tunnel))?;
+    let server = net::resolve(&cfg.tunnel).map_err(|source| RunError::Resolve {
+        addr: cfg.tunnel.to_string(),
+        source,
+    })?;
     let started = Instant::now();
     let agreed = runtime::block_on(driver, || tunnel_client::handshake(cfg, server))
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(RunError::ControlRuntime)??;
     let tc = agreed.config;
     let users = if tc.flow == Flow::Plus {
-        user_sockets(cfg, workers).map_err(|e| format!("cannot listen on target: {e}"))?
+        user_sockets(cfg, workers).map_err(RunError::ListenTarget)?
     } else {
         no_user_sockets(workers)
     };
     let client_tls = match tc.tls {
         0 => None,
-        1 => Some(tls::client_config_insecure().map_err(|e| e.to_string())?),
+        1 => Some(tls::client_config_insecure()?),
         // Like Go's system pool, SSL_CERT_FILE adds a CA bundle to the system roots.
         _ => {
             let extra = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
-            Some(tls::client_config_verifying(extra.as_deref()).map_err(|e| e.to_string())?)
+            Some(tls::client_config_verifying(extra.as_deref())?)
         }
     };
     let sockets = users
@@ -262,7 +264,7 @@ fn run_plane(
     end: tunnel_control::End,
     args: PlaneArgs,
     stats: &[Arc<WorkerStats>],
-) -> Result<Outcome, String> {
+) -> Result<Outcome, RunError> {
     let workers = sockets.len();
     let (shared, events) = TunnelShared::new(workers);
     shared
@@ -281,7 +283,7 @@ fn run_plane(
         workers,
     });
     let plane = dataplane::start_tunnel(spec, sockets, stats.to_vec(), driver)
-        .map_err(|e| format!("cannot start workers: {e}"))?;
+        .map_err(RunError::StartWorkers)?;
     let _ = shared.workers.set(plane.handles.clone());
     let resolver = dns::Resolver::spawn(
         cfg.targets.clone(),
@@ -302,5 +304,5 @@ fn run_plane(
         r.stop();
     }
     plane.join();
-    outcome.map_err(|e| format!("control runtime: {e}"))
+    outcome
 }

@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod client;
 pub mod dns;
+pub mod run_error;
 pub mod single_end;
 pub mod tunnel;
 

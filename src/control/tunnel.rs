@@ -15,6 +15,7 @@ use crate::stats::{self, WorkerStats};
 use crate::{runtime, shutdown};
 
 use super::drain;
+use super::run_error::RunError;
 
 /// Which end runs the loop.
 #[derive(Debug, Clone)]
@@ -56,12 +57,12 @@ pub enum Outcome {
     Shutdown,
     /// A fatal error; restart after backoff. The duration is how long the run was healthy
     /// (`None`: its control channel never came up).
-    Fatal(String, Option<Duration>),
+    Fatal(RunError, Option<Duration>),
 }
 
 /// Run the control loop on this thread's own runtime until shutdown or a fatal error.
-pub fn run(cfg: &Config, driver: runtime::ActiveDriver, run: Run<'_>) -> std::io::Result<Outcome> {
-    runtime::block_on(driver, || async {
+pub fn run(cfg: &Config, driver: runtime::ActiveDriver, run: Run<'_>) -> Result<Outcome, RunError> {
+    let outcome = runtime::block_on(driver, || async {
         let mut state = State::new(cfg, run);
         let outcome = state.main().await;
         if matches!(outcome, Outcome::Shutdown) {
@@ -70,7 +71,8 @@ pub fn run(cfg: &Config, driver: runtime::ActiveDriver, run: Run<'_>) -> std::io
             post_all(state.run.workers, || Command::CloseAll);
         }
         outcome
-    })
+    });
+    outcome.map_err(RunError::ControlRuntime)
 }
 
 struct State<'a, 'c> {
@@ -143,7 +145,7 @@ impl<'a, 'c> State<'a, 'c> {
                 _ = shutdown::wait() => return Outcome::Shutdown,
             };
             let Some(ev) = ev else {
-                return Outcome::Fatal("workers are gone".into(), self.healthy_for());
+                return Outcome::Fatal(RunError::WorkersGone, self.healthy_for());
             };
             if let Err(why) = self.on_event(ev) {
                 return Outcome::Fatal(why, self.healthy_for());
@@ -152,7 +154,7 @@ impl<'a, 'c> State<'a, 'c> {
     }
 
     /// Wait for the control channel. `Err(None)` = shutdown requested.
-    async fn wait_for_control(&mut self) -> Result<(), Option<String>> {
+    async fn wait_for_control(&mut self) -> Result<(), Option<RunError>> {
         let limit = self.cfg.env.handshake_timeout;
         let mut started = match &self.run.end {
             End::Server { .. } => {
@@ -167,11 +169,11 @@ impl<'a, 'c> State<'a, 'c> {
             });
             let ev = monoio::select! {
                 ev = self.run.events.recv() => ev,
-                _ = monoio::time::sleep(wait) => return Err(Some("handshake timeout".into())),
+                _ = monoio::time::sleep(wait) => return Err(Some(RunError::HandshakeTimeout)),
                 _ = shutdown::wait() => return Err(None),
             };
             match ev {
-                None => return Err(Some("workers are gone".into())),
+                None => return Err(Some(RunError::WorkersGone)),
                 Some(Event::HandshakeDone(_)) => started = Some(Instant::now()),
                 Some(Event::ControlUp(_)) => {
                     let ms = started.map_or(0, |s| s.elapsed().as_millis());
@@ -226,7 +228,7 @@ impl<'a, 'c> State<'a, 'c> {
         }
     }
 
-    fn on_event(&mut self, ev: Event) -> Result<(), String> {
+    fn on_event(&mut self, ev: Event) -> Result<(), RunError> {
         match ev {
             Event::Signal(sig) => self.on_signal(sig)?,
             Event::PoolConn { id, worker } => {
@@ -237,7 +239,8 @@ impl<'a, 'c> State<'a, 'c> {
                 }
             }
             Event::PoolMiss => self.errors += 1,
-            Event::ControlLost(why) | Event::VerifyFailed(why) => return Err(why),
+            Event::ControlLost(why) => return Err(RunError::ControlLost(why)),
+            Event::VerifyFailed(why) => return Err(RunError::VerifyFailed(why)),
             Event::VerifyNoConn(_) => self.verify_due = true,
             Event::HandshakeDone(peer) => log::debug!("handshake from {peer} while running"),
             Event::ControlUp(_) => {}
@@ -245,7 +248,7 @@ impl<'a, 'c> State<'a, 'c> {
         Ok(())
     }
 
-    fn on_signal(&mut self, sig: Signal) -> Result<(), String> {
+    fn on_signal(&mut self, sig: Signal) -> Result<(), RunError> {
         match sig.action {
             Action::Ping => self.send(&Signal::new(Action::Pong)),
             Action::Pong => self.checkpoint(),
