@@ -42,3 +42,4 @@ pub mod shutdown;
 pub mod stats;
 pub mod sys;
 pub mod tls;
+pub mod wake;

@@ -1,20 +1,19 @@
 //! The only types that cross threads: commands to a worker, events back, and the queue
 //! that lets one thread wake another's runtime without ever blocking it.
 //!
-//! - [`queue`]: the one cross-thread queue (bounded, `try_send`, then a wake-up).
+//! - [`queue`] (from [`crate::wake`]): the one cross-thread queue.
 //! - [`Command`]: what every worker understands, whatever its mode, plus the mode's own
 //!   command type (`Mode`): the worker host knows no mode.
 //! - [`tunnel`]: the tunnel's commands, events and per-run shared state.
 //! - [`route`]: which worker owns a pool connection, and which command a signal becomes.
 
-mod queue;
 pub mod route;
 pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use queue::{queue, QueueRx, QueueTx, Rejected};
+pub use crate::wake::{queue, QueueRx, QueueTx, Rejected};
 pub use tunnel::{Event, TunnelCommand, TunnelShared, SIGNAL_QUEUE_DEPTH};
 
 /// Commands the control thread sends to one worker: the host's own, and `Mode(M)` for the

@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use super::queue::{queue, QueueRx, QueueTx, Rejected};
 use super::WorkerHandle;
 use crate::proto::PoolId;
+use crate::wake::{queue, QueueRx, QueueTx, Rejected};
 
 /// Commands only a tunnel worker understands (inside [`super::Command::Mode`]).
 #[derive(Debug)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use monoio::net::{TcpListener, TcpStream};
 
-use super::flag::LocalFlag;
+use crate::wake::LocalFlag;
 
 /// Pause after an accept error.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);

@@ -12,12 +12,12 @@ use monoio::net::udp::UdpSocket;
 use monoio::net::TcpStream;
 
 use super::dial::{dial_rotating, send_all};
-use super::flag::LocalFlag;
 use super::host::WorkerCtx;
 use super::relay::Meter;
 use crate::config::{BlockSet, ProxyProtocol};
 use crate::limit::{classify_first_bytes, SlotGuard, Verdict};
 use crate::runtime::ActiveDriver;
+use crate::wake::LocalFlag;
 use crate::{net, proxy_proto, sys};
 
 /// How long `block=` waits for a user's first bytes before letting the connection through

@@ -15,11 +15,11 @@ use crate::bus::{self, Command, Mailbox, WorkerHandle};
 use crate::runtime::{self, ActiveDriver};
 use crate::stats::WorkerStats;
 
-use super::flag::LocalFlag;
 use super::pipes::PipePool;
 use super::sessions::SessionTable;
 use super::spec::SessionSpec;
 use super::tasks::TaskSet;
+use crate::wake::LocalFlag;
 
 /// One worker's private state, shared by its tasks (single-threaded: `Rc`, `Cell`).
 pub struct WorkerCtx {

@@ -10,13 +10,14 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::pool::{Notify, PoolConn, Pooled};
+use super::pool::{PoolConn, Pooled};
 use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::dataplane::dial::{dial, SourcePolicy};
 use crate::dataplane::host::WorkerCtx;
 use crate::proto::PoolId;
 use crate::tls::ClientTls;
+use crate::wake::LocalFlag;
 use crate::{net, sys};
 
 /// How long the client waits for the server to write a pool connection's id (Go: 1 min).
@@ -87,7 +88,7 @@ pub async fn refill_loop(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
         }
         monoio::select! {
             _ = monoio::time::sleep(pace.interval) => {}
-            _ = t.shard.taken.notified() => {}
+            _ = t.shard.taken.wait() => t.shard.taken.lower(),
             _ = ctx.stopping.wait() => return,
         }
     }
@@ -98,7 +99,7 @@ pub async fn refill_loop(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
 struct Round {
     pending: Cell<usize>,
     created: Cell<usize>,
-    done: Notify,
+    done: LocalFlag,
 }
 
 /// Dial `need` pool connections in parallel (each a task of this worker, so a close ends
@@ -116,13 +117,11 @@ async fn dial_round(need: usize, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) -> usiz
             }
             round.pending.set(round.pending.get() - 1);
             if round.pending.get() == 0 {
-                round.done.notify();
+                round.done.raise();
             }
         });
     }
-    while round.pending.get() > 0 {
-        round.done.notified().await;
-    }
+    round.done.wait().await;
     round.created.get()
 }
 

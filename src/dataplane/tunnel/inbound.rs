@@ -11,7 +11,8 @@ use std::sync::atomic::Ordering;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
-use super::pool::{settle, PoolConn, Pooled};
+use super::pool::{PoolConn, Pooled};
+use super::strangers::settle;
 use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::dataplane::accept::accept_until;
@@ -135,7 +136,7 @@ async fn quiet_for_control(conn: &PoolConn, fd: std::os::fd::RawFd, peer: Socket
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
         Ok(0) | Err(_) => false,
         Ok(_) => {
-            super::watch::stranger_seen();
+            super::strangers::stranger_seen();
             log::warn!(
                 "pool connection from {peer} sent bytes before its id: not a tunnel client, \
                  closed"

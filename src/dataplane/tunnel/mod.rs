@@ -13,6 +13,7 @@ mod link;
 mod pool;
 mod pool_io;
 mod session;
+mod strangers;
 mod udp;
 mod watch;
 

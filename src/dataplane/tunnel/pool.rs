@@ -3,10 +3,8 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::future::poll_fn;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
@@ -15,22 +13,10 @@ use monoio_rustls::{ClientTlsStream, ServerTlsStream};
 use crate::bus::TunnelShared;
 use crate::proto::PoolId;
 use crate::sys::Epoll;
+use crate::wake::LocalFlag;
 
 /// How often a taker looks again while the connection it wants has not arrived.
 pub const TAKE_POLL: Duration = Duration::from_millis(5);
-
-/// How long a new connection must stay silent on a flow `-` server before it may become
-/// the control channel (always) or serve a user (while strangers were seen lately,
-/// `watch::careful`): someone on the client's host who connected to the tunnel port has
-/// this long to show itself by sending a byte. Longer under attack, when many strangers
-/// compete for the CPU with the one that is being judged.
-pub fn settle() -> Duration {
-    if super::watch::careful() {
-        Duration::from_millis(100)
-    } else {
-        Duration::from_millis(20)
-    }
-}
 
 /// A pool connection's transport.
 pub enum PoolConn {
@@ -56,36 +42,6 @@ pub struct Pooled {
     pub fd: std::os::fd::RawFd,
 }
 
-/// A wake-up flag for one waiting task (the client's refill loop).
-#[derive(Default)]
-pub struct Notify {
-    set: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
-}
-
-impl Notify {
-    /// Wake the waiter (or let its next wait return at once).
-    pub fn notify(&self) {
-        self.set.set(true);
-        if let Some(w) = self.waker.borrow_mut().take() {
-            w.wake();
-        }
-    }
-
-    /// Resolve once notified; clears the flag.
-    pub async fn notified(&self) {
-        poll_fn(|cx| {
-            if self.set.replace(false) {
-                Poll::Ready(())
-            } else {
-                *self.waker.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
-    }
-}
-
 /// The idle pool connections one worker owns.
 pub struct Shard {
     index: usize,
@@ -93,7 +49,7 @@ pub struct Shard {
     order: RefCell<VecDeque<PoolId>>,
     conns: RefCell<HashMap<PoolId, Pooled>>,
     /// Raised whenever a connection leaves the shard (the client refills on demand).
-    pub taken: Notify,
+    pub taken: LocalFlag,
     /// Watches every idle connection for a peer that closes it (or, where idle data is
     /// hostile, sends bytes) so it leaves the shard at once (`watch.rs`).
     watch: OnceCell<(Epoll, u32)>,
@@ -118,7 +74,7 @@ impl Shard {
             shared,
             order: RefCell::default(),
             conns: RefCell::default(),
-            taken: Notify::default(),
+            taken: LocalFlag::default(),
             watch: OnceCell::new(),
             probe_on_take: Cell::new(false),
             retired: RefCell::default(),
@@ -142,7 +98,7 @@ impl Shard {
             Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
             Ok(0) => true,
             Ok(_) => {
-                super::watch::stranger_seen();
+                super::strangers::stranger_seen();
                 true
             }
         }
@@ -198,7 +154,7 @@ impl Shard {
         self.order.borrow_mut().retain(|i| *i != id);
         self.watch_remove(&p);
         self.publish();
-        self.taken.notify();
+        self.taken.raise();
         Some(p)
     }
 
@@ -226,7 +182,7 @@ impl Shard {
         self.watch_quiet(id, fd);
         self.retired.borrow_mut().push_back((until, id, fd));
         self.publish();
-        self.taken.notify();
+        self.taken.raise();
         true
     }
 
@@ -273,8 +229,12 @@ impl Shard {
     pub fn take_any(&self) -> Option<Pooled> {
         let mut order = self.order.borrow_mut();
         let mut conns = self.conns.borrow_mut();
-        let careful = self.probe_on_take.get() && super::watch::careful();
-        let young = if careful { settle() } else { Duration::ZERO };
+        let careful = self.probe_on_take.get() && super::strangers::careful();
+        let young = if careful {
+            super::strangers::settle()
+        } else {
+            Duration::ZERO
+        };
         while let Some(&id) = order.front() {
             if careful && conns.get(&id).is_some_and(|p| p.since.elapsed() < young) {
                 // The oldest is too young, so are all the others: the user waits.
@@ -289,7 +249,7 @@ impl Shard {
                 }
                 drop((order, conns));
                 self.publish();
-                self.taken.notify();
+                self.taken.raise();
                 return Some(p);
             }
         }
@@ -313,13 +273,13 @@ impl Shard {
         self.order.borrow_mut().retain(|i| *i != id);
         self.watch_remove(&p);
         self.publish();
-        self.taken.notify();
+        self.taken.raise();
         Some(p)
     }
 
     /// Ask this worker's refill loop (client side) to top the shard up now.
     pub fn wake_refill(&self) {
-        self.taken.notify();
+        self.taken.raise();
     }
 
     /// The connection `id`, waiting up to `limit` for it to arrive (Go polls the same way).
@@ -346,6 +306,6 @@ impl Shard {
         self.retired.borrow_mut().clear();
         self.publish();
         drop(drained);
-        self.taken.notify();
+        self.taken.raise();
     }
 }

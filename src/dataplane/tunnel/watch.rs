@@ -21,47 +21,15 @@
 
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::pool::{watch_token, Shard};
+use super::strangers::stranger_seen;
 use super::{TunnelCtx, TunnelSide};
 use crate::dataplane::host::WorkerCtx;
 use crate::proto::PoolId;
 use crate::runtime::ActiveDriver;
 use crate::sys::Epoll;
-
-/// How long after the last stranger a flow `-` server stays careful (see [`careful`]).
-const CAREFUL_FOR: Duration = Duration::from_secs(60);
-
-/// When someone other than the tunnel client last showed itself on a pool connection of
-/// this process (ms since [`epoch`], 0 = never). Process-wide: strangers outlive runs.
-static STRANGER_SEEN_MS: AtomicU64 = AtomicU64::new(0);
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// Record that a stranger showed up (bytes on an idle pool connection, or before its id).
-pub fn stranger_seen() {
-    let ms = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
-    STRANGER_SEEN_MS.store(ms.max(1), Ordering::Relaxed);
-}
-
-/// Whether a stranger showed up within the last minute. While so, a flow `-` server lets
-/// new pool connections settle before users get them (`pool::settle`); otherwise a drained
-/// pool's fresh connections serve users at once (new-connection rate).
-pub fn careful() -> bool {
-    let seen = STRANGER_SEEN_MS.load(Ordering::Relaxed);
-    seen != 0
-        && epoch()
-            .elapsed()
-            .as_millis()
-            .saturating_sub(u128::from(seen))
-            < CAREFUL_FOR.as_millis()
-}
 
 /// Reset or hang-up: reported whatever the interest.
 const BROKEN: u32 = (libc::EPOLLHUP | libc::EPOLLERR) as u32;

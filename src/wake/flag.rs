@@ -1,4 +1,6 @@
-//! A one-shot, single-thread flag that tasks can await (a worker's "stop accepting" signal).
+//! A single-thread flag that tasks can await: raised once for good (a worker's "stop
+//! accepting", "closing"), or lowered again by the task it wakes (a pool refill loop's
+//! "a connection was taken").
 //!
 //! A waiter is registered in a slot only while its `wait()` future is alive: a wait that
 //! loses a `select!` is dropped and frees its slot at once. The flag lives as long as its
@@ -10,10 +12,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-/// Set once; every waiter wakes.
+/// Raised, every waiter wakes; stays raised until lowered.
 #[derive(Default)]
 pub struct LocalFlag {
     set: Cell<bool>,
+    /// Counts raises, so that a wait registered before a raise knows it happened even if
+    /// the flag was lowered again before the wait was polled.
+    raises: Cell<u64>,
     waiters: RefCell<Waiters>,
 }
 
@@ -29,6 +34,7 @@ impl LocalFlag {
     /// Raise the flag and wake every waiter.
     pub fn raise(&self) {
         self.set.set(true);
+        self.raises.set(self.raises.get().wrapping_add(1));
         let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
         for w in waiters.slots.into_iter().flatten() {
             w.wake();
@@ -41,6 +47,12 @@ impl LocalFlag {
             flag: self,
             slot: None,
         }
+    }
+
+    /// Lower the flag again (the waker consumed the event); later waits wait for the next
+    /// raise.
+    pub fn lower(&self) {
+        self.set.set(false);
     }
 
     /// Whether the flag is raised now.
@@ -59,7 +71,8 @@ impl LocalFlag {
 /// The future of [`LocalFlag::wait`]; unregisters its waker when dropped.
 pub struct Wait<'a> {
     flag: &'a LocalFlag,
-    slot: Option<usize>,
+    /// The waiter's slot and the raise count when it registered.
+    slot: Option<(usize, u64)>,
 }
 
 impl Future for Wait<'_> {
@@ -67,14 +80,15 @@ impl Future for Wait<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let flag = self.flag;
-        if flag.set.get() {
+        let raised_since = self.slot.is_some_and(|(_, r)| r != flag.raises.get());
+        if flag.set.get() || raised_since {
             // `raise` already emptied the table: the slot is gone.
             self.slot = None;
             return Poll::Ready(());
         }
         let mut waiters = flag.waiters.borrow_mut();
         match self.slot {
-            Some(i) => match &mut waiters.slots[i] {
+            Some((i, _)) => match &mut waiters.slots[i] {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 entry => *entry = Some(cx.waker().clone()),
             },
@@ -91,7 +105,7 @@ impl Future for Wait<'_> {
                     }
                 };
                 drop(waiters);
-                self.slot = Some(i);
+                self.slot = Some((i, flag.raises.get()));
             }
         }
         Poll::Pending
@@ -101,8 +115,10 @@ impl Future for Wait<'_> {
 impl Drop for Wait<'_> {
     fn drop(&mut self) {
         // After `raise` the table was replaced: a stale slot number must not be freed.
-        let Some(i) = self.slot.take() else { return };
-        if self.flag.set.get() {
+        let Some((i, raises)) = self.slot.take() else {
+            return;
+        };
+        if raises != self.flag.raises.get() {
             return;
         }
         let mut waiters = self.flag.waiters.borrow_mut();
@@ -163,5 +179,32 @@ mod tests {
         drop(b);
         assert!(poll_once(&mut flag.wait(), &waker).is_ready());
         assert_eq!(flag.waiters(), 0);
+    }
+
+    #[test]
+    fn a_lowered_flag_waits_for_the_next_raise_and_stale_waits_free_nothing() {
+        let flag = LocalFlag::default();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut early = flag.wait();
+        assert!(poll_once(&mut early, &waker).is_pending());
+        flag.raise();
+        flag.lower();
+        // Raised while it waited: ready, though the flag is down again.
+        assert!(poll_once(&mut early, &waker).is_ready());
+        let mut late = flag.wait();
+        assert!(poll_once(&mut late, &waker).is_pending(), "lowered: waits");
+        let mut stale = flag.wait();
+        assert!(poll_once(&mut stale, &waker).is_pending());
+        flag.raise();
+        flag.lower();
+        let mut fresh = flag.wait();
+        assert!(poll_once(&mut fresh, &waker).is_pending());
+        // Dropping a wait from before the raise must not free the fresh wait's slot.
+        drop(stale);
+        assert_eq!(flag.waiters(), 1);
+        flag.raise();
+        assert!(poll_once(&mut fresh, &waker).is_ready());
+        assert!(poll_once(&mut late, &waker).is_ready());
     }
 }
