@@ -63,7 +63,7 @@ pub(super) fn forward_spec(cfg: &Config, targets: Vec<Option<SocketAddr>>) -> Fo
         slots: SlotLimit::new(cfg.params.slot),
         rate_rx: rate.map(RateLimiter::new),
         rate_tx: rate.map(RateLimiter::new),
-        relay: RelayKind::from_env_value(std::env::var("NP_RELAY").ok().as_deref()),
+        relay: RelayKind::from_env_value(cfg.env.relay.as_deref()),
     }
 }
 

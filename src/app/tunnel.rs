@@ -216,7 +216,7 @@ fn client_once(
         1 => Some(tls::client_config_insecure().map_err(|e| e.to_string())?),
         // Like Go's system pool, SSL_CERT_FILE adds a CA bundle to the system roots.
         _ => {
-            let extra = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+            let extra = cfg.env.ssl_cert_file.clone();
             Some(tls::client_config_verifying(extra.as_deref()).map_err(|e| e.to_string())?)
         }
     };

@@ -167,7 +167,7 @@ fn unescape_path(p: &str) -> Option<String> {
     if !p.contains('%') {
         return Some(p.to_string());
     }
-    super::urls::unescape(&p.replace('+', "%2B"))
+    crate::config::query_unescape(&p.replace('+', "%2B"))
 }
 
 #[cfg(test)]

@@ -43,13 +43,13 @@ use std::time::Duration;
 
 pub use http::HttpLimits;
 
-use crate::config::Config;
+use crate::config::{Config, Env};
 
-/// Where the state file lives unless told otherwise: `$NP_MASTER_STATE_DIR`, else
-/// `<directory of the executable>/state` (Go keeps `gob/` next to the binary).
-pub fn default_state_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("NP_MASTER_STATE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
+/// Where the state file lives unless told otherwise: `NP_MASTER_STATE_DIR` (as read into
+/// `env`), else `<directory of the executable>/state` (Go keeps `gob/` next to the binary).
+pub fn default_state_dir(env: &Env) -> PathBuf {
+    if let Some(dir) = &env.master_state_dir {
+        return dir.clone();
     }
     let exe = std::env::current_exe().unwrap_or_default();
     exe.parent()
@@ -77,30 +77,17 @@ pub struct MasterOptions {
 }
 
 impl MasterOptions {
-    /// Production defaults: this executable, [`default_state_dir`].
-    pub fn from_env() -> Self {
+    /// Production defaults for `cfg`: this executable, [`default_state_dir`], the URL's raw `log=`.
+    pub fn for_config(cfg: &Config) -> Self {
         MasterOptions {
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("nodepass")),
-            state_dir: default_state_dir(),
+            state_dir: default_state_dir(&cfg.env),
             http: HttpLimits::default(),
             validate_urls: true,
             counter_save_interval: Duration::from_secs(30),
-            url_log: raw_log_arg(),
+            url_log: cfg.env.url_log.clone(),
         }
     }
-}
-
-/// The raw `log=` of the URL this program was started with (its first argument).
-// TODO(app): have app.rs pass the raw URL; `Config` keeps only the parsed level.
-fn raw_log_arg() -> String {
-    let url = std::env::args().nth(1).unwrap_or_default();
-    let query = url.split_once('?').map_or("", |(_, q)| q);
-    let query = query.split('#').next().unwrap_or("");
-    urls::parse_query(query)
-        .into_iter()
-        .find(|(k, _)| k == "log")
-        .map(|(_, v)| v)
-        .unwrap_or_default()
 }
 
 /// Why the master could not start.
@@ -227,7 +214,8 @@ pub fn run(cfg: Config) -> i32 {
         ..Control::default()
     };
     let mut failed = false;
-    serve::serve(cfg, MasterOptions::from_env(), ctl, |r| {
+    let opts = MasterOptions::for_config(&cfg);
+    serve::serve(cfg, opts, ctl, |r| {
         if let Err(e) = r {
             log::error!("Master error: {e}");
             failed = true;

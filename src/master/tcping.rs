@@ -22,7 +22,7 @@ pub async fn handle(m: &Rc<Master>, req: &Request) -> Response {
     if req.method != "GET" {
         return Response::error(405, "Method not allowed");
     }
-    let target = super::urls::parse_query(&req.query)
+    let target = crate::config::parse_query(&req.query)
         .into_iter()
         .find(|(k, _)| k == "target")
         .map(|(_, v)| v)
