@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use super::core::Master;
 use super::http::{Request, Response};
-use super::model::Status;
+use super::model::{gauge, Status};
 
 /// GET only.
 pub fn handle(m: &Rc<Master>, req: &Request) -> Response {
@@ -71,10 +71,18 @@ pub fn render(m: &Master) -> String {
         }
     }
     let gauges: [Gauge; 4] = [
-        ("tcp_connections", "Active TCP sessions.", |i| i.tcps),
-        ("udp_connections", "Active UDP sessions.", |i| i.udps),
-        ("pool_idle", "Idle pool connections.", |i| i.pool),
-        ("ping_ms", "Last tunnel ping in milliseconds.", |i| i.ping),
+        ("tcp_connections", "Active TCP sessions.", |i| {
+            gauge(i.reported.tcps)
+        }),
+        ("udp_connections", "Active UDP sessions.", |i| {
+            gauge(i.reported.udps)
+        }),
+        ("pool_idle", "Idle pool connections.", |i| {
+            gauge(i.reported.pool)
+        }),
+        ("ping_ms", "Last tunnel ping in milliseconds.", |i| {
+            gauge(i.reported.ping_ms)
+        }),
     ];
     for (name, help, get) in gauges {
         let _ = writeln!(

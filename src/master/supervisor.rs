@@ -12,6 +12,7 @@ use super::checkpoint;
 use super::core::Master;
 use super::model::Status;
 use super::process::{self, ChildEvent};
+use crate::stats::CheckPoint;
 
 /// Pause between the stop and the start of a restart (Go's `baseDuration`).
 pub const RESTART_PAUSE: Duration = Duration::from_millis(100);
@@ -143,7 +144,7 @@ fn on_line(m: &Rc<Master>, id: &str, generation: u64, line: &str) {
         if inst.run.generation != generation || inst.run.deleted {
             return None;
         }
-        if let Some(cp) = checkpoint::parse(line) {
+        if let Ok(cp) = line.parse::<CheckPoint>() {
             inst.apply_checkpoint(&cp);
             inst.run.last_checkpoint = Some(Instant::now());
             if inst.status == Status::Error && inst.run.child.is_some() && !inst.run.stopping {
