@@ -8,9 +8,9 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::checkpoint;
 use super::core::Master;
 use super::model::Status;
+use super::output;
 use super::process::{self, ChildEvent};
 use crate::stats::CheckPoint;
 
@@ -25,7 +25,7 @@ pub fn start(m: &Rc<Master>, id: &str) {
     if m.closing.get() {
         return;
     }
-    let exe = m.opts.exe.clone();
+    let exe = m.exe.clone();
     let events = m.children.clone();
     let started = m.with(id, |inst| {
         if inst.is_key() || inst.run.deleted || inst.run.child.is_some() {
@@ -152,7 +152,7 @@ fn on_line(m: &Rc<Master>, id: &str, generation: u64, line: &str) {
             }
             return Some(Outcome::Update);
         }
-        let error = checkpoint::is_error_line(line) && inst.status == Status::Running;
+        let error = output::is_error_line(line) && inst.status == Status::Running;
         if error {
             inst.status = Status::Error;
         }

@@ -1,6 +1,7 @@
 //! Pure parsing of request heads and bodies (Content-Length and chunked), with limits.
 
-use super::http::{Reject, Request, MAX_BODY, MAX_HEAD};
+use super::limits::{MAX_BODY, MAX_HEAD};
+use super::message::{Reject, Request};
 
 /// How the body of a request is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
