@@ -1,11 +1,18 @@
 //! Master mode: the NodePass management API (`master://host:port/prefix?tls=…`).
 //!
-//! A hand-rolled HTTP/1.1 server (`http`, `body`) serves the routes of
-//! `spec/MASTER_API.md` (`router`, `api`, `patch`, `info`, `tcping`, `openapi`,
-//! `docs_page`, `metrics`) and the event stream (`sse`, `sse_stream`) on one monoio
-//! runtime. Instances are child processes of this binary (`process`, `supervisor`,
-//! `checkpoint`), described by `model` and `urls`, persisted by `state` (format, load with
-//! backup fallback), `saver` (when to write) and `atomic_file` (how to write).
+//! Three rooms on one monoio runtime, whose imports go one way (`api` → `http`,
+//! `api` → `instances`; `http` and `instances` import neither room):
+//!
+//! - `http`: a hand-rolled HTTP/1.1 server that knows nothing of NodePass: it serves a
+//!   `Handler` and streams an `EventSource` (server, connection, body parsing, limits,
+//!   the event-stream writer).
+//! - `api`: the routes of `spec/MASTER_API.md`: router and key check, instances, PATCH,
+//!   `/events`, `/info`, `/tcping`, `/metrics`, `/openapi.json`, `/docs`.
+//! - `instances`: the instances, child processes of this binary (model, URLs, supervisor,
+//!   processes, event hub) and their state file (format, saver, atomic writes).
+//!
+//! `serve` wires them (bind, load, serve, shut down in Go's order); `options` holds what
+//! the master takes from outside, and `tls` the API's TLS acceptor.
 //!
 //! [`run`] is the program's master mode; [`start`] runs the same master on a background
 //! thread for tests and returns a [`MasterHandle`].
