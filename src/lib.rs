@@ -11,14 +11,15 @@
 //!    [`net`] — socket options in one place (SO_REUSEPORT probe, TCP_NODELAY, keepalive, bind-to-IP).
 //!    [`tls`] — rustls configurations for tls=0/1/2, rcgen self-signed certificates, PEM reload.
 //!    [`limit`] — process-wide token-bucket rate limiter and the exact slot limit.
-//!    [`stats`] — per-worker counters, their sum, and the CHECK_POINT line.
+//!    [`stats`] — per-worker counters, their sum, and the CHECK_POINT line (written and parsed).
 //!    [`proxy_proto`] — PROXY protocol v1/v2 header encoding.
 //!    [`bus`] — the only types that cross threads: commands to workers, events back.
 //!    [`logging`] — NodePass's log line format and level names.
 //!    [`shutdown`] — SIGINT/SIGTERM → a graceful-drain flag.
 //! 3. [`dataplane`] — per-core monoio workers: listeners, relays (splice / copy), UDP sessions.
 //!    [`control`] — tunnel handshake, signals, pool bookkeeping, health and restarts.
-//!    [`master`] — the hand-rolled HTTP master API, event stream and instance supervisor.
+//!    [`master`] — the REST master in three rooms: `http` (a server that takes a handler),
+//!    `api` (routes, event stream) and `instances` (supervisor, child processes, state file).
 //! 4. [`app`] — wires one mode from a `Config`; `main.rs` maps errors to exit codes.
 //!
 //! `control` and `dataplane` never import each other; they share only `bus`. `master`

@@ -105,6 +105,6 @@ pub(crate) fn session_spec(cfg: &Config, targets: Vec<Option<SocketAddr>>) -> Se
         slots: SlotLimit::new(cfg.params.slot),
         rate_rx: rate.map(RateLimiter::new),
         rate_tx: rate.map(RateLimiter::new),
-        relay: RelayKind::from_env_value(std::env::var("NP_RELAY").ok().as_deref()),
+        relay: RelayKind::from_env_value(cfg.env.relay.as_deref()),
     }
 }

@@ -217,8 +217,7 @@ fn client_once(
         1 => Some(tls::client_config_insecure()?),
         // Like Go's system pool, SSL_CERT_FILE adds a CA bundle to the system roots.
         _ => {
-            let extra = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
-            Some(tls::client_config_verifying(extra.as_deref())?)
+            Some(tls::client_config_verifying(cfg.env.ssl_cert_file.as_deref())?)
         }
     };
     let sockets = users

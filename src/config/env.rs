@@ -1,7 +1,10 @@
-//! The `NP_*` environment variables (PROTOCOL.md §1.2) plus our `NP_WORKERS` and `NP_DRIVER`.
+//! The `NP_*` environment variables (PROTOCOL.md §1.2) plus our `NP_WORKERS`, `NP_DRIVER`,
+//! `NP_RELAY`, `NP_MASTER_STATE_DIR` and the standard `SSL_CERT_FILE`.
 //!
-//! Read once at startup. An invalid, zero or negative value means the default, as in Go.
+//! Read once at startup; nothing outside `config/` reads the environment. An invalid, zero
+//! or negative value means the default, as in Go.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::duration::positive_go_duration;
@@ -52,6 +55,19 @@ pub struct Env {
     pub workers: Option<usize>,
     /// `NP_DRIVER`: `auto`, `uring` or `legacy`.
     pub driver: Driver,
+    /// `NP_RELAY` as given (`copy`, `uring-splice`; anything else is the default splice
+    /// relay), read by the data plane's `RelayKind::from_env_value`.
+    pub relay: Option<String>,
+    /// `SSL_CERT_FILE`: a CA bundle added to the system roots for tls=2 (as Go does).
+    pub ssl_cert_file: Option<PathBuf>,
+    /// `NP_MASTER_STATE_DIR`: the master's state directory (unset or empty: next to the
+    /// executable).
+    pub master_state_dir: Option<PathBuf>,
+    /// The URL's `log=` value exactly as written ("" when absent). Not an environment
+    /// variable: `parse_url` fills it, because Go's master copies this raw text into
+    /// instance URLs and `/info` (PROTOCOL.md §7). It lives here rather than in `Config`
+    /// so that `Config` literals elsewhere keep compiling.
+    pub url_log: String,
 }
 
 impl Default for Env {
@@ -73,6 +89,10 @@ impl Default for Env {
             reload_interval: Duration::from_secs(3600),
             workers: None,
             driver: Driver::Auto,
+            relay: None,
+            ssl_cert_file: None,
+            master_state_dir: None,
+            url_log: String::new(),
         }
     }
 }
@@ -100,12 +120,19 @@ impl Driver {
 
 impl Env {
     /// The environment of this process (`std::env::vars_os`; names or values that are not
-    /// UTF-8 are ignored).
+    /// UTF-8 are ignored, except the paths `SSL_CERT_FILE` and `NP_MASTER_STATE_DIR`).
     pub fn from_process() -> Env {
-        Env::from_vars(
-            std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-        )
+        let mut env = Env::default();
+        for (name, value) in std::env::vars_os() {
+            let Ok(name) = name.into_string() else {
+                continue;
+            };
+            match value.into_string() {
+                Ok(value) => env.apply(&name, &value),
+                Err(raw) => env.apply_path(&name, PathBuf::from(raw)),
+            }
+        }
+        env
     }
 
     /// Read every `NP_*` variable from `vars`; a missing, invalid, zero or negative value
@@ -138,6 +165,18 @@ impl Env {
             "NP_RELOAD_INTERVAL" => self.reload_interval = time(self.reload_interval),
             "NP_WORKERS" => self.workers = positive_int(value).or(self.workers),
             "NP_DRIVER" => self.driver = Driver::from_name(value).unwrap_or(self.driver),
+            "NP_RELAY" => self.relay = Some(value.to_string()),
+            _ => self.apply_path(name, PathBuf::from(value)),
+        }
+    }
+
+    /// The variables that name a path (any bytes allowed).
+    fn apply_path(&mut self, name: &str, value: PathBuf) {
+        match name {
+            "SSL_CERT_FILE" => self.ssl_cert_file = Some(value),
+            "NP_MASTER_STATE_DIR" if !value.as_os_str().is_empty() => {
+                self.master_state_dir = Some(value)
+            }
             _ => {}
         }
     }
@@ -186,6 +225,9 @@ mod tests {
             ("NP_RELOAD_INTERVAL", "2h"),
             ("NP_WORKERS", "3"),
             ("NP_DRIVER", "Legacy"),
+            ("NP_RELAY", "copy"),
+            ("SSL_CERT_FILE", "/etc/ca.pem"),
+            ("NP_MASTER_STATE_DIR", "/var/lib/np"),
         ]);
         let want = Env {
             semaphore_limit: 10,
@@ -204,8 +246,13 @@ mod tests {
             reload_interval: Duration::from_secs(7200),
             workers: Some(3),
             driver: Driver::Legacy,
+            relay: Some("copy".into()),
+            ssl_cert_file: Some("/etc/ca.pem".into()),
+            master_state_dir: Some("/var/lib/np".into()),
+            url_log: String::new(),
         };
         assert_eq!(e, want);
+        assert_eq!(env(&[("NP_MASTER_STATE_DIR", "")]).master_state_dir, None);
     }
 
     #[test]

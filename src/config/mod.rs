@@ -8,6 +8,7 @@
 mod duration;
 mod env;
 mod error;
+mod go_query;
 mod help;
 mod params;
 mod parse;
@@ -19,6 +20,7 @@ mod url_parts;
 pub use duration::{format_go_duration, parse_go_duration, positive_go_duration};
 pub use env::{Driver, Env};
 pub use error::ConfigError;
+pub use go_query::{parse_query, query_escape, query_unescape};
 pub use help::usage;
 pub use params::{
     parse_log_level, DEFAULT_DNS_TTL, DEFAULT_MAX_POOL, DEFAULT_MIN_POOL, DEFAULT_SLOT,

@@ -1,5 +1,6 @@
 //! The URL grammar of PROTOCOL.md §1 → [`Config`](super::Config).
 
+use super::go_query::parse_query;
 use super::params::Query;
 use super::url_parts::{split_host_port, split_url, AddrError};
 use super::{Config, ConfigError, Env, HostPort, Params, Scheme};
@@ -22,8 +23,9 @@ pub fn derive_key(port: &str) -> String {
 ///
 /// `scheme://[key[:ignored]@]host:port/target[,target…][?query]`; for `master://` the path is
 /// the API prefix instead of targets. Nothing is resolved or bound here.
-pub fn parse_url(url: &str, env: Env) -> Result<Config, ConfigError> {
+pub fn parse_url(url: &str, mut env: Env) -> Result<Config, ConfigError> {
     let parts = split_url(url)?;
+    env.url_log = raw_log(&parts.query);
     let scheme = match parts.scheme.as_str() {
         "server" => Scheme::Server,
         "client" => Scheme::Client,
@@ -52,6 +54,15 @@ pub fn parse_url(url: &str, env: Env) -> Result<Config, ConfigError> {
         params: Params::from_query(&Query::parse(&parts.query)),
         env,
     })
+}
+
+/// The first `log=` value as written, decoded as Go's `Query()` does ("" when absent).
+fn raw_log(query: &str) -> String {
+    parse_query(query)
+        .into_iter()
+        .find(|(k, _)| k == "log")
+        .map(|(_, v)| v)
+        .unwrap_or_default()
 }
 
 fn parse_tunnel(addr: &str) -> Result<HostPort, ConfigError> {

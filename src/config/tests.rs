@@ -277,6 +277,19 @@ fn the_environment_is_carried_into_the_config() {
 }
 
 #[test]
+fn the_raw_log_value_is_kept_as_written_even_when_it_is_not_a_level() {
+    let cfg = parse_url(
+        "master://:9090/api?tls=1&log=Loud%21&log=info",
+        Env::default(),
+    )
+    .unwrap();
+    assert_eq!(cfg.env.url_log, "Loud!");
+    assert_eq!(cfg.params.log, LogLevel::Info);
+    let cfg = parse_url("master://:9090", Env::default()).unwrap();
+    assert_eq!(cfg.env.url_log, "");
+}
+
+#[test]
 fn started_lines_mirror_go_for_server_client_and_master() {
     let server = parse("server://:10101/127.0.0.1:8080,[::1]:9090?tls=1").unwrap();
     assert_eq!(

@@ -1,156 +1,37 @@
 //! Master mode: the NodePass management API (`master://host:port/prefix?tls=…`).
 //!
-//! A hand-rolled HTTP/1.1 server (`http`, `body`) serves the routes of
-//! `spec/MASTER_API.md` (`router`, `api`, `patch`, `info`, `tcping`, `openapi`,
-//! `docs_page`, `metrics`) and the event stream (`sse`, `sse_stream`) on one monoio
-//! runtime. Instances are child processes of this binary (`process`, `supervisor`,
-//! `checkpoint`), described by `model` and `urls`, persisted by `state` (format, load with
-//! backup fallback), `saver` (when to write) and `atomic_file` (how to write).
+//! Three rooms on one monoio runtime, whose imports go one way (`api` → `http`,
+//! `api` → `instances`; `http` and `instances` import neither room):
+//!
+//! - `http`: a hand-rolled HTTP/1.1 server that knows nothing of NodePass: it serves a
+//!   `Handler` and streams an `EventSource` (server, connection, body parsing, limits,
+//!   the event-stream writer).
+//! - `api`: the routes of `spec/MASTER_API.md`: router and key check, instances, PATCH,
+//!   `/events`, `/info`, `/tcping`, `/metrics`, `/openapi.json`, `/docs`.
+//! - `instances`: the instances, child processes of this binary (model, URLs, supervisor,
+//!   processes, event hub) and their state file (format, saver, atomic writes).
+//!
+//! `serve` wires them (bind, load, serve, shut down in Go's order); `options` holds what
+//! the master takes from outside, and `tls` the API's TLS acceptor.
 //!
 //! [`run`] is the program's master mode; [`start`] runs the same master on a background
 //! thread for tests and returns a [`MasterHandle`].
 
 mod api;
-mod atomic_file;
-mod body;
-mod checkpoint;
-mod core;
-mod docs_page;
 mod http;
-mod inbox;
-mod info;
-mod metrics;
-mod model;
-mod openapi;
-mod patch;
-mod process;
-mod router;
-mod saver;
+mod instances;
+mod options;
 mod serve;
-mod sse;
-mod sse_stream;
-mod state;
-mod supervisor;
-mod tcping;
 mod tls;
-mod urls;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
-pub use http::HttpLimits;
+pub use http::limits::HttpLimits;
+pub use options::{default_state_dir, MasterError, MasterOptions};
 
 use crate::config::Config;
-
-/// Where the state file lives unless told otherwise: `$NP_MASTER_STATE_DIR`, else
-/// `<directory of the executable>/state` (Go keeps `gob/` next to the binary).
-pub fn default_state_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("NP_MASTER_STATE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent()
-        .map(|p| p.join("state"))
-        .unwrap_or_else(|| PathBuf::from("state"))
-}
-
-/// Everything the master takes from outside besides its URL (injectable for tests).
-#[derive(Clone, Debug)]
-pub struct MasterOptions {
-    /// Program run for each instance, with the instance URL as its only argument.
-    pub exe: PathBuf,
-    /// Directory of `nodepass.json`.
-    pub state_dir: PathBuf,
-    /// HTTP deadlines and connection cap.
-    pub http: HttpLimits,
-    /// Refuse instance URLs that `config::parse_url` rejects (400) instead of letting
-    /// the child fail at start.
-    pub validate_urls: bool,
-    /// How often counter-only changes are written to the state file.
-    pub counter_save_interval: Duration,
-    /// The master URL's `log=` value as written ("" when absent): Go fills exactly this
-    /// into instance URLs and `/info`, so an absent `log=` adds nothing (PROTOCOL.md §7).
-    pub url_log: String,
-}
-
-impl MasterOptions {
-    /// Production defaults: this executable, [`default_state_dir`].
-    pub fn from_env() -> Self {
-        MasterOptions {
-            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("nodepass")),
-            state_dir: default_state_dir(),
-            http: HttpLimits::default(),
-            validate_urls: true,
-            counter_save_interval: Duration::from_secs(30),
-            url_log: raw_log_arg(),
-        }
-    }
-}
-
-/// The raw `log=` of the URL this program was started with (its first argument).
-// TODO(app): have app.rs pass the raw URL; `Config` keeps only the parsed level.
-fn raw_log_arg() -> String {
-    let url = std::env::args().nth(1).unwrap_or_default();
-    let query = url.split_once('?').map_or("", |(_, q)| q);
-    let query = query.split('#').next().unwrap_or("");
-    urls::parse_query(query)
-        .into_iter()
-        .find(|(k, _)| k == "log")
-        .map(|(_, v)| v)
-        .unwrap_or_default()
-}
-
-/// Why the master could not start.
-#[derive(Debug)]
-pub enum MasterError {
-    /// The API address could not be bound.
-    Bind(String, std::io::Error),
-    /// The monoio runtime could not be built.
-    Runtime(std::io::Error),
-    /// The master thread could not be spawned or died during start.
-    Thread(String),
-    /// The state file exists but neither it nor its backup can be loaded.
-    State(state::LoadError),
-}
-
-impl std::fmt::Display for MasterError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MasterError::Bind(addr, e) => write!(f, "bind {addr}: {e}"),
-            MasterError::Runtime(e) => write!(f, "runtime: {e}"),
-            MasterError::Thread(e) => write!(f, "master thread: {e}"),
-            MasterError::State(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for MasterError {}
-
-/// How the serving loop is told to end.
-#[derive(Clone, Default)]
-pub(crate) struct Control {
-    /// Graceful stop (Go's shutdown order).
-    stop: Arc<AtomicBool>,
-    /// Abrupt stop: children killed, nothing saved (a crash, for tests).
-    abort: Arc<AtomicBool>,
-    /// Also stop on SIGINT/SIGTERM (`crate::shutdown`).
-    follow_signals: bool,
-}
-
-impl Control {
-    fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-            || self.aborted()
-            || (self.follow_signals && crate::shutdown::requested())
-    }
-
-    fn aborted(&self) -> bool {
-        self.abort.load(Ordering::SeqCst)
-    }
-}
+use options::Control;
 
 /// A master running on a background thread.
 pub struct MasterHandle {
@@ -227,7 +108,8 @@ pub fn run(cfg: Config) -> i32 {
         ..Control::default()
     };
     let mut failed = false;
-    serve::serve(cfg, MasterOptions::from_env(), ctl, |r| {
+    let opts = MasterOptions::for_config(&cfg);
+    serve::serve(cfg, opts, ctl, |r| {
         if let Err(e) = r {
             log::error!("Master error: {e}");
             failed = true;

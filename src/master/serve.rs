@@ -1,5 +1,6 @@
-//! The master's runtime: bind, load state, run the accept loop and the periodic tasks,
-//! then shut down in Go's order (SSE `shutdown`, stop instances, save, close HTTP).
+//! The master's runtime, wiring the three rooms: bind, load the state (`instances`), serve
+//! the API (`api`) with the HTTP server (`http`), run the periodic tasks, then shut down in
+//! Go's order (SSE `shutdown`, stop instances, save, close HTTP).
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -10,17 +11,21 @@ use std::time::{Duration, Instant};
 
 use monoio::net::{ListenerOpts, TcpListener};
 
-use super::atomic_file::Writer;
-use super::core::{random_hex, Master};
-use super::inbox::{inbox, Inbox};
-use super::model::Instance;
-use super::process::ChildEvent;
-use super::sse::Hub;
-use super::urls::{self, UrlDefaults};
-use super::{http, saver, state, supervisor, tls, Control, MasterError, MasterOptions};
+use super::api::context::Api;
+use super::http::server;
+use super::instances::atomic_file::Writer;
+use super::instances::core::{random_hex, Master};
+use super::instances::hub::Hub;
+use super::instances::inbox::{inbox, Inbox, InboxSender};
+use super::instances::model::Instance;
+use super::instances::process::ChildEvent;
+use super::instances::urls::{self, UrlDefaults};
+use super::instances::{saver, state, supervisor};
+use super::options::{Control, MasterError, MasterOptions};
+use super::tls;
 use crate::config::Config;
 
-/// How often the stop flag is looked at (and the accept loop's pause after an error).
+/// How often the stop flag is looked at.
 const TICK: Duration = Duration::from_millis(50);
 
 /// Build the runtime on this thread and serve until `ctl` says stop. `ready` learns the
@@ -61,11 +66,14 @@ pub fn serve(
             Err(e) => return ready(Err(MasterError::Bind(bind_addr, e))),
         };
         let (tx, rx) = inbox::<ChildEvent>(4096);
-        let m = Rc::new(build_master(&cfg, opts, saved, state_file, tx));
+        let limits = opts.http.clone();
+        let api = Rc::new(build_api(&cfg, opts, saved, state_file, tx));
+        let m = api.m.clone();
         let acceptor = tls_acceptor(&cfg);
-        log::info!("Master started: {}{}", addr, m.base);
+        log::info!("Master started: {}{}", addr, api.base);
         ready(Ok(addr));
-        spawn_tasks(&m, listener, acceptor, rx);
+        monoio::spawn(server::run(listener, acceptor, limits, api));
+        spawn_tasks(&m, rx);
         autostart(&m);
         while !ctl.should_stop() {
             monoio::time::sleep(TICK).await;
@@ -82,13 +90,13 @@ pub fn serve(
     });
 }
 
-fn build_master(
+fn build_api(
     cfg: &Config,
     opts: MasterOptions,
     saved: Option<state::Saved>,
     state_file: PathBuf,
-    tx: super::inbox::InboxSender<ChildEvent>,
-) -> Master {
+    tx: InboxSender<ChildEvent>,
+) -> Api {
     let defaults = UrlDefaults {
         log: opts.url_log.clone(),
         tls: cfg.params.tls.code().to_string(),
@@ -120,25 +128,29 @@ fn build_master(
     } else {
         cfg.master_prefix.trim_end_matches('/').to_string()
     };
-    Master {
+    let m = Master {
+        exe: opts.exe,
+        counter_save_interval: opts.counter_save_interval,
         env: cfg.env.clone(),
-        base: format!("{prefix}/v1"),
         defaults,
-        name: cfg.tunnel.host.clone(),
-        started: Instant::now(),
         mid,
         alias: RefCell::new(alias),
         instances: RefCell::new(instances),
         hub: Hub::default(),
         dirty: Cell::new(true),
         counters_dirty: Cell::new(false),
-        conns: Cell::new(0),
-        tcping_busy: Cell::new(0),
         children: tx,
         closing: Cell::new(false),
         backup_file: Arc::new(Writer::new(state::backup_path(&state_file))),
         state_file: Arc::new(Writer::new(state_file)),
-        opts,
+    };
+    Api {
+        m: Rc::new(m),
+        base: format!("{prefix}/v1"),
+        name: cfg.tunnel.host.clone(),
+        started: Instant::now(),
+        validate_urls: opts.validate_urls,
+        tcping_busy: Cell::new(0),
     }
 }
 
@@ -149,14 +161,7 @@ fn tls_acceptor(cfg: &Config) -> Option<monoio_rustls::TlsAcceptor> {
     })
 }
 
-fn spawn_tasks(
-    m: &Rc<Master>,
-    listener: TcpListener,
-    acceptor: Option<monoio_rustls::TlsAcceptor>,
-    rx: Inbox<ChildEvent>,
-) {
-    let mm = m.clone();
-    monoio::spawn(async move { accept_loop(mm, listener, acceptor).await });
+fn spawn_tasks(m: &Rc<Master>, rx: Inbox<ChildEvent>) {
     let mm = m.clone();
     monoio::spawn(async move {
         loop {
@@ -198,54 +203,6 @@ fn autostart(m: &Rc<Master>) {
             monoio::time::sleep(supervisor::RESTART_PAUSE).await;
         }
     });
-}
-
-struct ConnGuard(Rc<Master>);
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.0.conns.set(self.0.conns.get().saturating_sub(1));
-    }
-}
-
-async fn accept_loop(
-    m: Rc<Master>,
-    listener: TcpListener,
-    acceptor: Option<monoio_rustls::TlsAcceptor>,
-) {
-    loop {
-        let (stream, _peer) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                log::debug!("accept failed: {e}");
-                monoio::time::sleep(TICK).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let limits = m.opts.http.clone();
-        if m.conns.get() >= limits.max_connections {
-            monoio::spawn(http::refuse(stream));
-            continue;
-        }
-        m.conns.set(m.conns.get() + 1);
-        let guard = ConnGuard(m.clone());
-        let acceptor = acceptor.clone();
-        let mm = m.clone();
-        monoio::spawn(async move {
-            let _guard = guard;
-            match acceptor {
-                None => http::serve(stream, mm, limits).await,
-                Some(acc) => {
-                    match monoio::time::timeout(limits.request_timeout, acc.accept(stream)).await {
-                        Ok(Ok(tls)) => http::serve(tls, mm, limits).await,
-                        Ok(Err(e)) => log::debug!("HTTP: TLS handshake error: {e}"),
-                        Err(_) => log::debug!("HTTP: TLS handshake timeout"),
-                    }
-                }
-            }
-        });
-    }
 }
 
 async fn shutdown(m: &Rc<Master>) {

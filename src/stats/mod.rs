@@ -1,9 +1,14 @@
-//! Traffic and session counters, one set per worker, summed for the CHECK_POINT line.
+//! Traffic and session counters, one set per worker, summed for the CHECK_POINT line
+//! ([`CheckPoint`], whose text the master parses back).
 //!
 //! Each worker only ever writes its own [`WorkerStats`] (relaxed atomics on memory no other
 //! core writes), so counting costs no cross-core traffic; the control thread reads them all.
 
+mod checkpoint;
+
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+pub use checkpoint::{CheckPoint, NotACheckPoint};
 
 /// Counters one worker updates as it relays.
 #[derive(Debug, Default)]
@@ -61,17 +66,19 @@ pub fn snapshot<'a>(workers: impl IntoIterator<Item = &'a WorkerStats>) -> Snaps
     s
 }
 
-/// The CHECK_POINT line body exactly as NodePass prints it (PROTOCOL.md §6).
+/// The CHECK_POINT line body exactly as NodePass prints it (PROTOCOL.md §6): the
+/// [`CheckPoint`] of these values, sessions below zero shown as 0.
 pub fn checkpoint_line(mode: u8, ping_ms: u64, pool: usize, s: &Snapshot) -> String {
-    format!(
-        "CHECK_POINT|MODE={mode}|PING={ping_ms}ms|POOL={pool}|TCPS={}|UDPS={}|TCPRX={}|TCPTX={}|UDPRX={}|UDPTX={}",
-        s.tcps.max(0),
-        s.udps.max(0),
-        s.tcp_rx,
-        s.tcp_tx,
-        s.udp_rx,
-        s.udp_tx
-    )
+    let sessions = |n: i64| u64::try_from(n).unwrap_or(0);
+    CheckPoint {
+        mode: mode.into(),
+        ping_ms,
+        pool: pool as u64,
+        tcps: sessions(s.tcps),
+        udps: sessions(s.udps),
+        traffic: [s.tcp_rx, s.tcp_tx, s.udp_rx, s.udp_tx],
+    }
+    .to_string()
 }
 
 #[cfg(test)]

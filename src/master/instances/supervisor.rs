@@ -8,10 +8,11 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::checkpoint;
 use super::core::Master;
 use super::model::Status;
+use super::output;
 use super::process::{self, ChildEvent};
+use crate::stats::CheckPoint;
 
 /// Pause between the stop and the start of a restart (Go's `baseDuration`).
 pub const RESTART_PAUSE: Duration = Duration::from_millis(100);
@@ -24,7 +25,7 @@ pub fn start(m: &Rc<Master>, id: &str) {
     if m.closing.get() {
         return;
     }
-    let exe = m.opts.exe.clone();
+    let exe = m.exe.clone();
     let events = m.children.clone();
     let started = m.with(id, |inst| {
         if inst.is_key() || inst.run.deleted || inst.run.child.is_some() {
@@ -143,7 +144,7 @@ fn on_line(m: &Rc<Master>, id: &str, generation: u64, line: &str) {
         if inst.run.generation != generation || inst.run.deleted {
             return None;
         }
-        if let Some(cp) = checkpoint::parse(line) {
+        if let Ok(cp) = line.parse::<CheckPoint>() {
             inst.apply_checkpoint(&cp);
             inst.run.last_checkpoint = Some(Instant::now());
             if inst.status == Status::Error && inst.run.child.is_some() && !inst.run.stopping {
@@ -151,7 +152,7 @@ fn on_line(m: &Rc<Master>, id: &str, generation: u64, line: &str) {
             }
             return Some(Outcome::Update);
         }
-        let error = checkpoint::is_error_line(line) && inst.status == Status::Running;
+        let error = output::is_error_line(line) && inst.status == Status::Running;
         if error {
             inst.status = Status::Error;
         }

@@ -3,8 +3,8 @@
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 
-use super::checkpoint::CheckPoint;
 use super::process::ChildHandle;
+use crate::stats::CheckPoint;
 
 /// The id of the API-key pseudo-instance.
 pub const KEY_ID: &str = "********";
@@ -68,16 +68,9 @@ pub struct Instance {
     pub peer: Peer,
     /// `meta.tags`, in insertion order.
     pub tags: Vec<(String, String)>,
-    /// Last reported mode.
-    pub mode: i32,
-    /// Last reported ping (ms).
-    pub ping: i32,
-    /// Last reported idle pool size.
-    pub pool: i32,
-    /// Last reported TCP sessions.
-    pub tcps: i32,
-    /// Last reported UDP sessions.
-    pub udps: i32,
+    /// The last CHECK_POINT: mode and gauges as reported (gauges zeroed when the child is
+    /// gone). Its counters are the child's own; the shown ones are `traffic`.
+    pub reported: CheckPoint,
     /// Shown counters: tcprx, tcptx, udprx, udptx.
     pub traffic: [u64; 4],
     /// Counters when the current child started.
@@ -116,11 +109,7 @@ impl Instance {
             restart: true,
             peer: Peer::default(),
             tags: Vec::new(),
-            mode: 0,
-            ping: 0,
-            pool: 0,
-            tcps: 0,
-            udps: 0,
+            reported: CheckPoint::default(),
             traffic: [0; 4],
             base: [0; 4],
             reset: [0; 4],
@@ -144,11 +133,7 @@ impl Instance {
     /// Apply a CHECK_POINT with Go's base/reset rule: shown = base + reported − reset offset;
     /// a reported value below the offset means the child restarted, so the offset is dropped.
     pub fn apply_checkpoint(&mut self, cp: &CheckPoint) {
-        self.mode = cp.mode;
-        self.ping = cp.ping;
-        self.pool = cp.pool;
-        self.tcps = cp.tcps;
-        self.udps = cp.udps;
+        self.reported = *cp;
         for i in 0..4 {
             if cp.traffic[i] < self.reset[i] {
                 self.reset[i] = 0;
@@ -175,10 +160,8 @@ impl Instance {
 
     /// Gauges go to zero when the child is gone.
     pub fn clear_gauges(&mut self) {
-        self.ping = 0;
-        self.pool = 0;
-        self.tcps = 0;
-        self.udps = 0;
+        let r = &mut self.reported;
+        (r.ping_ms, r.pool, r.tcps, r.udps) = (0, 0, 0, 0);
     }
 
     /// The API JSON object: every key always present, in Go's order.
@@ -187,14 +170,20 @@ impl Instance {
         for (k, v) in &self.tags {
             tags.insert(k.clone(), Value::String(v.clone()));
         }
+        let r = &self.reported;
         json!({
             "id": self.id, "alias": self.alias, "type": self.kind, "status": self.status.as_str(),
             "url": self.url, "config": self.config, "restart": self.restart,
             "meta": {"peer": {"sid": self.peer.sid, "type": self.peer.kind, "alias": self.peer.alias}, "tags": tags},
-            "mode": self.mode, "ping": self.ping, "pool": self.pool, "tcps": self.tcps, "udps": self.udps,
+            "mode": gauge(r.mode), "ping": gauge(r.ping_ms), "pool": gauge(r.pool), "tcps": gauge(r.tcps), "udps": gauge(r.udps),
             "tcprx": self.traffic[0], "tcptx": self.traffic[1], "udprx": self.traffic[2], "udptx": self.traffic[3],
         })
     }
+}
+
+/// A reported mode or gauge as the API shows it: a 32-bit number, saturated.
+pub fn gauge(v: u64) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]
@@ -204,11 +193,8 @@ mod tests {
     fn cp(rx: u64) -> CheckPoint {
         CheckPoint {
             mode: 1,
-            ping: 0,
-            pool: 0,
-            tcps: 0,
-            udps: 0,
             traffic: [rx, 0, 0, 0],
+            ..CheckPoint::default()
         }
     }
 

@@ -8,10 +8,10 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use super::core::{random_hex, Master};
-use super::http::{Request, Response};
-use super::model::{Peer, KEY_ID, MAX_VALUE_LEN};
-use super::supervisor;
+use crate::master::http::message::{Request, Response};
+use crate::master::instances::core::{random_hex, Master};
+use crate::master::instances::model::{Peer, KEY_ID, MAX_VALUE_LEN};
+use crate::master::instances::supervisor;
 
 /// The decoded body; `None` fields were absent or `null`.
 #[derive(Default)]

@@ -3,14 +3,13 @@
 //! Names are resolved on a helper thread so the runtime never blocks on DNS.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::core::Master;
-use super::http::{Request, Response};
-use super::inbox::off_thread;
+use super::context::Api;
+use crate::master::http::message::{Request, Response};
+use crate::master::instances::inbox::off_thread;
 
 /// Dials allowed at once.
 pub const MAX_CONCURRENT: usize = 10;
@@ -18,11 +17,11 @@ pub const MAX_CONCURRENT: usize = 10;
 const SLOT_WAIT: Duration = Duration::from_secs(1);
 
 /// GET only; 400 without a target; always 200 with the outcome otherwise.
-pub async fn handle(m: &Rc<Master>, req: &Request) -> Response {
+pub async fn handle(api: &Api, req: &Request) -> Response {
     if req.method != "GET" {
         return Response::error(405, "Method not allowed");
     }
-    let target = super::urls::parse_query(&req.query)
+    let target = crate::config::parse_query(&req.query)
         .into_iter()
         .find(|(k, _)| k == "target")
         .map(|(_, v)| v)
@@ -30,7 +29,7 @@ pub async fn handle(m: &Rc<Master>, req: &Request) -> Response {
     if target.is_empty() {
         return Response::error(400, "Target address required");
     }
-    let outcome = ping(m, &target).await;
+    let outcome = ping(api, &target).await;
     let (connected, latency, error) = match outcome {
         Ok(ms) => (true, ms, None),
         Err(e) => (false, 0, Some(e)),
@@ -41,17 +40,17 @@ pub async fn handle(m: &Rc<Master>, req: &Request) -> Response {
     )
 }
 
-async fn ping(m: &Rc<Master>, target: &str) -> Result<u64, String> {
+async fn ping(api: &Api, target: &str) -> Result<u64, String> {
     let waited = Instant::now();
-    while m.tcping_busy.get() >= MAX_CONCURRENT {
+    while api.tcping_busy.get() >= MAX_CONCURRENT {
         if waited.elapsed() >= SLOT_WAIT {
             return Err("too many requests".to_string());
         }
         monoio::time::sleep(Duration::from_millis(10)).await;
     }
-    m.tcping_busy.set(m.tcping_busy.get() + 1);
-    let res = dial(target, m.report_interval()).await;
-    m.tcping_busy.set(m.tcping_busy.get() - 1);
+    api.tcping_busy.set(api.tcping_busy.get() + 1);
+    let res = dial(target, api.m.report_interval()).await;
+    api.tcping_busy.set(api.tcping_busy.get() - 1);
     res
 }
 

@@ -62,7 +62,7 @@ pub async fn run(m: &Master) {
             continue;
         }
         let counters_due =
-            m.counters_dirty.get() && last_counters.elapsed() >= m.opts.counter_save_interval;
+            m.counters_dirty.get() && last_counters.elapsed() >= m.counter_save_interval;
         if !m.dirty.get() && !counters_due && retry_at.is_none() {
             continue;
         }

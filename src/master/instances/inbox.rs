@@ -1,16 +1,13 @@
-//! Wake-up primitives for the master's single runtime: a cross-thread inbox and a local signal.
+//! Wake-up primitive for the master's single runtime: a cross-thread inbox.
 //!
 //! Helper OS threads (child output readers, DNS, file writes) hand results to the runtime
 //! through an [`Inbox`]: the sender pushes under a mutex and wakes the waiting task (monoio's
 //! `sync` feature makes that wake-up cross-thread). Nothing here blocks the runtime.
 
-use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 struct Shared<T> {
@@ -106,46 +103,6 @@ impl<T> Drop for Inbox<T> {
             st.queue.clear();
         }
         self.chan.space.notify_all();
-    }
-}
-
-/// A one-shot, same-thread "it happened" flag that any number of tasks can await.
-#[derive(Default)]
-pub struct Signal {
-    fired: Cell<bool>,
-    wakers: RefCell<Vec<Waker>>,
-}
-
-impl Signal {
-    /// Fire the signal and wake every waiter (idempotent).
-    pub fn fire(&self) {
-        self.fired.set(true);
-        for w in self.wakers.borrow_mut().drain(..) {
-            w.wake();
-        }
-    }
-
-    /// Resolve once fired.
-    pub fn wait(self: &Rc<Self>) -> SignalWait {
-        SignalWait {
-            signal: self.clone(),
-        }
-    }
-}
-
-/// Future returned by [`Signal::wait`].
-pub struct SignalWait {
-    signal: Rc<Signal>,
-}
-
-impl Future for SignalWait {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.signal.fired.get() {
-            return Poll::Ready(());
-        }
-        self.signal.wakers.borrow_mut().push(cx.waker().clone());
-        Poll::Pending
     }
 }
 

@@ -1,20 +1,22 @@
-//! Writing one `/events` stream: headers at once, then each batch of frames as a chunk.
+//! Writing one event stream: headers at once, then each batch of frames as a chunk.
 //!
 //! The connection is split: a small task reads the client side only to notice that it
 //! went away (a closed SSE client then costs nothing until the next event).
 
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split, Splitable};
 
-use super::http::write;
-use super::inbox::Signal;
-use super::sse::Subscriber;
+use super::message::{write, EventSource};
 
 const HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: GET, PATCH, POST, PUT, DELETE, OPTIONS\r\nAccess-Control-Allow-Headers: Content-Type, Authorization, X-API-Key, Cache-Control\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n";
 
-/// Stream `sub` to the client until the subscriber closes or the client leaves.
-pub async fn run<S>(stream: S, sub: Rc<Subscriber>)
+/// Stream `sub` to the client until the source ends or the client leaves.
+pub async fn run<S>(stream: S, sub: Rc<dyn EventSource>)
 where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
 {
@@ -39,7 +41,7 @@ where
         }
     });
     if write(&mut wr, HEAD.as_bytes().to_vec()).await.is_ok() {
-        while let Some(frames) = sub.next().await {
+        while let Some(frames) = std::future::poll_fn(|cx| sub.poll_frames(cx)).await {
             let len: usize = frames.iter().map(|f| f.len()).sum();
             let mut chunk = format!("{len:x}\r\n").into_bytes();
             for f in &frames {
@@ -55,4 +57,44 @@ where
     sub.close();
     done.fire();
     let _ = wr.shutdown().await;
+}
+
+/// A one-shot, same-thread "it happened" flag that any number of tasks can await.
+#[derive(Default)]
+struct Signal {
+    fired: Cell<bool>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Signal {
+    /// Fire the signal and wake every waiter (idempotent).
+    fn fire(&self) {
+        self.fired.set(true);
+        for w in self.wakers.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Resolve once fired.
+    fn wait(self: &Rc<Self>) -> SignalWait {
+        SignalWait {
+            signal: self.clone(),
+        }
+    }
+}
+
+/// Future returned by [`Signal::wait`].
+struct SignalWait {
+    signal: Rc<Signal>,
+}
+
+impl Future for SignalWait {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signal.fired.get() {
+            return Poll::Ready(());
+        }
+        self.signal.wakers.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    }
 }

@@ -1,9 +1,7 @@
 //! `/docs`: a self-contained HTML page that renders the OpenAPI spec without any CDN.
 
-use std::rc::Rc;
-
-use super::core::Master;
-use super::http::{Request, Response};
+use super::context::Api;
+use crate::master::http::message::{Request, Response};
 
 const PAGE: &str = r#"<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>NodePass API</title>
@@ -40,12 +38,12 @@ document.getElementById('schemas').textContent = JSON.stringify(spec.components.
 "#;
 
 /// Serve the page with the spec inlined.
-pub fn handle(m: &Rc<Master>, req: &Request) -> Response {
+pub fn handle(api: &Api, req: &Request) -> Response {
     if req.method != "GET" {
         return Response::error(405, "Method not allowed");
     }
     // `</` inside the inlined JSON must not close the script element.
-    let spec = super::openapi::spec(&m.base)
+    let spec = super::openapi::spec(&api.base)
         .to_string()
         .replace("</", "<\\/");
     Response::typed(

@@ -1,18 +1,16 @@
 //! `/openapi.json`: the OpenAPI 3.1.1 description of this API (public, no key needed).
 
-use std::rc::Rc;
-
 use serde_json::{json, Value};
 
-use super::core::Master;
-use super::http::{Request, Response};
+use super::context::Api;
+use crate::master::http::message::{Request, Response};
 
 /// Serve the spec.
-pub fn handle(m: &Rc<Master>, req: &Request) -> Response {
+pub fn handle(api: &Api, req: &Request) -> Response {
     if req.method != "GET" {
         return Response::error(405, "Method not allowed");
     }
-    Response::json(200, &spec(&m.base))
+    Response::json(200, &spec(&api.base))
 }
 
 fn op(summary: &str, ok: &str, schema: Option<&str>, errors: &[(&str, &str)]) -> Value {

@@ -1,5 +1,5 @@
-//! The event hub behind `/events`: one bounded queue per subscriber, events framed once
-//! and fanned out without ever waiting on a subscriber.
+//! The instance event hub behind `/events`: one bounded queue per subscriber, events
+//! framed once and fanned out without ever waiting on a subscriber.
 //!
 //! Framing is Go's: `event: instance\ndata: <one-line JSON>\n\n`, with `type`, `time`
 //! (RFC 3339), `instance` and `logs` always present. A subscriber whose queue is full is
@@ -7,9 +7,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::Future;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -26,20 +25,19 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// The next frame; `None` once the stream must end (after draining what was queued
-    /// before a shutdown, or at once if the subscriber was dropped as too slow).
-    pub fn next(&self) -> impl Future<Output = Option<Vec<Rc<str>>>> + '_ {
-        std::future::poll_fn(move |cx| {
-            let mut q = self.queue.borrow_mut();
-            if !q.is_empty() {
-                return Poll::Ready(Some(q.drain(..).collect()));
-            }
-            if self.closing.get() {
-                return Poll::Ready(None);
-            }
-            *self.waker.borrow_mut() = Some(cx.waker().clone());
-            Poll::Pending
-        })
+    /// The frames queued so far; `Ready(None)` once the stream must end (after draining
+    /// what was queued before a shutdown, or at once if the subscriber was dropped as too
+    /// slow).
+    pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Vec<Rc<str>>>> {
+        let mut q = self.queue.borrow_mut();
+        if !q.is_empty() {
+            return Poll::Ready(Some(q.drain(..).collect()));
+        }
+        if self.closing.get() {
+            return Poll::Ready(None);
+        }
+        *self.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
     }
 
     /// End the stream once the queue is drained.

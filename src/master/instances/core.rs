@@ -1,37 +1,34 @@
-//! The master's shared state on its single runtime thread: instances, key, hub, settings.
+//! The master's instance state on its single runtime thread: instances, key, event hub,
+//! state files, settings.
 //!
-//! Everything lives in one `Rc<Master>`; handlers borrow it briefly and never hold a
-//! `RefCell` borrow across an `.await`.
+//! Everything lives in one `Rc<Master>`; the supervisor and the API handlers borrow it
+//! briefly and never hold a `RefCell` borrow across an `.await`.
 
 use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::atomic_file::Writer;
+use super::hub::Hub;
 use super::inbox::InboxSender;
 use super::model::{Instance, KEY_ID};
 use super::process::ChildEvent;
-use super::sse::Hub;
 use super::urls::UrlDefaults;
-use super::MasterOptions;
 use crate::config::Env;
 
 /// Shared master state.
 pub struct Master {
-    /// Injected paths and limits.
-    pub opts: MasterOptions,
+    /// Program run for each instance, with the instance URL as its only argument.
+    pub exe: PathBuf,
+    /// How often counter-only changes are written to the state file.
+    pub counter_save_interval: Duration,
     /// `NP_*` environment of the master.
     pub env: Env,
-    /// API base path, e.g. `/api/v1`.
-    pub base: String,
     /// Master settings copied into instance URLs (and shown by `/info`).
     pub defaults: UrlDefaults,
-    /// Host name shown as `name` in `/info`.
-    pub name: String,
-    /// When the master started.
-    pub started: Instant,
     /// Master id (16 hex), persisted.
     pub mid: String,
     /// Master alias, persisted.
@@ -44,10 +41,6 @@ pub struct Master {
     pub dirty: Cell<bool>,
     /// Only counters changed since the last save.
     pub counters_dirty: Cell<bool>,
-    /// Open HTTP connections.
-    pub conns: Cell<usize>,
-    /// TCPing dials in flight.
-    pub tcping_busy: Cell<usize>,
     /// Where children report.
     pub children: InboxSender<ChildEvent>,
     /// Set once shutdown starts: no new children.
@@ -118,14 +111,6 @@ pub fn random_hex(n: usize) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Compare two secrets in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,12 +123,5 @@ mod tests {
             .bytes()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
         assert_ne!(k, random_hex(16));
-    }
-
-    #[test]
-    fn constant_time_eq_matches_only_equal_secrets() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }

@@ -1,21 +1,20 @@
 //! `/metrics` (our extension): Prometheus text format of instance and master state.
 
 use std::fmt::Write;
-use std::rc::Rc;
 
-use super::core::Master;
-use super::http::{Request, Response};
-use super::model::Status;
+use super::context::Api;
+use crate::master::http::message::{Request, Response};
+use crate::master::instances::model::{gauge, Status};
 
 /// GET only.
-pub fn handle(m: &Rc<Master>, req: &Request) -> Response {
+pub fn handle(api: &Api, req: &Request) -> Response {
     if req.method != "GET" {
         return Response::error(405, "Method not allowed");
     }
     Response::typed(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
-        render(m).into_bytes(),
+        render(api).into_bytes(),
     )
 }
 
@@ -23,7 +22,7 @@ pub fn handle(m: &Rc<Master>, req: &Request) -> Response {
 type Gauge = (
     &'static str,
     &'static str,
-    fn(&super::model::Instance) -> i32,
+    fn(&crate::master::instances::model::Instance) -> i32,
 );
 
 fn esc(s: &str) -> String {
@@ -33,7 +32,8 @@ fn esc(s: &str) -> String {
 }
 
 /// The exposition text.
-pub fn render(m: &Master) -> String {
+pub fn render(api: &Api) -> String {
+    let m = &api.m;
     let mut out = String::new();
     let all = m.instances.borrow();
     let insts: Vec<_> = all
@@ -44,7 +44,7 @@ pub fn render(m: &Master) -> String {
     let _ = writeln!(
         out,
         "nodepass_master_uptime_seconds {}",
-        m.started.elapsed().as_secs()
+        api.started.elapsed().as_secs()
     );
     let _ = writeln!(
         out,
@@ -71,10 +71,18 @@ pub fn render(m: &Master) -> String {
         }
     }
     let gauges: [Gauge; 4] = [
-        ("tcp_connections", "Active TCP sessions.", |i| i.tcps),
-        ("udp_connections", "Active UDP sessions.", |i| i.udps),
-        ("pool_idle", "Idle pool connections.", |i| i.pool),
-        ("ping_ms", "Last tunnel ping in milliseconds.", |i| i.ping),
+        ("tcp_connections", "Active TCP sessions.", |i| {
+            gauge(i.reported.tcps)
+        }),
+        ("udp_connections", "Active UDP sessions.", |i| {
+            gauge(i.reported.udps)
+        }),
+        ("pool_idle", "Idle pool connections.", |i| {
+            gauge(i.reported.pool)
+        }),
+        ("ping_ms", "Last tunnel ping in milliseconds.", |i| {
+            gauge(i.reported.ping_ms)
+        }),
     ];
     for (name, help, get) in gauges {
         let _ = writeln!(

@@ -1,17 +1,20 @@
-//! Handlers for `/instances`, `/instances/{id}` (GET, PUT, DELETE; PATCH is in `patch.rs`) and `/events`.
+//! Handlers for `/instances` and `/instances/{id}` (GET, PUT, DELETE; PATCH is in `patch.rs`).
 
 use std::rc::Rc;
 
 use serde_json::Value;
 
-use super::core::{random_hex, Master};
-use super::http::{Body, Request, Response};
-use super::model::{Instance, MAX_VALUE_LEN};
-use super::urls::{self, UrlError};
-use super::{patch, sse, supervisor};
+use super::context::Api;
+use super::patch;
+use crate::master::http::message::{Request, Response};
+use crate::master::instances::core::{random_hex, Master};
+use crate::master::instances::model::{Instance, MAX_VALUE_LEN};
+use crate::master::instances::supervisor;
+use crate::master::instances::urls::{self, UrlError};
 
 /// `/instances`: GET lists, POST creates.
-pub fn instances(m: &Rc<Master>, req: &Request) -> Response {
+pub fn instances(api: &Api, req: &Request) -> Response {
+    let m = &api.m;
     match req.method.as_str() {
         "GET" => {
             let list: Vec<Value> = m
@@ -23,7 +26,7 @@ pub fn instances(m: &Rc<Master>, req: &Request) -> Response {
                 .collect();
             Response::json(200, &Value::Array(list))
         }
-        "POST" => create(m, req),
+        "POST" => create(api, req),
         _ => Response::error(405, "Method not allowed"),
     }
 }
@@ -35,7 +38,8 @@ struct NewUrl {
     alias: String,
 }
 
-fn read_url_body(m: &Master, req: &Request) -> Result<NewUrl, Response> {
+fn read_url_body(api: &Api, req: &Request) -> Result<NewUrl, Response> {
+    let m = &api.m;
     let bad = || Response::error(400, "Invalid request body");
     let v: Value = serde_json::from_slice(&req.body).map_err(|_| bad())?;
     let url = match v.get("url") {
@@ -58,7 +62,7 @@ fn read_url_body(m: &Master, req: &Request) -> Result<NewUrl, Response> {
         UrlError::Scheme => Response::error(400, "Invalid URL scheme"),
     })?;
     let enhanced = urls::enhance(&url, kind, &m.defaults);
-    if m.opts.validate_urls {
+    if api.validate_urls {
         if let Err(e) = crate::config::parse_url(&enhanced, m.env.clone()) {
             return Err(Response::error(400, &format!("Invalid URL format: {e}")));
         }
@@ -70,8 +74,9 @@ fn read_url_body(m: &Master, req: &Request) -> Result<NewUrl, Response> {
     })
 }
 
-fn create(m: &Rc<Master>, req: &Request) -> Response {
-    let new = match read_url_body(m, req) {
+fn create(api: &Api, req: &Request) -> Response {
+    let m = &api.m;
+    let new = match read_url_body(api, req) {
         Ok(n) => n,
         Err(resp) => return resp,
     };
@@ -91,7 +96,8 @@ fn create(m: &Rc<Master>, req: &Request) -> Response {
 }
 
 /// `/instances/{id}`.
-pub async fn instance(m: &Rc<Master>, req: &Request, id: &str) -> Response {
+pub async fn instance(api: &Api, req: &Request, id: &str) -> Response {
+    let m = &api.m;
     if id.is_empty() || id == "/" {
         return Response::error(400, "Instance ID is required");
     }
@@ -101,20 +107,21 @@ pub async fn instance(m: &Rc<Master>, req: &Request, id: &str) -> Response {
     else {
         return Response::error(404, "Instance not found");
     };
-    let is_key = id == super::model::KEY_ID;
+    let is_key = id == crate::master::instances::model::KEY_ID;
     match req.method.as_str() {
         "GET" => Response::json(200, &current),
         "PATCH" => patch::handle(m, req, id).await,
         "PUT" if is_key => Response::error(403, "Forbidden: API Key"),
         "DELETE" if is_key => Response::error(403, "Forbidden: API Key"),
-        "PUT" => put(m, req, id).await,
+        "PUT" => put(api, req, id).await,
         "DELETE" => delete(m, id).await,
         _ => Response::error(405, "Method not allowed"),
     }
 }
 
-async fn put(m: &Rc<Master>, req: &Request, id: &str) -> Response {
-    let new = match read_url_body(m, req) {
+async fn put(api: &Api, req: &Request, id: &str) -> Response {
+    let m = &api.m;
+    let new = match read_url_body(api, req) {
         Ok(n) => n,
         Err(resp) => return resp,
     };
@@ -149,24 +156,4 @@ async fn delete(m: &Rc<Master>, id: &str) -> Response {
     }
     log::info!("Instance deleted [{id}]");
     Response::empty(204)
-}
-
-/// `/events`: the SSE stream, with one `initial` per instance.
-pub fn events(m: &Rc<Master>, req: &Request) -> Response {
-    if req.method != "GET" {
-        return Response::error(405, "Method not allowed");
-    }
-    let initial: Vec<String> = m
-        .instances
-        .borrow()
-        .iter()
-        .filter(|i| !i.run.deleted)
-        .map(|i| sse::frame("initial", Some(i.to_json()), ""))
-        .collect();
-    let sub = m.hub.subscribe(initial);
-    Response {
-        status: 200,
-        content_type: Some("text/event-stream"),
-        body: Body::Events(sub),
-    }
 }

@@ -1,6 +1,7 @@
 //! Pure parsing of request heads and bodies (Content-Length and chunked), with limits.
 
-use super::http::{Reject, Request, MAX_BODY, MAX_HEAD};
+use super::limits::{MAX_BODY, MAX_HEAD};
+use super::message::{Reject, Request};
 
 /// How the body of a request is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +168,7 @@ fn unescape_path(p: &str) -> Option<String> {
     if !p.contains('%') {
         return Some(p.to_string());
     }
-    super::urls::unescape(&p.replace('+', "%2B"))
+    crate::config::query_unescape(&p.replace('+', "%2B"))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! Go rebuilds the query with `url.Values.Encode()`: keys sorted, values escaped with
 //! `QueryEscape`. We do the same so the `url` and `config` strings match NodePass byte for byte.
 
-use crate::config::{format_go_duration, Params};
+use crate::config::{format_go_duration, parse_query, query_escape, query_unescape, Params};
 
 /// The master settings that flow into instance URLs.
 #[derive(Clone, Debug, Default)]
@@ -58,7 +58,7 @@ pub fn instance_type(raw: &str) -> Result<&'static str, UrlError> {
         _ => return Err(UrlError::Scheme),
     };
     let before_query = rest.split(['?', '#']).next().unwrap_or("");
-    if unescape(&before_query.replace('+', "%2B")).is_none() {
+    if query_unescape(&before_query.replace('+', "%2B")).is_none() {
         return Err(UrlError::Format);
     }
     if let Some(auth) = before_query.strip_prefix("//") {
@@ -183,7 +183,7 @@ fn join(head: &str, q: &[(String, String)], frag: &str) -> String {
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let enc: Vec<String> = sorted
         .iter()
-        .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+        .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
         .collect();
     let mut out = head.to_string();
     if !enc.is_empty() {
@@ -191,62 +191,6 @@ fn join(head: &str, q: &[(String, String)], frag: &str) -> String {
         out.push_str(&enc.join("&"));
     }
     out.push_str(frag);
-    out
-}
-
-/// `application/x-www-form-urlencoded` pairs, percent-decoded (Go's `ParseQuery`; pairs
-/// with a bad escape or a `;` are skipped as Go's `Query()` does).
-pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for part in query.split('&') {
-        if part.is_empty() || part.contains(';') {
-            continue;
-        }
-        let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        if let (Some(k), Some(v)) = (unescape(k), unescape(v)) {
-            out.push((k, v));
-        }
-    }
-    out
-}
-
-/// Go's `QueryUnescape`.
-pub fn unescape(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// Go's `QueryEscape`.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &c in s.as_bytes() {
-        match c {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(c as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{c:02X}")),
-        }
-    }
     out
 }
 

@@ -82,7 +82,7 @@ fn decode_instance(v: &Value) -> Option<Instance> {
             .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
             .collect();
     }
-    inst.mode = v.get("mode").and_then(Value::as_i64).unwrap_or(0) as i32;
+    inst.reported.mode = v.get("mode").and_then(Value::as_u64).unwrap_or(0);
     inst.traffic = [
         v.get("tcprx").and_then(Value::as_u64).unwrap_or(0),
         v.get("tcptx").and_then(Value::as_u64).unwrap_or(0),

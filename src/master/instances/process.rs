@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::inbox::InboxSender;
+use crate::stats::CheckPoint;
 
 /// What a child reports to the supervisor.
 #[derive(Debug)]
@@ -84,7 +85,7 @@ fn pump(out: impl std::io::Read, id: &str, generation: u64, events: &InboxSender
             buf.pop();
         }
         let line = String::from_utf8_lossy(&buf).into_owned();
-        if super::checkpoint::parse(&line).is_none() {
+        if line.parse::<CheckPoint>().is_err() {
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{line} [{id}]");
         }

@@ -1,18 +1,18 @@
 //! `/info`: master and host facts from /proc with Go's rules; POST sets the master alias.
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::core::Master;
-use super::http::{Request, Response};
-use super::model::{KEY_ID, MAX_VALUE_LEN};
+use super::context::Api;
+use crate::master::http::message::{Request, Response};
+use crate::master::instances::model::{KEY_ID, MAX_VALUE_LEN};
 
 /// GET answers the info; POST `{"alias": …}` sets the alias first.
-pub async fn handle(m: &Rc<Master>, req: &Request) -> Response {
+pub async fn handle(api: &Api, req: &Request) -> Response {
+    let m = &api.m;
     match req.method.as_str() {
-        "GET" => Response::json(200, &info(m).await),
+        "GET" => Response::json(200, &info(api).await),
         "POST" => {
             let alias = match serde_json::from_slice::<Value>(&req.body) {
                 Ok(Value::Object(o)) => match o.get("alias") {
@@ -31,13 +31,14 @@ pub async fn handle(m: &Rc<Master>, req: &Request) -> Response {
             *m.alias.borrow_mut() = alias.clone();
             m.with(KEY_ID, |i| i.alias = alias);
             m.mark_dirty();
-            Response::json(200, &info(m).await)
+            Response::json(200, &info(api).await)
         }
         _ => Response::error(405, "Method not allowed"),
     }
 }
 
-async fn info(m: &Master) -> Value {
+async fn info(api: &Api) -> Value {
+    let m = &api.m;
     let sys = if cfg!(target_os = "linux") {
         linux().await
     } else {
@@ -51,7 +52,7 @@ async fn info(m: &Master) -> Value {
         "cpu": sys.cpu, "mem_total": sys.mem_total, "mem_used": sys.mem_used,
         "swap_total": sys.swap_total, "swap_used": sys.swap_used,
         "netrx": sys.netrx, "nettx": sys.nettx, "diskr": sys.diskr, "diskw": sys.diskw, "sysup": sys.sysup,
-        "ver": env!("CARGO_PKG_VERSION"), "name": m.name, "uptime": m.started.elapsed().as_secs(),
+        "ver": env!("CARGO_PKG_VERSION"), "name": api.name, "uptime": api.started.elapsed().as_secs(),
         "log": m.defaults.log, "tls": m.defaults.tls, "crt": m.defaults.crt, "key": m.defaults.key,
     })
 }
