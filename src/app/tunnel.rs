@@ -216,9 +216,9 @@ fn client_once(
         0 => None,
         1 => Some(tls::client_config_insecure()?),
         // Like Go's system pool, SSL_CERT_FILE adds a CA bundle to the system roots.
-        _ => {
-            Some(tls::client_config_verifying(cfg.env.ssl_cert_file.as_deref())?)
-        }
+        _ => Some(tls::client_config_verifying(
+            cfg.env.ssl_cert_file.as_deref(),
+        )?),
     };
     let sockets = users
         .into_iter()

@@ -16,7 +16,6 @@ use super::http::server;
 use super::instances::atomic_file::Writer;
 use super::instances::core::{random_hex, Master};
 use super::instances::hub::Hub;
-use super::instances::inbox::{inbox, Inbox, InboxSender};
 use super::instances::model::Instance;
 use super::instances::process::ChildEvent;
 use super::instances::urls::{self, UrlDefaults};
@@ -24,6 +23,7 @@ use super::instances::{saver, state, supervisor};
 use super::options::{Control, MasterError, MasterOptions};
 use super::tls;
 use crate::config::Config;
+use crate::wake::{queue, QueueRx, QueueTx};
 
 /// How often the stop flag is looked at.
 const TICK: Duration = Duration::from_millis(50);
@@ -65,7 +65,7 @@ pub fn serve(
             Ok(a) => a,
             Err(e) => return ready(Err(MasterError::Bind(bind_addr, e))),
         };
-        let (tx, rx) = inbox::<ChildEvent>(4096);
+        let (tx, rx) = queue::<ChildEvent>(4096);
         let limits = opts.http.clone();
         let api = Rc::new(build_api(&cfg, opts, saved, state_file, tx));
         let m = api.m.clone();
@@ -95,7 +95,7 @@ fn build_api(
     opts: MasterOptions,
     saved: Option<state::Saved>,
     state_file: PathBuf,
-    tx: InboxSender<ChildEvent>,
+    tx: QueueTx<ChildEvent>,
 ) -> Api {
     let defaults = UrlDefaults {
         log: opts.url_log.clone(),
@@ -161,11 +161,11 @@ fn tls_acceptor(cfg: &Config) -> Option<monoio_rustls::TlsAcceptor> {
     })
 }
 
-fn spawn_tasks(m: &Rc<Master>, rx: Inbox<ChildEvent>) {
+fn spawn_tasks(m: &Rc<Master>, rx: QueueRx<ChildEvent>) {
     let mm = m.clone();
     monoio::spawn(async move {
-        loop {
-            let ev = rx.recv().await;
+        // The master holds a sender for as long as it runs.
+        while let Some(ev) = rx.recv().await {
             supervisor::on_child_event(&mm, ev);
         }
     });

@@ -75,6 +75,19 @@ impl<T> QueueTx<T> {
         })
     }
 
+    /// Queue an item from a plain OS thread (never from a runtime), waiting while the
+    /// queue is full: a producer that floods (a child's output) is slowed down instead of
+    /// growing memory. False once the receiver is gone.
+    // The one blocking send in the crate: its callers are helper threads, never a runtime.
+    #[allow(clippy::disallowed_methods)]
+    pub fn post_blocking(&self, item: T) -> bool {
+        if self.tx.send(item).is_err() {
+            return false;
+        }
+        self.slot.wake();
+        true
+    }
+
     /// As [`QueueTx::post`], saying why an item was given back.
     pub fn try_post(&self, item: T) -> Result<(), Rejected<T>> {
         match self.tx.try_send(item) {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::context::Api;
 use crate::master::http::message::{Request, Response};
-use crate::master::instances::inbox::off_thread;
+use crate::master::instances::off_thread::off_thread;
 
 /// Dials allowed at once.
 pub const MAX_CONCURRENT: usize = 10;

@@ -3,15 +3,12 @@
 //! The connection is split: a small task reads the client side only to notice that it
 //! went away (a closed SSE client then costs nothing until the next event).
 
-use std::cell::{Cell, RefCell};
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split, Splitable};
 
 use super::message::{write, EventSource};
+use crate::wake::LocalFlag;
 
 const HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: GET, PATCH, POST, PUT, DELETE, OPTIONS\r\nAccess-Control-Allow-Headers: Content-Type, Authorization, X-API-Key, Cache-Control\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n";
 
@@ -21,7 +18,7 @@ where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
 {
     let (mut rd, mut wr) = stream.into_split();
-    let done = Rc::new(Signal::default());
+    let done = Rc::new(LocalFlag::default());
     let watcher_sub = sub.clone();
     let watcher_done = done.clone();
     monoio::spawn(async move {
@@ -55,46 +52,6 @@ where
         let _ = write(&mut wr, b"0\r\n\r\n".to_vec()).await;
     }
     sub.close();
-    done.fire();
+    done.raise();
     let _ = wr.shutdown().await;
-}
-
-/// A one-shot, same-thread "it happened" flag that any number of tasks can await.
-#[derive(Default)]
-struct Signal {
-    fired: Cell<bool>,
-    wakers: RefCell<Vec<Waker>>,
-}
-
-impl Signal {
-    /// Fire the signal and wake every waiter (idempotent).
-    fn fire(&self) {
-        self.fired.set(true);
-        for w in self.wakers.borrow_mut().drain(..) {
-            w.wake();
-        }
-    }
-
-    /// Resolve once fired.
-    fn wait(self: &Rc<Self>) -> SignalWait {
-        SignalWait {
-            signal: self.clone(),
-        }
-    }
-}
-
-/// Future returned by [`Signal::wait`].
-struct SignalWait {
-    signal: Rc<Signal>,
-}
-
-impl Future for SignalWait {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.signal.fired.get() {
-            return Poll::Ready(());
-        }
-        self.signal.wakers.borrow_mut().push(cx.waker().clone());
-        Poll::Pending
-    }
 }

@@ -13,11 +13,11 @@ use serde_json::Value;
 
 use super::atomic_file::Writer;
 use super::hub::Hub;
-use super::inbox::InboxSender;
 use super::model::{Instance, KEY_ID};
 use super::process::ChildEvent;
 use super::urls::UrlDefaults;
 use crate::config::Env;
+use crate::wake::QueueTx;
 
 /// Shared master state.
 pub struct Master {
@@ -42,7 +42,7 @@ pub struct Master {
     /// Only counters changed since the last save.
     pub counters_dirty: Cell<bool>,
     /// Where children report.
-    pub children: InboxSender<ChildEvent>,
+    pub children: QueueTx<ChildEvent>,
     /// Set once shutdown starts: no new children.
     pub closing: Cell<bool>,
     /// The state file `nodepass.json` and its only writer.

@@ -9,13 +9,13 @@
 //! - `hub`: the event hub the API's `/events` streams read.
 //! - `state` (format, load with backup fallback), `saver` (when to write) and
 //!   `atomic_file` (how to write): the state file.
-//! - `inbox`: results from helper threads back onto the runtime.
+//! - `off_thread`: blocking work on a helper thread, awaited on the runtime.
 
 pub mod atomic_file;
 pub mod core;
 pub mod hub;
-pub mod inbox;
 pub mod model;
+pub mod off_thread;
 pub mod output;
 pub mod process;
 pub mod saver;

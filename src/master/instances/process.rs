@@ -3,7 +3,7 @@
 //! the kernel if the master dies, so it never outlives its master.
 //!
 //! The reader thread copies every non-CHECK_POINT line to the master's stdout as
-//! `<line> [<id>]` (as Go does) and hands every line to the runtime through the inbox; on
+//! `<line> [<id>]` (as Go does) and hands every line to the runtime through the cross-thread queue; on
 //! end of output it reaps the child and reports the exit. The runtime never blocks.
 
 use std::io::{BufRead, BufReader, Write};
@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::inbox::InboxSender;
 use crate::stats::CheckPoint;
+use crate::wake::QueueTx;
 
 /// What a child reports to the supervisor.
 #[derive(Debug)]
@@ -72,7 +72,7 @@ impl ChildHandle {
 }
 
 /// Forward every line of `out` as `ChildEvent::Line`, echoing non-CHECK_POINT lines.
-fn pump(out: impl std::io::Read, id: &str, generation: u64, events: &InboxSender<ChildEvent>) {
+fn pump(out: impl std::io::Read, id: &str, generation: u64, events: &QueueTx<ChildEvent>) {
     let mut lines = BufReader::new(out);
     let mut buf = Vec::new();
     loop {
@@ -89,7 +89,7 @@ fn pump(out: impl std::io::Read, id: &str, generation: u64, events: &InboxSender
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{line} [{id}]");
         }
-        events.push_blocking(ChildEvent::Line {
+        events.post_blocking(ChildEvent::Line {
             id: id.to_string(),
             generation,
             line,
@@ -103,7 +103,7 @@ pub fn spawn(
     url: &str,
     id: &str,
     generation: u64,
-    events: InboxSender<ChildEvent>,
+    events: QueueTx<ChildEvent>,
 ) -> std::io::Result<ChildHandle> {
     let mut cmd = Command::new(exe);
     cmd.arg(url)
@@ -141,7 +141,7 @@ pub fn spawn(
             }
             let success = child.wait().map(|s| s.success()).unwrap_or(false);
             reaped.store(true, Ordering::SeqCst);
-            events.push_blocking(ChildEvent::Exited {
+            events.post_blocking(ChildEvent::Exited {
                 id,
                 generation,
                 success,

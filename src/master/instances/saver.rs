@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::atomic_file::Writer;
 use super::core::Master;
-use super::inbox::off_thread;
+use super::off_thread::off_thread;
 use super::state;
 
 /// How often the saver looks at the dirty flags.
