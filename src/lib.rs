@@ -13,11 +13,16 @@
 //!    [`limit`] — process-wide token-bucket rate limiter and the exact slot limit.
 //!    [`stats`] — per-worker counters, their sum, and the CHECK_POINT line (written and parsed).
 //!    [`proxy_proto`] — PROXY protocol v1/v2 header encoding.
-//!    [`bus`] — the only types that cross threads: commands to workers, events back.
+//!    [`wake`] — the wake-up primitives, one of each: a same-thread awaitable flag and the
+//!    cross-thread queue whose receiver is awaited on a runtime.
+//!    [`bus`] — the only types that cross threads: the host's and each mode's commands to
+//!    workers, the tunnel's events back, and the signal router (which worker owns a pool id).
 //!    [`logging`] — NodePass's log line format and level names.
 //!    [`shutdown`] — SIGINT/SIGTERM → a graceful-drain flag.
-//! 3. [`dataplane`] — per-core monoio workers: listeners, relays (splice / copy), UDP sessions.
-//!    [`control`] — tunnel handshake, signals, pool bookkeeping, health and restarts.
+//! 3. [`dataplane`] — per-core monoio workers: a worker host that knows no mode, the
+//!    admission steps every session takes, and the modes as siblings (`forward/`, `tunnel/`).
+//!    [`control`] — tunnel handshake, signals, health, the drain, and why a run ended
+//!    (`RunError`, at the restart boundary).
 //!    [`master`] — the REST master in three rooms: `http` (a server that takes a handler),
 //!    `api` (routes, event stream) and `instances` (supervisor, child processes, state file).
 //! 4. [`app`] — wires one mode from a `Config`; `main.rs` maps errors to exit codes.
