@@ -2,12 +2,10 @@
 //! 16 MiB of TCP byte-exact and 500 UDP datagrams, on io_uring and on epoll; and 200
 //! concurrent TCP sessions go through one tunnel.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
 
 /// A CA and a leaf for `tunnel.test` signed by it, as PEM files in a fresh directory.
 struct Pki {

@@ -3,13 +3,11 @@
 //! UDP session (no wait for the shutdown timeout), and no memory growth over rounds of
 //! many short-lived UDP sessions.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// A small deterministic generator (xorshift64*), so a failure can be replayed.
 struct Rng(u64);

@@ -2,13 +2,11 @@
 //! half-close both ways, target closing first, failover, slots, rate, PROXY headers —
 //! each case on io_uring and on the legacy epoll driver.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nodepass::dataplane::{ForwardSpec, RelayKind};
 
 fn spec_to(targets: &[std::net::SocketAddr]) -> ForwardSpec {

@@ -3,6 +3,9 @@
 //! deadline helpers. Nothing here sleeps a fixed time: everything polls with a deadline.
 #![allow(dead_code)]
 
+pub mod cli;
+pub mod master;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};

@@ -3,8 +3,6 @@
 //! tls=1, every echo random bytes compared byte for byte. Each scenario also checks that
 //! the processes leak nothing once settled (fds, threads, CLOSE-WAIT sockets).
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{echo_tcp_udp, free_port, NodepassProcess, STEP};
+use crate::common::{echo_tcp_udp, free_port, NodepassProcess, STEP};
 
 /// Fast ticks and restarts, two workers (as the other tunnel tests).
 const ENV: [(&str, &str); 3] = [
@@ -165,7 +163,7 @@ fn close_wait(pid: u32) -> usize {
 
 /// The process settles back to within `fds`/`threads` of `base` and holds no CLOSE-WAIT.
 fn assert_settles(name: &str, pid: u32, base: (usize, usize)) {
-    let ok = common::eventually(Duration::from_secs(8), || {
+    let ok = crate::common::eventually(Duration::from_secs(8), || {
         let (fds, threads) = resources(pid);
         fds <= base.0 + 40 && threads <= base.1 + 8 && close_wait(pid) == 0
     });
@@ -289,7 +287,7 @@ fn server_restart(driver: &'static str, tls: u8) {
                 .filter(|l| l.contains("TLS fingerprint verified"))
                 .count()
         };
-        let ok = common::eventually(STEP, || {
+        let ok = crate::common::eventually(STEP, || {
             let _ = t.client.wait_for_line("\u{0}", Duration::from_millis(50));
             verified(&t.client) >= 2
         });
@@ -464,7 +462,7 @@ fn hostile_flood(tls: u8) {
     );
     // Every hostile connection is open (and the first ones re-opened) before users come.
     assert!(
-        common::eventually(STEP, || attack.opened() >= 120),
+        crate::common::eventually(STEP, || attack.opened() >= 120),
         "the attack did not get going"
     );
     let user = t.user;

@@ -5,8 +5,6 @@
 //! certificate the client does not trust fails with a log line naming the cause on both
 //! ends.
 
-mod common;
-
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -14,7 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// A fresh directory under the temp dir, removed on drop.
 struct Dir(PathBuf);

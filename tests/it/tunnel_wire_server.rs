@@ -4,15 +4,13 @@
 //! both drivers; and with tls=1 the fingerprint exchange — Go's verify race is tolerated,
 //! a wrong fingerprint restarts our client.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use nodepass::proto::{Action, Signal};
 
 const KEY: &str = "mykey";

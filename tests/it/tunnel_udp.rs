@@ -2,11 +2,9 @@
 //! once, spread by the kernel over both workers, all relayed whichever worker holds the
 //! idle pool connections.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
+use crate::common::*;
 
 /// Flow `-` pair whose client keeps a pool of `min=2` (one idle connection per worker at
 /// first), so the server's shards run dry and refill unevenly.

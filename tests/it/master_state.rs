@@ -3,15 +3,12 @@
 //! state file falls back to its backup (same API key) or stops the start with a message
 //! that names the file; a failing save names the path and backs off.
 
-mod common;
-mod common_master;
-
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{free_port, NodepassProcess, STEP};
-use common_master::{api_call, poll, read_key, Reply, TempDir};
+use crate::common::master::{api_call, poll, read_key, Reply, TempDir};
+use crate::common::{free_port, NodepassProcess, STEP};
 use serde_json::Value;
 
 const T3: Duration = Duration::from_secs(3);

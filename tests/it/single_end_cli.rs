@@ -2,13 +2,11 @@
 //! bytes intact on both drivers, the log lines, a clear error for a port in use, and a
 //! clean exit on SIGTERM with live connections.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn start_forwarder(
     target_tcp: u16,

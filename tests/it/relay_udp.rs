@@ -1,12 +1,10 @@
 //! UDP through the single-end forwarder: datagrams keep their boundaries, none are lost
 //! or merged, on io_uring and on the legacy epoll driver.
 
-mod common;
-
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use nodepass::dataplane::ForwardSpec;
 
 #[test]

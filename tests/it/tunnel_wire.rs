@@ -4,14 +4,12 @@
 //! at the server's listener (flow `-`) arrives as a `tcp`/`udp` signal naming one of the
 //! fake client's idle connections, over which the bytes travel unchanged, on both drivers.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use nodepass::proto::handshake::encode_request;
 use nodepass::proto::{Action, Signal};
 

@@ -1,11 +1,9 @@
 //! The event stream and the supervisor behind it: framing, periodic updates, log events,
 //! error/running transitions, SIGKILL after the shutdown timeout, state across restarts.
 
-mod common_master;
-
 use std::time::{Duration, Instant};
 
-use common_master::*;
+use crate::common::master::*;
 use nodepass::config::TlsMode;
 
 const T3: Duration = Duration::from_secs(3);
