@@ -198,6 +198,7 @@ fn a_corrupt_state_file_without_a_backup_is_refused_rather_than_started_empty() 
     std::fs::create_dir_all(&state).unwrap();
     let file = state.join("nodepass.json");
     std::fs::write(&file, b"{\"instances\": [ torn").unwrap();
+    let _room = crate::common::isolation::enter(crate::common::isolation::Room::InProcessMaster);
     let err = match nodepass::master::start(
         master_config(TlsMode::Off, test_env()),
         options(exe, &state),

@@ -14,11 +14,7 @@ const GO_REQUEST: &str = "GET / HTTP/1.1\r\nHost: none\r\nUser-Agent: Go-http-cl
     Accept-Encoding: gzip\r\n\r\n";
 
 fn exchange(addr: SocketAddr, request: &[u8]) -> String {
-    let mut s = connect(addr);
-    s.write_all(request).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&http_exchange(addr, request, STEP)).into_owned()
 }
 
 fn start_server(key: &str, port: u16, target: SocketAddr) -> NodepassProcess {

@@ -288,7 +288,7 @@ fn server_restart(driver: &'static str, tls: u8) {
                 .count()
         };
         let ok = crate::common::eventually(STEP, || {
-            let _ = t.client.wait_for_line("\u{0}", Duration::from_millis(50));
+            t.client.take_output();
             verified(&t.client) >= 2
         });
         assert!(ok, "no second fingerprint check: {:?}", t.client.seen);
@@ -428,7 +428,8 @@ fn client_restart_under_attack(tls: u8) {
     drop(attack.stop());
     if !attacked.is_some_and(|d| d <= Duration::from_secs(4)) {
         for p in [&mut t.server, &mut t.client] {
-            let _ = p.wait_for_line("\u{0}", Duration::from_millis(200));
+            // Gather the lines printed around the failure for the message.
+            p.watch_output_for(Duration::from_millis(200));
             let odd: Vec<_> = p
                 .seen
                 .iter()
@@ -490,7 +491,8 @@ fn hostile_flood(tls: u8) {
         );
     }
     for p in [&mut t.server, &mut t.client] {
-        let _ = p.wait_for_line("\u{0}", Duration::from_millis(100));
+        // A restart logged just after the last echo counts too: watch 100 ms more.
+        p.watch_output_for(Duration::from_millis(100));
         assert!(alive(p), "a process died under the flood");
         assert_eq!(restarts(p), 0, "restart under the flood: {:?}", p.seen);
     }
@@ -525,7 +527,8 @@ fn target_down(tls: u8) {
         "first echo {took:?} after the target came back"
     );
     for p in [&mut t.server, &mut t.client] {
-        let _ = p.wait_for_line("\u{0}", Duration::from_millis(100));
+        // A restart logged just after the last echo counts too: watch 100 ms more.
+        p.watch_output_for(Duration::from_millis(100));
         assert_eq!(
             restarts(p),
             0,
@@ -613,7 +616,8 @@ fn churn(tls: u8) {
     let failed: usize = workers.into_iter().map(|w| w.join().unwrap_or(1)).sum();
     if failed > 0 {
         for p in [&mut t.server, &mut t.client] {
-            let _ = p.wait_for_line("\u{0}", Duration::from_millis(300));
+            // Gather the lines printed around the failure for the message.
+            p.watch_output_for(Duration::from_millis(300));
             let odd: Vec<_> = p
                 .seen
                 .iter()
@@ -624,7 +628,8 @@ fn churn(tls: u8) {
     }
     assert_eq!(failed, 0, "failed echoes out of 2000");
     for p in [&mut t.server, &mut t.client] {
-        let _ = p.wait_for_line("\u{0}", Duration::from_millis(100));
+        // A restart logged just after the last echo counts too: watch 100 ms more.
+        p.watch_output_for(Duration::from_millis(100));
         assert_eq!(restarts(p), 0, "{:?}", p.seen);
     }
     assert_settles("server", t.server.pid(), base_server);
