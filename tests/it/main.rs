@@ -4,7 +4,9 @@
 //!
 //! All modules share one process: a test must not change process-wide state (environment
 //! variables, signal dispositions, `nodepass::shutdown`); anything that needs its own
-//! process runs the real binary as a child ([`common::NodepassProcess`]).
+//! process runs the real binary as a child ([`common::NodepassProcess`]). Tests that run
+//! nodepass in this process and tests that spawn it never overlap
+//! ([`common::isolation`]: io_uring-accepted sockets would leak into the children).
 
 mod common;
 
