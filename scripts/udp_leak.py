@@ -31,7 +31,7 @@ def serve():
 threading.Thread(target=serve, daemon=True).start()
 
 def free_port():
-    """A port free for TCP and UDP, below the ephemeral range (as tests/common does)."""
+    """A port free for TCP and UDP, below the ephemeral range (as tests/it/common does)."""
     import random
     while True:
         port = random.randint(10000, 30000)

@@ -63,11 +63,6 @@ pub struct Env {
     /// `NP_MASTER_STATE_DIR`: the master's state directory (unset or empty: next to the
     /// executable).
     pub master_state_dir: Option<PathBuf>,
-    /// The URL's `log=` value exactly as written ("" when absent). Not an environment
-    /// variable: `parse_url` fills it, because Go's master copies this raw text into
-    /// instance URLs and `/info` (PROTOCOL.md §7). It lives here rather than in `Config`
-    /// so that `Config` literals elsewhere keep compiling.
-    pub url_log: String,
 }
 
 impl Default for Env {
@@ -92,7 +87,6 @@ impl Default for Env {
             relay: None,
             ssl_cert_file: None,
             master_state_dir: None,
-            url_log: String::new(),
         }
     }
 }
@@ -249,7 +243,6 @@ mod tests {
             relay: Some("copy".into()),
             ssl_cert_file: Some("/etc/ca.pem".into()),
             master_state_dir: Some("/var/lib/np".into()),
-            url_log: String::new(),
         };
         assert_eq!(e, want);
         assert_eq!(env(&[("NP_MASTER_STATE_DIR", "")]).master_state_dir, None);

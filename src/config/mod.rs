@@ -275,6 +275,9 @@ pub struct Config {
     pub params: Params,
     /// `NP_*` environment.
     pub env: Env,
+    /// The URL's `log=` value exactly as written ("" when absent): Go's master copies
+    /// this raw text into instance URLs and `/info` (PROTOCOL.md §7).
+    pub raw_log: String,
 }
 
 impl Config {

@@ -23,9 +23,8 @@ pub fn derive_key(port: &str) -> String {
 ///
 /// `scheme://[key[:ignored]@]host:port/target[,target…][?query]`; for `master://` the path is
 /// the API prefix instead of targets. Nothing is resolved or bound here.
-pub fn parse_url(url: &str, mut env: Env) -> Result<Config, ConfigError> {
+pub fn parse_url(url: &str, env: Env) -> Result<Config, ConfigError> {
     let parts = split_url(url)?;
-    env.url_log = raw_log(&parts.query);
     let scheme = match parts.scheme.as_str() {
         "server" => Scheme::Server,
         "client" => Scheme::Client,
@@ -53,6 +52,7 @@ pub fn parse_url(url: &str, mut env: Env) -> Result<Config, ConfigError> {
         master_prefix,
         params: Params::from_query(&Query::parse(&parts.query)),
         env,
+        raw_log: raw_log(&parts.query),
     })
 }
 

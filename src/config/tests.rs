@@ -283,10 +283,10 @@ fn the_raw_log_value_is_kept_as_written_even_when_it_is_not_a_level() {
         Env::default(),
     )
     .unwrap();
-    assert_eq!(cfg.env.url_log, "Loud!");
+    assert_eq!(cfg.raw_log, "Loud!");
     assert_eq!(cfg.params.log, LogLevel::Info);
     let cfg = parse_url("master://:9090", Env::default()).unwrap();
-    assert_eq!(cfg.env.url_log, "");
+    assert_eq!(cfg.raw_log, "");
 }
 
 #[test]

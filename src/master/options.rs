@@ -50,7 +50,7 @@ impl MasterOptions {
             http: HttpLimits::default(),
             validate_urls: true,
             counter_save_interval: Duration::from_secs(30),
-            url_log: cfg.env.url_log.clone(),
+            url_log: cfg.raw_log.clone(),
         }
     }
 }

@@ -213,3 +213,7 @@ async fn dial_one(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod pace_tests;

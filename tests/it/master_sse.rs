@@ -1,11 +1,9 @@
 //! The event stream and the supervisor behind it: framing, periodic updates, log events,
 //! error/running transitions, SIGKILL after the shutdown timeout, state across restarts.
 
-mod common_master;
-
 use std::time::{Duration, Instant};
 
-use common_master::*;
+use crate::common::master::*;
 use nodepass::config::TlsMode;
 
 const T3: Duration = Duration::from_secs(3);
@@ -200,6 +198,7 @@ fn a_corrupt_state_file_without_a_backup_is_refused_rather_than_started_empty() 
     std::fs::create_dir_all(&state).unwrap();
     let file = state.join("nodepass.json");
     std::fs::write(&file, b"{\"instances\": [ torn").unwrap();
+    let _room = crate::common::isolation::enter(crate::common::isolation::Room::InProcessMaster);
     let err = match nodepass::master::start(
         master_config(TlsMode::Off, test_env()),
         options(exe, &state),

@@ -3,8 +3,6 @@
 //! tls=1, every echo random bytes compared byte for byte. Each scenario also checks that
 //! the processes leak nothing once settled (fds, threads, CLOSE-WAIT sockets).
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{echo_tcp_udp, free_port, NodepassProcess, STEP};
+use crate::common::{echo_tcp_udp, free_port, NodepassProcess, STEP};
 
 /// Fast ticks and restarts, two workers (as the other tunnel tests).
 const ENV: [(&str, &str); 3] = [
@@ -165,7 +163,7 @@ fn close_wait(pid: u32) -> usize {
 
 /// The process settles back to within `fds`/`threads` of `base` and holds no CLOSE-WAIT.
 fn assert_settles(name: &str, pid: u32, base: (usize, usize)) {
-    let ok = common::eventually(Duration::from_secs(8), || {
+    let ok = crate::common::eventually(Duration::from_secs(8), || {
         let (fds, threads) = resources(pid);
         fds <= base.0 + 40 && threads <= base.1 + 8 && close_wait(pid) == 0
     });
@@ -289,8 +287,8 @@ fn server_restart(driver: &'static str, tls: u8) {
                 .filter(|l| l.contains("TLS fingerprint verified"))
                 .count()
         };
-        let ok = common::eventually(STEP, || {
-            let _ = t.client.wait_for_line("\u{0}", Duration::from_millis(50));
+        let ok = crate::common::eventually(STEP, || {
+            t.client.take_output();
             verified(&t.client) >= 2
         });
         assert!(ok, "no second fingerprint check: {:?}", t.client.seen);
@@ -430,7 +428,8 @@ fn client_restart_under_attack(tls: u8) {
     drop(attack.stop());
     if !attacked.is_some_and(|d| d <= Duration::from_secs(4)) {
         for p in [&mut t.server, &mut t.client] {
-            let _ = p.wait_for_line("\u{0}", Duration::from_millis(200));
+            // Gather the lines printed around the failure for the message.
+            p.watch_output_for(Duration::from_millis(200));
             let odd: Vec<_> = p
                 .seen
                 .iter()
@@ -464,7 +463,7 @@ fn hostile_flood(tls: u8) {
     );
     // Every hostile connection is open (and the first ones re-opened) before users come.
     assert!(
-        common::eventually(STEP, || attack.opened() >= 120),
+        crate::common::eventually(STEP, || attack.opened() >= 120),
         "the attack did not get going"
     );
     let user = t.user;
@@ -492,7 +491,8 @@ fn hostile_flood(tls: u8) {
         );
     }
     for p in [&mut t.server, &mut t.client] {
-        let _ = p.wait_for_line("\u{0}", Duration::from_millis(100));
+        // A restart logged just after the last echo counts too: watch 100 ms more.
+        p.watch_output_for(Duration::from_millis(100));
         assert!(alive(p), "a process died under the flood");
         assert_eq!(restarts(p), 0, "restart under the flood: {:?}", p.seen);
     }
@@ -527,7 +527,8 @@ fn target_down(tls: u8) {
         "first echo {took:?} after the target came back"
     );
     for p in [&mut t.server, &mut t.client] {
-        let _ = p.wait_for_line("\u{0}", Duration::from_millis(100));
+        // A restart logged just after the last echo counts too: watch 100 ms more.
+        p.watch_output_for(Duration::from_millis(100));
         assert_eq!(
             restarts(p),
             0,
@@ -615,7 +616,8 @@ fn churn(tls: u8) {
     let failed: usize = workers.into_iter().map(|w| w.join().unwrap_or(1)).sum();
     if failed > 0 {
         for p in [&mut t.server, &mut t.client] {
-            let _ = p.wait_for_line("\u{0}", Duration::from_millis(300));
+            // Gather the lines printed around the failure for the message.
+            p.watch_output_for(Duration::from_millis(300));
             let odd: Vec<_> = p
                 .seen
                 .iter()
@@ -626,7 +628,8 @@ fn churn(tls: u8) {
     }
     assert_eq!(failed, 0, "failed echoes out of 2000");
     for p in [&mut t.server, &mut t.client] {
-        let _ = p.wait_for_line("\u{0}", Duration::from_millis(100));
+        // A restart logged just after the last echo counts too: watch 100 ms more.
+        p.watch_output_for(Duration::from_millis(100));
         assert_eq!(restarts(p), 0, "{:?}", p.seen);
     }
     assert_settles("server", t.server.pid(), base_server);

@@ -2,13 +2,12 @@
 //! bytes intact on both drivers, the log lines, a clear error for a port in use, and a
 //! clean exit on SIGTERM with live connections.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+use nodepass::config::Driver;
 
 fn start_forwarder(
     target_tcp: u16,
@@ -27,44 +26,44 @@ fn start_forwarder(
     (np, port)
 }
 
-#[test]
-fn sixteen_mib_and_a_thousand_datagrams_cross_the_binary_on_both_drivers() {
+fn sixteen_mib_and_a_thousand_datagrams_cross_the_binary(driver: Driver) {
+    let driver = np_driver(driver);
     let target = echo_tcp_udp().port();
-    for driver in ["uring", "legacy"] {
-        let (mut np, port) = start_forwarder(target, target, driver, &[]);
-        let addr = format!("127.0.0.1:{port}").parse().unwrap();
-        let data = payload(16 * 1024 * 1024, 9);
-        assert!(echo_through(addr, &data) == data, "{driver}: 16 MiB differ");
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        client.connect(addr).unwrap();
-        let mut buf = vec![0u8; 2048];
-        for i in 0..1000usize {
-            let d = payload(1 + i * 1471 / 999, i as u8);
-            client.send(&d).unwrap();
-            let (n, _) = recv_from_retry(&client, &mut buf)
-                .unwrap_or_else(|e| panic!("{driver}: datagram {i}: {e}"));
-            assert_eq!(&buf[..n], &d[..], "{driver}: datagram {i}");
-        }
-        let line = np
-            .wait_for_line("UDPTX=", STEP)
-            .expect("a CHECK_POINT line");
-        assert!(line.contains("CHECK_POINT|MODE=1|PING="), "{line}");
-        assert!(line.contains("|POOL=0|"), "{line}");
-        let started = np
-            .seen
-            .iter()
-            .find(|l| l.contains("Client started: client://"))
-            .cloned();
-        let started = started.expect("Client started line");
-        assert!(
-            started.contains("mode=1") && started.contains("slot=65536"),
-            "{started}"
-        );
+    let (mut np, port) = start_forwarder(target, target, driver, &[]);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let data = payload(16 * 1024 * 1024, 9);
+    assert!(echo_through(addr, &data) == data, "{driver}: 16 MiB differ");
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.connect(addr).unwrap();
+    let mut buf = vec![0u8; 2048];
+    for i in 0..1000usize {
+        let d = payload(1 + i * 1471 / 999, i as u8);
+        client.send(&d).unwrap();
+        let (n, _) = recv_from_retry(&client, &mut buf)
+            .unwrap_or_else(|e| panic!("{driver}: datagram {i}: {e}"));
+        assert_eq!(&buf[..n], &d[..], "{driver}: datagram {i}");
     }
+    let line = np
+        .wait_for_line("UDPTX=", STEP)
+        .expect("a CHECK_POINT line");
+    assert!(line.contains("CHECK_POINT|MODE=1|PING="), "{line}");
+    assert!(line.contains("|POOL=0|"), "{line}");
+    let started = np
+        .seen
+        .iter()
+        .find(|l| l.contains("Client started: client://"))
+        .cloned();
+    let started = started.expect("Client started line");
+    assert!(
+        started.contains("mode=1") && started.contains("slot=65536"),
+        "{started}"
+    );
 }
+
+on_both_drivers!(sixteen_mib_and_a_thousand_datagrams_cross_the_binary);
 
 #[test]
 fn a_port_already_in_use_is_a_clear_startup_error() {

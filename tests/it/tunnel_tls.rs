@@ -5,44 +5,18 @@
 //! certificate the client does not trust fails with a log line naming the cause on both
 //! ends.
 
-mod common;
-
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
-
-/// A fresh directory under the temp dir, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("np-tls2-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Dir(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::common::*;
 
 /// The equivalent of `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes
 /// -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1`:
 /// self-signed, `CA:TRUE` (openssl's default), ECDSA P-256, valid from yesterday for 2 days.
-fn rcgen_cert(dir: &Dir) -> (String, String) {
+fn rcgen_cert(dir: &TempDir) -> (String, String) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let key = KeyPair::generate().expect("key");
     let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
@@ -74,7 +48,7 @@ fn civil_date(unix_secs: u64) -> (i32, u8, u8) {
 }
 
 /// The certificate from the issue, made by the openssl CLI; None when it is not installed.
-fn openssl_cert(dir: &Dir) -> Option<(String, String)> {
+fn openssl_cert(dir: &TempDir) -> Option<(String, String)> {
     let (crt, key) = (dir.path("c.pem"), dir.path("k.pem"));
     let status = Command::new("openssl")
         .args([
@@ -166,7 +140,8 @@ fn carries(crt: &str, key: &str, driver: &str) {
         );
     }
     for p in [&mut ends.server, &mut ends.client] {
-        let _ = p.wait_for_line("\u{0}drain", Duration::from_millis(50));
+        // Lines printed just after the last echo: no TLS failure among them either.
+        p.watch_output_for(Duration::from_millis(50));
         let failures: Vec<_> = p.seen.iter().filter(|l| l.contains("TLS")).collect();
         assert!(
             failures.iter().all(|l| !l.contains("failed")),
@@ -191,21 +166,21 @@ fn expect_line(p: &mut NodepassProcess, who: &str, needles: &[&str]) -> String {
 
 #[test]
 fn tls2_carries_bytes_with_an_openssl_style_self_signed_ca_certificate_on_uring() {
-    let dir = Dir::new("ok-uring");
+    let dir = TempDir::new("ok-uring");
     let (crt, key) = rcgen_cert(&dir);
     carries(&crt, &key, "uring");
 }
 
 #[test]
 fn tls2_carries_bytes_with_an_openssl_style_self_signed_ca_certificate_on_epoll() {
-    let dir = Dir::new("ok-epoll");
+    let dir = TempDir::new("ok-epoll");
     let (crt, key) = rcgen_cert(&dir);
     carries(&crt, &key, "legacy");
 }
 
 #[test]
 fn tls2_carries_bytes_with_a_certificate_from_the_openssl_cli() {
-    let dir = Dir::new("openssl");
+    let dir = TempDir::new("openssl");
     let Some((crt, key)) = openssl_cert(&dir) else {
         eprintln!("openssl CLI not installed; the rcgen test covers the same certificate");
         return;
@@ -214,7 +189,7 @@ fn tls2_carries_bytes_with_a_certificate_from_the_openssl_cli() {
 }
 
 fn wrong_sni_is_named(driver: &str) {
-    let dir = Dir::new(&format!("sni-{driver}"));
+    let dir = TempDir::new(&format!("sni-{driver}"));
     let (crt, key) = rcgen_cert(&dir);
     let mut ends = start(&crt, &key, "wrong.test", Some(&crt), driver);
     let line = expect_line(&mut ends.client, "client", &["name mismatch", "wrong.test"]);
@@ -231,7 +206,7 @@ fn wrong_sni_is_named(driver: &str) {
 }
 
 fn untrusted_certificate_is_named(driver: &str) {
-    let dir = Dir::new(&format!("untrusted-{driver}"));
+    let dir = TempDir::new(&format!("untrusted-{driver}"));
     let (crt, key) = rcgen_cert(&dir);
     let mut ends = start(&crt, &key, "localhost", None, driver);
     let line = expect_line(&mut ends.client, "client", &["unknown issuer"]);

@@ -27,6 +27,7 @@ impl Drop for KillOnDrop {
 
 /// Run `nodepass args…` with `env` added; panic if it has not exited within `limit`.
 pub fn run_nodepass(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Finished {
+    let _room = super::isolation::enter(super::isolation::Room::Children);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodepass"));
     cmd.args(args)
         .envs(env.iter().copied())

@@ -4,14 +4,12 @@
 //! at the server's listener (flow `-`) arrives as a `tcp`/`udp` signal naming one of the
 //! fake client's idle connections, over which the bytes travel unchanged, on both drivers.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use nodepass::proto::handshake::encode_request;
 use nodepass::proto::{Action, Signal};
 
@@ -146,7 +144,8 @@ fn udp_user_crosses(go: &mut GoClient, user_addr: SocketAddr, server: &mut Nodep
             s.action == Action::Udp && s.remote.as_ref() == Some(&me)
         })
         .unwrap_or_else(|| {
-            server.wait_for_line("\u{0}", Duration::from_millis(200));
+            // Gather the lines printed around the failure for the message.
+            server.watch_output_for(Duration::from_millis(200));
             panic!("no udp signal; server said {:#?}", server.seen)
         });
     assert_eq!(sig.remote, Some(user.local_addr().unwrap().to_string()));

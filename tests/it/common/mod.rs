@@ -3,8 +3,13 @@
 //! deadline helpers. Nothing here sleeps a fixed time: everything polls with a deadline.
 #![allow(dead_code)]
 
+pub mod cli;
+pub mod isolation;
+pub mod master;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -14,8 +19,35 @@ use nodepass::config::Driver;
 use nodepass::dataplane::{self, DataPlane, SessionSpec, WorkerSockets};
 use nodepass::runtime::{self, ActiveDriver};
 
-/// Both drivers, so every relay case runs on io_uring and on epoll.
-pub const DRIVERS: [Driver; 2] = [Driver::Uring, Driver::Legacy];
+use isolation::Room;
+
+/// `on_both_drivers!(case)` after `fn case(driver: Driver)`: the tests `case::on_uring`
+/// and `case::on_epoll`, so a failure on one driver never hides the other's result.
+macro_rules! on_both_drivers {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[test]
+            fn on_uring() {
+                super::$case(nodepass::config::Driver::Uring);
+            }
+
+            #[test]
+            fn on_epoll() {
+                super::$case(nodepass::config::Driver::Legacy);
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_drivers;
+
+/// The `NP_DRIVER` value that makes a child process run on `driver`.
+pub fn np_driver(driver: Driver) -> &'static str {
+    match driver {
+        Driver::Uring => "uring",
+        Driver::Legacy => "legacy",
+        Driver::Auto => "auto",
+    }
+}
 
 /// A generous bound for any single step of a test.
 pub const STEP: Duration = Duration::from_secs(10);
@@ -70,11 +102,14 @@ pub struct Forwarder {
     /// Where users connect (TCP and UDP).
     pub addr: SocketAddr,
     plane: Option<DataPlane<std::convert::Infallible>>,
+    /// Dropped after the plane has stopped (fields drop after `Drop::drop`).
+    _room: isolation::Guard,
 }
 
 impl Forwarder {
     /// Start with `spec` on `driver`.
     pub fn start(driver: Driver, spec: SessionSpec) -> Forwarder {
+        let room = isolation::enter(Room::InProcessRelay);
         let active = runtime::choose(driver).expect("driver available");
         let tcp =
             nodepass::net::bind_tcp_listeners("127.0.0.1:0".parse().unwrap(), 2).expect("bind");
@@ -92,6 +127,7 @@ impl Forwarder {
         Forwarder {
             addr,
             plane: Some(plane),
+            _room: room,
         }
     }
 
@@ -124,16 +160,53 @@ impl Drop for Forwarder {
     }
 }
 
+/// Poll `f` every 10 ms until it yields a value or `limit` passes (it is asked once more
+/// at the deadline). The one deadline poller of the tests.
+pub fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return f();
+        }
+        // Polling a condition on the test thread (no runtime here).
+        std::thread::park_timeout(left.min(Duration::from_millis(10)));
+    }
+}
+
 /// Poll `cond` until it holds or `limit` passes.
 pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::park_timeout(Duration::from_millis(10));
+    poll(limit, || cond().then_some(())).is_some()
+}
+
+/// A directory under the temp dir, unique to this process and call, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory whose name contains `tag`.
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("np-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
     }
-    cond()
+
+    /// The path of `name` in this directory, as a string (for URLs and environment values).
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Connect with read/write timeouts so a broken relay fails the test instead of hanging it.
@@ -170,11 +243,14 @@ pub struct NodepassProcess {
     lines: mpsc::Receiver<String>,
     /// Every stdout line seen so far.
     pub seen: Vec<String>,
+    /// Dropped after the child is reaped (fields drop after `Drop::drop`).
+    _room: isolation::Guard,
 }
 
 impl NodepassProcess {
     /// Start `nodepass <url>` with extra environment variables.
     pub fn start(url: &str, envs: &[(&str, &str)]) -> NodepassProcess {
+        let room = isolation::enter(Room::Children);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodepass"));
         cmd.arg(url)
             .stdout(Stdio::piped())
@@ -202,6 +278,7 @@ impl NodepassProcess {
             child,
             lines,
             seen: Vec::new(),
+            _room: room,
         }
     }
 
@@ -225,6 +302,33 @@ impl NodepassProcess {
         }
     }
 
+    /// Move every line printed so far into `seen`, without waiting; how many there are.
+    pub fn take_output(&mut self) -> usize {
+        self.seen.extend(self.lines.try_iter());
+        self.seen.len()
+    }
+
+    /// A fixed wait: collect every line printed within `period` into `seen`. For showing
+    /// that something is *not* printed within a window, and for gathering late lines for a
+    /// failure message; to wait for something that is printed, use [`Self::wait_for_line`].
+    pub fn watch_output_for(&mut self, period: Duration) -> usize {
+        let deadline = Instant::now() + period;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => return self.seen.len(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Both pipes closed: nothing more will come; the window still lasts.
+                    std::thread::park_timeout(left);
+                    if Instant::now() >= deadline {
+                        return self.seen.len();
+                    }
+                }
+            }
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -240,16 +344,11 @@ impl NodepassProcess {
 
     /// Wait for exit within `limit`; the exit code, or None if it is still running.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status.code().unwrap_or(-1));
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::park_timeout(Duration::from_millis(10));
-        }
+        let child = &mut self.child;
+        poll(limit, || {
+            let status = child.try_wait().ok().flatten()?;
+            Some(status.code().unwrap_or(-1))
+        })
     }
 }
 
@@ -465,6 +564,18 @@ pub fn echo_tcp_udp() -> SocketAddr {
         });
         return addr;
     }
+}
+
+/// Send `bytes` to `addr` and read the answer until the peer closes (or `limit` passes
+/// without a byte): a raw HTTP exchange.
+pub fn http_exchange(addr: SocketAddr, bytes: &[u8], limit: Duration) -> Vec<u8> {
+    let mut s = TcpStream::connect_timeout(&addr, STEP).expect("connect");
+    s.set_read_timeout(Some(limit)).unwrap();
+    s.set_write_timeout(Some(STEP)).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
 }
 
 /// Read an HTTP head (up to and including the blank line) and nothing more.

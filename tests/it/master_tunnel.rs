@@ -2,14 +2,13 @@
 //! client created over the API, their counters in `update` events and GET /instances, and
 //! a tunnel child killed from outside (status `error`, then Go's periodic restart).
 
-mod common;
-mod common_master;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{echo_tcp, echo_through, echo_through_ok, free_port, payload, NodepassProcess, STEP};
-use common_master::{api_call, is_status, is_type, poll, read_key, Events, Reply, TempDir};
+use crate::common::master::{api_call, is_status, is_type, poll, read_key, Events, Reply, TempDir};
+use crate::common::{
+    echo_tcp, echo_through, echo_through_ok, free_port, payload, NodepassProcess, STEP,
+};
 use serde_json::Value;
 
 const T3: Duration = Duration::from_secs(3);

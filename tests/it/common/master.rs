@@ -7,32 +7,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::isolation::{self, Room};
+pub use super::{poll, TempDir};
+
 use nodepass::config::{
     BlockSet, Config, Env, HostPort, LogLevel, Params, ProxyProtocol, RunMode, Scheme, TlsMode,
 };
 use nodepass::master::{self, MasterHandle, MasterOptions};
 use serde_json::Value;
-
-/// A directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let p = std::env::temp_dir().join(format!("np-master-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A fake instance: prints NodePass-format lines and CHECK_POINTs every 0.2 s with
 /// growing counters. URL words switch behaviours: `fail` (error line, then exit 3),
@@ -90,6 +72,7 @@ pub fn master_config(tls: TlsMode, env: Env) -> Config {
             no_udp: false,
         },
         env,
+        raw_log: String::new(),
     }
 }
 
@@ -123,6 +106,8 @@ pub struct TestMaster {
     pub handle: Option<MasterHandle>,
     pub addr: SocketAddr,
     pub key: String,
+    /// Dropped after the handle (fields drop in order).
+    _room: isolation::Guard,
 }
 
 impl TestMaster {
@@ -131,6 +116,7 @@ impl TestMaster {
     }
 
     pub fn start_with(cfg: Config, opts: MasterOptions) -> Self {
+        let room = isolation::enter(Room::InProcessMaster);
         let state_file = opts.state_dir.join("nodepass.json");
         let handle = master::start(cfg, opts).expect("master starts");
         let addr = handle.local_addr();
@@ -140,6 +126,7 @@ impl TestMaster {
             handle: Some(handle),
             addr,
             key,
+            _room: room,
         }
     }
 
@@ -160,21 +147,6 @@ pub fn read_key(state_file: &Path) -> Option<String> {
         .find(|i| i["id"] == "********")?["url"]
         .as_str()
         .map(str::to_string)
-}
-
-/// Poll `f` until it yields or the deadline passes.
-pub fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        // Polling a condition on the test thread (no runtime here).
-        std::thread::park_timeout(Duration::from_millis(20));
-    }
 }
 
 /// A parsed HTTP response.
@@ -233,12 +205,7 @@ pub fn api_call(
 
 /// Send raw bytes, read to EOF, parse the response.
 pub fn raw_request(addr: SocketAddr, bytes: &[u8]) -> Reply {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(bytes).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    parse_reply(&out)
+    parse_reply(&super::http_exchange(addr, bytes, Duration::from_secs(20)))
 }
 
 pub fn parse_reply(out: &[u8]) -> Reply {

@@ -1,11 +1,9 @@
 //! The dashboard call sequence of MASTER_API.md §1 against a real master on loopback,
 //! with the timing rules of §4 (instances are a fake program printing CHECK_POINTs).
 
-mod common_master;
-
 use std::time::Duration;
 
-use common_master::*;
+use crate::common::master::*;
 use serde_json::Value;
 
 const T3: Duration = Duration::from_secs(3);

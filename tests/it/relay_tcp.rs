@@ -2,62 +2,59 @@
 //! half-close both ways, target closing first, failover, slots, rate, PROXY headers —
 //! each case on io_uring and on the legacy epoll driver.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+use nodepass::config::Driver;
 use nodepass::dataplane::{RelayKind, SessionSpec};
 
 fn spec_to(targets: &[std::net::SocketAddr]) -> SessionSpec {
     SessionSpec::with_targets(targets.iter().copied().map(Some).collect())
 }
 
-#[test]
-fn bytes_arrive_intact_at_every_size_on_both_drivers() {
+fn bytes_arrive_intact_at_every_size(driver: Driver) {
     let echo = echo_tcp();
-    for driver in DRIVERS {
-        for kind in [RelayKind::Splice, RelayKind::Copy] {
-            let mut spec = spec_to(&[echo]);
-            spec.relay = kind;
-            let fwd = Forwarder::start(driver, spec);
-            for len in [0usize, 1, 64 * 1024, 16 * 1024 * 1024] {
-                let data = payload(len, len as u8);
-                let back = echo_through(fwd.addr, &data);
-                assert_eq!(back.len(), data.len(), "{driver:?} {kind:?} len {len}");
-                assert!(
-                    back == data,
-                    "{driver:?} {kind:?}: bytes differ at len {len}"
-                );
-            }
+    for kind in [RelayKind::Splice, RelayKind::Copy] {
+        let mut spec = spec_to(&[echo]);
+        spec.relay = kind;
+        let fwd = Forwarder::start(driver, spec);
+        for len in [0usize, 1, 64 * 1024, 16 * 1024 * 1024] {
+            let data = payload(len, len as u8);
+            let back = echo_through(fwd.addr, &data);
+            assert_eq!(back.len(), data.len(), "{driver:?} {kind:?} len {len}");
+            assert!(
+                back == data,
+                "{driver:?} {kind:?}: bytes differ at len {len}"
+            );
         }
     }
 }
 
-#[test]
-fn two_hundred_concurrent_connections_each_arrive_intact() {
+on_both_drivers!(bytes_arrive_intact_at_every_size);
+
+fn two_hundred_concurrent_connections_each_arrive_intact(driver: Driver) {
     let echo = echo_tcp();
-    for driver in DRIVERS {
-        let fwd = Forwarder::start(driver, spec_to(&[echo]));
-        let addr = fwd.addr;
-        let handles: Vec<_> = (0..200)
-            .map(|i| {
-                std::thread::spawn(move || {
-                    let data = payload(32 * 1024 + i, i as u8);
-                    echo_through(addr, &data) == data
-                })
+    let fwd = Forwarder::start(driver, spec_to(&[echo]));
+    let addr = fwd.addr;
+    let handles: Vec<_> = (0..200)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let data = payload(32 * 1024 + i, i as u8);
+                echo_through(addr, &data) == data
             })
-            .collect();
-        let ok = handles
-            .into_iter()
-            .filter_map(|h| h.join().ok())
-            .filter(|b| *b)
-            .count();
-        assert_eq!(ok, 200, "{driver:?}");
-    }
+        })
+        .collect();
+    let ok = handles
+        .into_iter()
+        .filter_map(|h| h.join().ok())
+        .filter(|b| *b)
+        .count();
+    assert_eq!(ok, 200, "{driver:?}");
 }
+
+on_both_drivers!(two_hundred_concurrent_connections_each_arrive_intact);
 
 /// A target that reads everything until EOF, then replies with the byte count and closes.
 fn counting_target() -> std::net::SocketAddr {
@@ -77,22 +74,20 @@ fn counting_target() -> std::net::SocketAddr {
     addr
 }
 
-#[test]
-fn a_client_that_shuts_its_write_side_still_receives_the_whole_reply() {
+fn a_client_that_shuts_its_write_side_still_receives_the_whole_reply(driver: Driver) {
     let target = counting_target();
-    for driver in DRIVERS {
-        let fwd = Forwarder::start(driver, spec_to(&[target]));
-        let mut s = connect(fwd.addr);
-        s.write_all(&payload(100_000, 7)).unwrap();
-        s.shutdown(Shutdown::Write).unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).unwrap();
-        assert_eq!(reply, "got 100000", "{driver:?}");
-    }
+    let fwd = Forwarder::start(driver, spec_to(&[target]));
+    let mut s = connect(fwd.addr);
+    s.write_all(&payload(100_000, 7)).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "got 100000", "{driver:?}");
 }
 
-#[test]
-fn a_target_that_closes_first_ends_the_users_stream_and_the_user_can_still_send() {
+on_both_drivers!(a_client_that_shuts_its_write_side_still_receives_the_whole_reply);
+
+fn a_target_that_closes_first_ends_the_users_stream_and_the_user_can_still_send(driver: Driver) {
     // The target greets, shuts its write side, then reports what it later receives.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let target = listener.local_addr().unwrap();
@@ -110,77 +105,74 @@ fn a_target_that_closes_first_ends_the_users_stream_and_the_user_can_still_send(
             });
         }
     });
-    for driver in DRIVERS {
-        let fwd = Forwarder::start(driver, spec_to(&[target]));
-        let mut s = connect(fwd.addr);
-        let mut greeting = Vec::new();
-        s.read_to_end(&mut greeting).unwrap();
-        assert_eq!(greeting, b"hello", "{driver:?}: EOF after the greeting");
-        s.write_all(b"late bytes").unwrap();
-        s.shutdown(Shutdown::Write).unwrap();
-        let got = rx.recv_timeout(STEP).expect("target saw EOF");
-        assert_eq!(got, b"late bytes", "{driver:?}");
-    }
+    let fwd = Forwarder::start(driver, spec_to(&[target]));
+    let mut s = connect(fwd.addr);
+    let mut greeting = Vec::new();
+    s.read_to_end(&mut greeting).unwrap();
+    assert_eq!(greeting, b"hello", "{driver:?}: EOF after the greeting");
+    s.write_all(b"late bytes").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let got = rx.recv_timeout(STEP).expect("target saw EOF");
+    assert_eq!(got, b"late bytes", "{driver:?}");
 }
 
-#[test]
-fn the_next_target_is_used_when_the_first_is_down() {
-    let echo = echo_tcp();
-    for driver in DRIVERS {
-        let fwd = Forwarder::start(driver, spec_to(&[dead_addr(), echo]));
-        for i in 0..4 {
-            let data = payload(1000, i);
-            assert_eq!(
-                echo_through(fwd.addr, &data),
-                data,
-                "{driver:?} attempt {i}"
-            );
-        }
-    }
-}
+on_both_drivers!(a_target_that_closes_first_ends_the_users_stream_and_the_user_can_still_send);
 
-#[test]
-fn the_slot_limit_refuses_one_more_and_admits_again_after_a_close() {
+fn the_next_target_is_used_when_the_first_is_down(driver: Driver) {
     let echo = echo_tcp();
-    for driver in DRIVERS {
-        let mut spec = spec_to(&[echo]);
-        spec.slots = nodepass::limit::SlotLimit::new(2);
-        let fwd = Forwarder::start(driver, spec);
-        let mut a = connect(fwd.addr);
-        let mut b = connect(fwd.addr);
-        for s in [&mut a, &mut b] {
-            s.write_all(b"x").unwrap();
-            let mut one = [0u8; 1];
-            s.read_exact(&mut one).unwrap();
-        }
-        // The third is accepted by the kernel and closed by us without a byte.
-        let mut c = connect(fwd.addr);
-        let _ = c.write_all(b"x");
-        let mut buf = [0u8; 1];
-        let n = c.read(&mut buf).unwrap_or(0);
-        assert_eq!(n, 0, "{driver:?}: connection over the limit must be closed");
-        drop(a);
-        assert!(
-            eventually(STEP, || fwd.live_tcp() < 2),
-            "{driver:?}: slot returned"
-        );
-        let data = payload(10, 1);
+    let fwd = Forwarder::start(driver, spec_to(&[dead_addr(), echo]));
+    for i in 0..4 {
+        let data = payload(1000, i);
         assert_eq!(
             echo_through(fwd.addr, &data),
             data,
-            "{driver:?}: admitted again"
+            "{driver:?} attempt {i}"
         );
     }
 }
 
-#[test]
-fn rate_8_holds_a_4_mib_transfer_near_4_seconds() {
+on_both_drivers!(the_next_target_is_used_when_the_first_is_down);
+
+fn the_slot_limit_refuses_one_more_and_admits_again_after_a_close(driver: Driver) {
+    let echo = echo_tcp();
+    let mut spec = spec_to(&[echo]);
+    spec.slots = nodepass::limit::SlotLimit::new(2);
+    let fwd = Forwarder::start(driver, spec);
+    let mut a = connect(fwd.addr);
+    let mut b = connect(fwd.addr);
+    for s in [&mut a, &mut b] {
+        s.write_all(b"x").unwrap();
+        let mut one = [0u8; 1];
+        s.read_exact(&mut one).unwrap();
+    }
+    // The third is accepted by the kernel and closed by us without a byte.
+    let mut c = connect(fwd.addr);
+    let _ = c.write_all(b"x");
+    let mut buf = [0u8; 1];
+    let n = c.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "{driver:?}: connection over the limit must be closed");
+    drop(a);
+    assert!(
+        eventually(STEP, || fwd.live_tcp() < 2),
+        "{driver:?}: slot returned"
+    );
+    let data = payload(10, 1);
+    assert_eq!(
+        echo_through(fwd.addr, &data),
+        data,
+        "{driver:?}: admitted again"
+    );
+}
+
+on_both_drivers!(the_slot_limit_refuses_one_more_and_admits_again_after_a_close);
+
+fn rate_8_holds_a_4_mib_transfer_near_4_seconds(driver: Driver) {
     let target = counting_target();
     let mut spec = spec_to(&[target]);
     let bytes_per_sec = 8 * 125_000;
     spec.rate_rx = Some(nodepass::limit::RateLimiter::new(bytes_per_sec));
     spec.rate_tx = Some(nodepass::limit::RateLimiter::new(bytes_per_sec));
-    let fwd = Forwarder::start(nodepass::config::Driver::Auto, spec);
+    let fwd = Forwarder::start(driver, spec);
     let mut s = connect(fwd.addr);
     s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -197,9 +189,10 @@ fn rate_8_holds_a_4_mib_transfer_near_4_seconds() {
     );
 }
 
-#[test]
-fn proxy_v1_and_v2_headers_reach_the_target_before_the_data() {
-    for (mode, driver) in [(1, DRIVERS[0]), (2, DRIVERS[1])] {
+on_both_drivers!(rate_8_holds_a_4_mib_transfer_near_4_seconds);
+
+fn proxy_v1_and_v2_headers_reach_the_target_before_the_data(driver: Driver) {
+    for mode in [1, 2] {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let target = listener.local_addr().unwrap();
         let mut spec = spec_to(&[target]);
@@ -242,38 +235,38 @@ fn proxy_v1_and_v2_headers_reach_the_target_before_the_data() {
     }
 }
 
-#[test]
-fn an_idle_session_is_closed_after_the_read_timeout_and_a_busy_one_is_not() {
+on_both_drivers!(proxy_v1_and_v2_headers_reach_the_target_before_the_data);
+
+fn an_idle_session_is_closed_after_the_read_timeout_and_a_busy_one_is_not(driver: Driver) {
     let echo = echo_tcp();
-    for driver in DRIVERS {
-        for kind in [RelayKind::Splice, RelayKind::Copy] {
-            let mut spec = spec_to(&[echo]);
-            spec.read_timeout = Duration::from_millis(300);
-            spec.relay = kind;
-            let fwd = Forwarder::start(driver, spec);
-            // Busy: a byte every 100 ms for 0.6 s keeps the session open past the timeout.
-            let mut busy = connect(fwd.addr);
-            let mut one = [0u8; 1];
-            for _ in 0..6 {
-                busy.write_all(b"b").unwrap();
-                busy.read_exact(&mut one).unwrap();
-                std::thread::park_timeout(Duration::from_millis(100));
-            }
-            // Idle: nothing for longer than the timeout → EOF from nodepass.
-            let started = Instant::now();
-            let mut rest = Vec::new();
-            let _ = busy.read_to_end(&mut rest);
-            let waited = started.elapsed();
-            assert!(
-                waited >= Duration::from_millis(150) && waited < Duration::from_secs(3),
-                "{driver:?} {kind:?}: closed after {waited:?}"
-            );
+    for kind in [RelayKind::Splice, RelayKind::Copy] {
+        let mut spec = spec_to(&[echo]);
+        spec.read_timeout = Duration::from_millis(300);
+        spec.relay = kind;
+        let fwd = Forwarder::start(driver, spec);
+        // Busy: a byte every 100 ms for 0.6 s keeps the session open past the timeout.
+        let mut busy = connect(fwd.addr);
+        let mut one = [0u8; 1];
+        for _ in 0..6 {
+            busy.write_all(b"b").unwrap();
+            busy.read_exact(&mut one).unwrap();
+            std::thread::park_timeout(Duration::from_millis(100));
         }
+        // Idle: nothing for longer than the timeout → EOF from nodepass.
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let _ = busy.read_to_end(&mut rest);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(150) && waited < Duration::from_secs(3),
+            "{driver:?} {kind:?}: closed after {waited:?}"
+        );
     }
 }
 
-#[test]
-fn blocked_protocols_are_refused_and_others_pass() {
+on_both_drivers!(an_idle_session_is_closed_after_the_read_timeout_and_a_busy_one_is_not);
+
+fn blocked_protocols_are_refused_and_others_pass(driver: Driver) {
     let echo = echo_tcp();
     let mut spec = spec_to(&[echo]);
     spec.block = nodepass::config::BlockSet {
@@ -281,7 +274,7 @@ fn blocked_protocols_are_refused_and_others_pass() {
         http: true,
         tls: true,
     };
-    let fwd = Forwarder::start(nodepass::config::Driver::Auto, spec);
+    let fwd = Forwarder::start(driver, spec);
     for blocked in [
         &b"GET / HTTP/1.1\r\n\r\n"[..],
         b"\x05\x01\x00",
@@ -309,15 +302,16 @@ fn blocked_protocols_are_refused_and_others_pass() {
         http: true,
         tls: true,
     };
-    let fwd2 = Forwarder::start(nodepass::config::Driver::Auto, spec);
+    let fwd2 = Forwarder::start(driver, spec);
     let mut s = connect(fwd2.addr);
     let mut greeting = [0u8; 11];
     s.read_exact(&mut greeting).unwrap();
     assert_eq!(&greeting, b"220 ready\r\n");
 }
 
-#[test]
-fn dial_binds_the_source_ip_and_falls_back_when_it_cannot() {
+on_both_drivers!(blocked_protocols_are_refused_and_others_pass);
+
+fn dial_binds_the_source_ip_and_falls_back_when_it_cannot(driver: Driver) {
     // The target reports the peer address it sees.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let target = listener.local_addr().unwrap();
@@ -339,25 +333,26 @@ fn dial_binds_the_source_ip_and_falls_back_when_it_cannot() {
     };
     let mut spec = spec_to(&[target]);
     spec.source = nodepass::dataplane::SourcePolicy::new(Some("127.0.0.2".parse().unwrap()));
-    let fwd = Forwarder::start(nodepass::config::Driver::Auto, spec);
+    let fwd = Forwarder::start(driver, spec);
     assert_eq!(read_peer(fwd.addr), "127.0.0.2");
     // 192.0.2.1 (TEST-NET-1) is not an address of this host: the bind fails at once
     // (no packet is sent) and nodepass falls back to a system-chosen source.
     let mut spec = spec_to(&[target]);
     spec.source = nodepass::dataplane::SourcePolicy::new(Some("192.0.2.1".parse().unwrap()));
-    let fwd = Forwarder::start(nodepass::config::Driver::Auto, spec);
+    let fwd = Forwarder::start(driver, spec);
     assert_eq!(read_peer(fwd.addr), "127.0.0.1");
     assert_eq!(read_peer(fwd.addr), "127.0.0.1");
 }
 
-#[test]
-fn the_rate_limit_holds_for_the_whole_process_across_connections_and_workers() {
+on_both_drivers!(dial_binds_the_source_ip_and_falls_back_when_it_cannot);
+
+fn the_rate_limit_holds_for_the_whole_process_across_connections_and_workers(driver: Driver) {
     let target = counting_target();
     let mut spec = spec_to(&[target]);
     let bytes_per_sec = 8 * 125_000;
     spec.rate_rx = Some(nodepass::limit::RateLimiter::new(bytes_per_sec));
     spec.rate_tx = Some(nodepass::limit::RateLimiter::new(bytes_per_sec));
-    let fwd = Forwarder::start(nodepass::config::Driver::Auto, spec);
+    let fwd = Forwarder::start(driver, spec);
     let addr = fwd.addr;
     let started = Instant::now();
     // Four connections of 1 MiB each: together 4 MiB, so ≈ 4 s at 8 Mbit/s, not 1 s.
@@ -384,3 +379,5 @@ fn the_rate_limit_holds_for_the_whole_process_across_connections_and_workers() {
         "4 × 1 MiB at 8 Mbit/s took {secs:.2} s"
     );
 }
+
+on_both_drivers!(the_rate_limit_holds_for_the_whole_process_across_connections_and_workers);

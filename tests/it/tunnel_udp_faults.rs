@@ -3,13 +3,12 @@
 //! UDP session (no wait for the shutdown timeout), and no memory growth over rounds of
 //! many short-lived UDP sessions.
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+use nodepass::config::Driver;
 
 /// A small deterministic generator (xorshift64*), so a failure can be replayed.
 struct Rng(u64);
@@ -174,37 +173,37 @@ fn exits_promptly(np: &mut NodepassProcess, what: &str) {
     );
 }
 
-#[test]
-fn sigterm_does_not_wait_for_an_idle_udp_session_single_end() {
+fn sigterm_does_not_wait_for_an_idle_udp_session_single_end(driver: Driver) {
+    let driver = np_driver(driver);
     let target = echo_tcp_udp();
-    for driver in ["uring", "legacy"] {
-        let port = free_port();
-        let url = format!("client://127.0.0.1:{port}/{target}?mode=1");
-        let env = [("NP_DRIVER", driver), ("NP_SHUTDOWN_TIMEOUT", "20s")];
-        let mut np = NodepassProcess::start(&url, &env);
-        np.wait_for_line("Listening on", STEP).expect("listens");
-        let user = SocketAddr::from(([127, 0, 0, 1], port));
-        assert_eq!(udp_round_trips(user, 3), 3);
-        exits_promptly(&mut np, driver);
-    }
+    let port = free_port();
+    let url = format!("client://127.0.0.1:{port}/{target}?mode=1");
+    let env = [("NP_DRIVER", driver), ("NP_SHUTDOWN_TIMEOUT", "20s")];
+    let mut np = NodepassProcess::start(&url, &env);
+    np.wait_for_line("Listening on", STEP).expect("listens");
+    let user = SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(udp_round_trips(user, 3), 3);
+    exits_promptly(&mut np, driver);
 }
 
-#[test]
-fn sigterm_does_not_wait_for_an_idle_udp_session_in_a_tunnel() {
+on_both_drivers!(sigterm_does_not_wait_for_an_idle_udp_session_single_end);
+
+fn sigterm_does_not_wait_for_an_idle_udp_session_in_a_tunnel(driver: Driver) {
+    let driver = np_driver(driver);
     let target = echo_tcp_udp();
-    for driver in ["uring", "legacy"] {
-        let opts = TunnelOpts {
-            reverse: true,
-            server_query: "tls=1",
-            client_query: "",
-            env: vec![("NP_DRIVER", driver), ("NP_SHUTDOWN_TIMEOUT", "20s")],
-        };
-        let mut pair = tunnel_pair(&opts, target);
-        assert_eq!(udp_round_trips(pair.user, 3), 3);
-        exits_promptly(&mut pair.server, "server");
-        exits_promptly(&mut pair.client, "client");
-    }
+    let opts = TunnelOpts {
+        reverse: true,
+        server_query: "tls=1",
+        client_query: "",
+        env: vec![("NP_DRIVER", driver), ("NP_SHUTDOWN_TIMEOUT", "20s")],
+    };
+    let mut pair = tunnel_pair(&opts, target);
+    assert_eq!(udp_round_trips(pair.user, 3), 3);
+    exits_promptly(&mut pair.server, "server");
+    exits_promptly(&mut pair.client, "client");
 }
+
+on_both_drivers!(sigterm_does_not_wait_for_an_idle_udp_session_in_a_tunnel);
 
 fn rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");

@@ -1,13 +1,11 @@
 //! HTTP robustness of the master API: malformed and oversized requests, bodies without
 //! Content-Type or chunked, keep-alive, and slow or idle clients that must not delay others.
 
-mod common_master;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common_master::*;
+use crate::common::master::*;
 use nodepass::master::HttpLimits;
 
 fn timed_get(m: &TestMaster) -> Duration {

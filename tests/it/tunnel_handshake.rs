@@ -3,24 +3,18 @@
 //! (and logged) without stopping a real client; after the handshake only the client's IP
 //! may open pool connections, the first of which gets id `00000000`.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const GO_REQUEST: &str = "GET / HTTP/1.1\r\nHost: none\r\nUser-Agent: Go-http-client/1.1\r\n\
     Authorization: Bearer e1b24265bf2e0b20c81837993b4f1415f7b68c503114d100a40601eca6a2745f\r\n\
     Accept-Encoding: gzip\r\n\r\n";
 
 fn exchange(addr: SocketAddr, request: &[u8]) -> String {
-    let mut s = connect(addr);
-    s.write_all(request).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&http_exchange(addr, request, STEP)).into_owned()
 }
 
 fn start_server(key: &str, port: u16, target: SocketAddr) -> NodepassProcess {

@@ -2,11 +2,9 @@
 //! once, spread by the kernel over both workers, all relayed whichever worker holds the
 //! idle pool connections.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::*;
+use crate::common::*;
 
 /// Flow `-` pair whose client keeps a pool of `min=2` (one idle connection per worker at
 /// first), so the server's shards run dry and refill unevenly.
@@ -60,9 +58,10 @@ fn sixteen_flows_of_twenty_round_trips(driver: &str) {
         .collect();
     let done: Vec<usize> = flows.into_iter().map(|f| f.join().unwrap()).collect();
     if done != vec![20; 16] {
-        let quiet = std::time::Duration::from_millis(300);
-        server.wait_for_line("\u{0}", quiet);
-        client.wait_for_line("\u{0}", quiet);
+        // Gather the lines printed around the failure for the message.
+        let late = std::time::Duration::from_millis(300);
+        server.watch_output_for(late);
+        client.watch_output_for(late);
         panic!(
             "round trips per flow: {done:?}\nserver: {:#?}\nclient: {:#?}",
             server.seen, client.seen

@@ -1,11 +1,8 @@
 //! The `nodepass` binary's command line: help, version, usage errors and bad URLs (exit 64).
 
-#[path = "common/cli.rs"]
-mod cli;
-
 use std::time::Duration;
 
-use cli::{run_nodepass, Finished};
+use crate::common::cli::{run_nodepass, Finished};
 
 const LIMIT: Duration = Duration::from_secs(10);
 

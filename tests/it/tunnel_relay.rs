@@ -2,25 +2,20 @@
 //! 16 MiB of TCP byte-exact and 500 UDP datagrams, on io_uring and on epoll; and 200
 //! concurrent TCP sessions go through one tunnel.
 
-mod common;
-
 use std::io::{Read, Write};
-use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
+use nodepass::config::Driver;
 
 /// A CA and a leaf for `tunnel.test` signed by it, as PEM files in a fresh directory.
 struct Pki {
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Pki {
     fn new() -> Pki {
         use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("np-tunnel-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("pki");
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -30,20 +25,14 @@ impl Pki {
             .unwrap()
             .signed_by(&leaf_key, &ca, &ca_key)
             .unwrap();
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(dir.join("crt.pem"), leaf.pem()).unwrap();
-        std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+        std::fs::write(dir.path("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path("crt.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.path("key.pem"), leaf_key.serialize_pem()).unwrap();
         Pki { dir }
     }
 
     fn path(&self, name: &str) -> String {
-        self.dir.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.dir.path(name)
     }
 }
 
@@ -102,14 +91,13 @@ carries! {
     flow_plus_tls2_carries_tcp_and_udp_on_epoll: false, 2, "legacy";
 }
 
-#[test]
-fn two_hundred_concurrent_tcp_sessions_pass_through_one_tunnel() {
+fn two_hundred_concurrent_tcp_sessions_pass_through_one_tunnel(driver: Driver) {
     let target = echo_tcp_udp();
     let opts = TunnelOpts {
         reverse: true,
         server_query: "tls=0",
         client_query: "",
-        env: vec![],
+        env: vec![("NP_DRIVER", np_driver(driver))],
     };
     let mut pair = tunnel_pair(&opts, target);
     let user = pair.user;
@@ -128,7 +116,8 @@ fn two_hundred_concurrent_tcp_sessions_pass_through_one_tunnel() {
         .count();
     if ok != 200 {
         for p in [&mut pair.server, &mut pair.client] {
-            p.wait_for_line("\u{0}never", std::time::Duration::from_millis(300));
+            // Gather the lines printed around the failure for the message.
+            p.watch_output_for(std::time::Duration::from_millis(300));
             let warns: Vec<_> = p
                 .seen
                 .iter()
@@ -140,17 +129,12 @@ fn two_hundred_concurrent_tcp_sessions_pass_through_one_tunnel() {
     assert_eq!(ok, 200);
 }
 
-/// Pull every line printed so far into `p.seen`; returns how many there are.
-fn drain_lines(p: &mut NodepassProcess) -> usize {
-    p.wait_for_line("\u{0}never printed", std::time::Duration::from_millis(50));
-    p.seen.len()
-}
+on_both_drivers!(two_hundred_concurrent_tcp_sessions_pass_through_one_tunnel);
 
 /// A user that resets its connection (SO_LINGER 0) instead of closing must end its session
 /// on both ends, over plain and TLS pool connections alike (found by perf: with tls=1 the
 /// other direction used to wait forever on the pool connection).
-#[test]
-fn a_user_reset_ends_the_session_on_both_ends() {
+fn a_user_reset_ends_the_session_on_both_ends(driver: Driver) {
     let target = echo_tcp_udp();
     for tls in ["tls=0", "tls=1"] {
         for reverse in [true, false] {
@@ -158,7 +142,7 @@ fn a_user_reset_ends_the_session_on_both_ends() {
                 reverse,
                 server_query: tls,
                 client_query: "",
-                env: vec![],
+                env: vec![("NP_DRIVER", np_driver(driver))],
             };
             let mut pair = tunnel_pair(&opts, target);
             let mut s = connect(pair.user);
@@ -177,9 +161,9 @@ fn a_user_reset_ends_the_session_on_both_ends() {
                 .unwrap();
             drop(s);
             for (name, p) in [("server", &mut pair.server), ("client", &mut pair.client)] {
-                let mark = drain_lines(p);
+                let mark = p.take_output();
                 let ended = eventually(STEP, || {
-                    drain_lines(p);
+                    p.take_output();
                     p.seen[mark..]
                         .iter()
                         .rev()
@@ -194,3 +178,5 @@ fn a_user_reset_ends_the_session_on_both_ends() {
         }
     }
 }
+
+on_both_drivers!(a_user_reset_ends_the_session_on_both_ends);

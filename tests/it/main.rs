@@ -1,0 +1,29 @@
+//! Every black-box and library-level integration test in one binary, so the shared
+//! helpers (`common`) and the crate link once. Each module is one former `tests/*.rs`
+//! file; run one area with e.g. `cargo test --test it tunnel_recovery::`.
+//!
+//! All modules share one process: a test must not change process-wide state (environment
+//! variables, signal dispositions, `nodepass::shutdown`); anything that needs its own
+//! process runs the real binary as a child ([`common::NodepassProcess`]). Tests that run
+//! nodepass in this process and tests that spawn it never overlap
+//! ([`common::isolation`]: io_uring-accepted sockets would leak into the children).
+
+mod common;
+
+mod config_cli;
+mod master_api;
+mod master_http;
+mod master_sse;
+mod master_state;
+mod master_tunnel;
+mod relay_tcp;
+mod relay_udp;
+mod single_end_cli;
+mod tunnel_handshake;
+mod tunnel_recovery;
+mod tunnel_relay;
+mod tunnel_tls;
+mod tunnel_udp;
+mod tunnel_udp_faults;
+mod tunnel_wire;
+mod tunnel_wire_server;
