@@ -247,17 +247,25 @@ pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
     }
 }
 
-/// Make the child that `cmd` starts receive SIGTERM when its parent dies, even by SIGKILL
-/// (`PR_SET_PDEATHSIG`), so instances never outlive their master. The kernel sends the
-/// signal when the *thread* that forked exits, so spawn from a thread that lives as long
-/// as the children (the master's runtime thread). If the parent is already gone when the
-/// child sets this up, the spawn fails instead of leaving an orphan.
-pub fn terminate_with_parent(cmd: &mut std::process::Command) {
+/// Highest descriptor the fall-back loop of [`prepare_child`] marks close-on-exec
+/// on kernels without `close_range` (before 5.11).
+const CLOEXEC_SWEEP_LIMIT: libc::c_int = 65536;
+
+/// Prepare the child that `cmd` starts:
+/// - it receives SIGTERM when its parent dies, even by SIGKILL (`PR_SET_PDEATHSIG`), so
+///   instances never outlive their master. The kernel sends the signal when the *thread*
+///   that forked exits, so spawn from a thread that lives as long as the children (the
+///   master's runtime thread). If the parent is already gone when the child sets this up,
+///   the spawn fails instead of leaving an orphan;
+/// - it inherits no descriptor but its stdio: monoio's io_uring accept sets no
+///   `SOCK_CLOEXEC`, so without this a child would hold copies of the master's API
+///   connections (their FIN then waits for the child to exit).
+pub fn prepare_child(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id() as libc::pid_t;
     let hook = move || -> io::Result<()> {
-        // SAFETY: runs in the forked child before exec; prctl and getppid are
-        // async-signal-safe syscalls, and nothing here allocates or takes a lock
+        // SAFETY: runs in the forked child before exec; prctl, getppid, close_range and
+        // fcntl are async-signal-safe syscalls, and nothing here allocates or takes a lock
         // (io::Error from an OS code is a plain value).
         unsafe {
             if libc::prctl(
@@ -273,6 +281,18 @@ pub fn terminate_with_parent(cmd: &mut std::process::Command) {
             // The parent died between fork and prctl: the signal will never come.
             if libc::getppid() != parent {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            // Everything above stdio closes at exec (std's own exec-error pipe already does).
+            let marked = libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+            );
+            if marked != 0 {
+                for fd in 3..CLOEXEC_SWEEP_LIMIT {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
             }
         }
         Ok(())

@@ -472,3 +472,48 @@ fn a_restart_answers_once_the_new_child_runs_so_a_get_right_after_shows_running(
     ev.wait_for(T3, |e| is_status(e, &id, "stopped"))
         .expect("a stopped update from the restart");
 }
+
+/// The process whose command line names `script` (the test's own fake instance).
+fn pid_running(script: &std::path::Path) -> Option<u32> {
+    let wanted = script.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline)
+            .split('\0')
+            .any(|arg| arg == wanted)
+            .then_some(pid)
+    })
+}
+
+/// An instance inherits none of the master's connections. monoio's io_uring accept sets no
+/// SOCK_CLOEXEC, so a child used to hold copies of the API connections open while it was
+/// started (the master's close then sent no FIN until the child exited). The fake instance
+/// opens no socket itself: any socket it holds is inherited.
+#[test]
+fn an_instance_inherits_none_of_the_masters_connections() {
+    let (dir, m) = fake_master("noinherit");
+    let held = std::net::TcpStream::connect(m.addr).unwrap();
+    // Accepted by the master before the instance starts (any request proves it).
+    assert_eq!(m.call("GET", "/info", None).status, 200);
+    let created = m.call(
+        "POST",
+        "/instances",
+        Some(r#"{"url":"client://127.0.0.1:1/127.0.0.1:2"}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let script = dir.0.join("fake-nodepass.sh");
+    let pid = poll(T5, || pid_running(&script)).expect("the instance runs");
+    let sockets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.starts_with("socket:"))
+        .collect();
+    assert!(
+        sockets.is_empty(),
+        "the instance holds the master's sockets: {sockets:?}"
+    );
+    drop(held);
+}

@@ -112,7 +112,7 @@ pub fn spawn(
         .stderr(Stdio::piped());
     // A master killed with SIGKILL must not leave its instances running unmanaged (they
     // would hold their ports against the next master).
-    crate::sys::terminate_with_parent(&mut cmd);
+    crate::sys::prepare_child(&mut cmd);
     let mut child = cmd.spawn()?;
     let handle = ChildHandle {
         pid: child.id() as i32,
