@@ -2,6 +2,7 @@
 //! their line framing, and pool connection ids. Every function here is pure (bytes in,
 //! bytes or values out), so it is deterministic to test and a natural fuzzing entry.
 
+pub mod auth;
 pub(crate) mod base64;
 pub mod handshake;
 mod line;

@@ -6,6 +6,7 @@ use super::context::Api;
 use super::{docs_page, events, info, instances, metrics, openapi, tcping};
 use crate::master::http::message::{Handler, Request, Response};
 use crate::master::instances::core::Master;
+use crate::proto::auth::same_secret;
 
 impl Handler for Api {
     fn handle(&self, req: Request) -> impl Future<Output = Response> {
@@ -62,29 +63,9 @@ fn check_key(m: &Master, req: &Request) -> Option<Response> {
     }
     match req.header("x-api-key") {
         None | Some("") => Some(Response::error(401, "Unauthorized: API key required")),
-        Some(given) if !constant_time_eq(given.as_bytes(), key.as_bytes()) => {
+        Some(given) if !same_secret(given.as_bytes(), key.as_bytes()) => {
             Some(Response::error(401, "Unauthorized: Invalid API key"))
         }
         Some(_) => None,
-    }
-}
-
-/// Compare two secrets in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_eq_matches_only_equal_secrets() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }
