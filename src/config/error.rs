@@ -49,6 +49,16 @@ pub enum ConfigError {
         /// The conflicting target, `host:port`.
         target: String,
     },
+    /// One of our own parameters (not Go's, which fall back silently) has a value it
+    /// does not take.
+    InvalidParameter {
+        /// The parameter.
+        name: &'static str,
+        /// The value as written.
+        value: String,
+        /// What it takes.
+        expected: &'static str,
+    },
 }
 
 impl std::fmt::Display for ConfigError {
@@ -102,6 +112,11 @@ impl std::fmt::Display for ConfigError {
                 f,
                 "tunnel port {port} conflicts with target address {target}: traffic would loop back into the tunnel; use a different port for the tunnel or the target"
             ),
+            ConfigError::InvalidParameter {
+                name,
+                value,
+                expected,
+            } => write!(f, "invalid {name}={value}: {name} takes {expected}"),
         }
     }
 }

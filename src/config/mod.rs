@@ -194,6 +194,27 @@ impl BlockSet {
     }
 }
 
+/// `auth=` (ours, not Go's): whether a tunnel end insists on the `auth1` extension
+/// profile (PROTOCOL.md §1: replay-proof handshake, pool connections that prove the key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthPolicy {
+    /// `auth=auto` (default): the profile when the peer speaks it, Go's v1.14.0 otherwise.
+    Auto,
+    /// `auth=strict`: refuse a peer that does not speak the profile (a Go peer, or a
+    /// downgrade by someone in between).
+    Strict,
+}
+
+impl AuthPolicy {
+    /// The URL word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthPolicy::Auto => "auto",
+            AuthPolicy::Strict => "strict",
+        }
+    }
+}
+
 /// `proxy=`: PROXY protocol header sent to the target before relayed bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProxyProtocol {
@@ -255,6 +276,8 @@ pub struct Params {
     pub no_tcp: bool,
     /// `noudp=1`.
     pub no_udp: bool,
+    /// `auth=`: whether this end insists on the `auth1` extension profile.
+    pub auth: AuthPolicy,
 }
 
 /// The whole configuration of one process: the URL plus the environment.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::duration::positive_go_duration;
-use super::{BlockSet, LogLevel, Params, ProxyProtocol, RunMode, TlsMode};
+use super::{AuthPolicy, BlockSet, LogLevel, Params, ProxyProtocol, RunMode, TlsMode};
 
 /// `dns=` default.
 pub const DEFAULT_DNS_TTL: Duration = Duration::from_secs(300);
@@ -61,6 +61,7 @@ impl Default for Params {
             block: BlockSet::default(),
             no_tcp: false,
             no_udp: false,
+            auth: AuthPolicy::Auto,
         }
     }
 }
@@ -88,12 +89,29 @@ impl Params {
             block: q.get("block").map_or(d.block, parse_block),
             no_tcp: q.get("notcp") == Some("1"),
             no_udp: q.get("noudp") == Some("1"),
+            auth: match q.get("auth") {
+                Some("strict") => AuthPolicy::Strict,
+                _ => AuthPolicy::Auto,
+            },
         };
         // Go: QUIC (1) and HTTP/2 (3) pools need TLS, so a plaintext server is upgraded.
         if matches!(p.pool_type, 1 | 3) && p.tls == TlsMode::Off {
             p.tls = TlsMode::SelfSigned;
         }
         p
+    }
+}
+
+/// `auth=` is ours: unlike Go's parameters, a value that is neither `auto` nor `strict` is
+/// an error (a typo must not silently turn a security setting off).
+pub(super) fn check_auth(q: &Query) -> Result<(), super::ConfigError> {
+    match q.get("auth") {
+        None | Some("auto") | Some("strict") => Ok(()),
+        Some(other) => Err(super::ConfigError::InvalidParameter {
+            name: "auth",
+            value: other.to_string(),
+            expected: "auto or strict",
+        }),
     }
 }
 

@@ -50,7 +50,11 @@ pub fn parse_url(url: &str, env: Env) -> Result<Config, ConfigError> {
         tunnel,
         targets,
         master_prefix,
-        params: Params::from_query(&Query::parse(&parts.query)),
+        params: {
+            let query = Query::parse(&parts.query);
+            super::params::check_auth(&query)?;
+            Params::from_query(&query)
+        },
         env,
         raw_log: raw_log(&parts.query),
     })

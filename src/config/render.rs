@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::duration::format_go_duration;
-use super::{Config, Scheme, TlsMode};
+use super::{AuthPolicy, Config, Scheme, TlsMode};
 
 impl Config {
     /// The query Go prints after the started/restart prefix, every value filled in:
@@ -110,6 +110,10 @@ impl Config {
             u8::from(p.no_tcp),
             u8::from(p.no_udp)
         );
+        // Ours, not Go's: shown only when set, so default lines stay Go's.
+        if p.auth == AuthPolicy::Strict {
+            let _ = write!(q, "&auth={}", p.auth.as_str());
+        }
         q
     }
 

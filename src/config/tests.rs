@@ -322,6 +322,7 @@ fn full_urls_parse_back_to_the_same_settings() {
         "server://k%2Cy@:10101/127.0.0.1:8080,[::1]:9090?tls=2&crt=/a%20b.pem&key=/k.pem&log=debug&max=9&proxy=2",
         "client://127.0.0.1:1080/a.example:80?sni=s%26n&mode=1&dns=90s&slot=abc&noudp=1&log=event",
         "server://[::1]:1/x:2?type=1&read=2m&dial=::2",
+        "client://k@127.0.0.1:1/x:2?mode=2&auth=strict",
         "master://:9090/admin?tls=1&log=warn",
     ];
     for url in urls {
@@ -333,6 +334,7 @@ fn full_urls_parse_back_to_the_same_settings() {
         assert_eq!(again.master_prefix, cfg.master_prefix, "{url}");
         assert_eq!(again.canonical_query(), cfg.canonical_query(), "{url}");
         assert_eq!(again.params.log, cfg.params.log, "{url}");
+        assert_eq!(again.params.auth, cfg.params.auth, "{url}");
         if cfg.scheme != Scheme::Client {
             assert_eq!(again.params.tls, cfg.params.tls, "{url}");
             assert_eq!(again.params.crt, cfg.params.crt, "{url}");
@@ -353,4 +355,24 @@ fn error_messages_name_the_problem_and_the_fix() {
     }
     .to_string();
     assert!(msg.starts_with("tunnel port 10101 conflicts with target address 127.0.0.1:10101"));
+}
+
+#[test]
+fn auth_is_auto_unless_strict_and_a_typo_is_an_error() {
+    assert_eq!(
+        parse("server://:1/x:2").unwrap().params.auth,
+        AuthPolicy::Auto
+    );
+    let strict = parse("server://k@:1/x:2?auth=strict").unwrap();
+    assert_eq!(strict.params.auth, AuthPolicy::Strict);
+    assert!(strict.started_line().ends_with("&noudp=0&auth=strict"));
+    assert!(!parse("server://:1/x:2?auth=auto")
+        .unwrap()
+        .started_line()
+        .contains("auth"));
+    let err = parse("client://k@h:1/x:2?auth=strcit").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid auth=strcit: auth takes auto or strict"
+    );
 }

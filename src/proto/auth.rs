@@ -136,7 +136,11 @@ pub fn from_hex(text: &str) -> Option<[u8; LEN]> {
     if t.len() != LEN * 2 {
         return None;
     }
-    let digit = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let digit = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
     let mut out = [0u8; LEN];
     for (i, pair) in t.chunks_exact(2).enumerate() {
         out[i] = digit(pair[0])? << 4 | digit(pair[1])?;

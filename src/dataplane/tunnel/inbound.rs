@@ -110,7 +110,7 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
                     reply.pool_type
                 );
                 t.spec.shared.report(Event::HandshakeDone(peer));
-                handshake::encode_reply(reply, ext.as_deref())
+                handshake::encode_reply(reply, ext.as_deref(), &handshake::AuthFields::default())
             }
         }
     };

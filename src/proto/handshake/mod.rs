@@ -32,9 +32,10 @@ mod feature_tests {
     }
 }
 
-pub use reply::{encode_reply, parse_reply, parse_reply_at_eof, Reply};
+pub use reply::{encode_reply, parse_reply, parse_reply_at_eof, AuthFields, Reply};
 pub use request::{
-    check_request, encode_rejection, encode_request, parse_request, ParsedRequest, Rejection,
+    check_request, encode_rejection, encode_request, encode_request_ours, parse_request,
+    ParsedRequest, Rejection,
 };
 
 /// Largest request or reply head we buffer before giving up.

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::{Flow, HandshakeError, Parse, TunnelConfig, EXT_FIELD, MAX_BODY, MAX_HEAD};
+use crate::proto::auth::{FP_FIELD, NONCE_FIELD, PROOF_FIELD};
 
 /// A complete, successful handshake reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,26 +13,45 @@ pub struct Reply {
     pub config: TunnelConfig,
     /// Our extension field, present only when the server is one of ours.
     pub extension: Option<String>,
+    /// The `auth1` fields of one of ours (server nonce, proof, certificate fingerprint).
+    pub auth: AuthFields,
     /// Bytes of `buf` the reply used (head and body).
     pub consumed: usize,
+}
+
+/// The `auth1` fields our server adds to a reply for one of ours (hex nonce and proof, the
+/// certificate fingerprint for tls 1/2); Go clients ignore them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthFields {
+    /// `nonce`: the server's nonce.
+    pub nonce: Option<String>,
+    /// `proof`: the server's proof.
+    pub proof: Option<String>,
+    /// `fp`: the fingerprint every TLS pool connection must show.
+    pub fp: Option<String>,
 }
 
 /// The reply Go's handler produces: `Connection: close` and `Content-Type` (sorted as Go
 /// writes handler headers), then `Content-Length`; the body is Go's `json.Encoder` output,
 /// keys in alphabetical order, `max` a number, the rest strings, a final newline. Our
-/// extension, if any, is one more string field in its alphabetical place. `Date` is left out.
-pub fn encode_reply(cfg: &TunnelConfig, extensions: Option<&str>) -> Vec<u8> {
+/// extension and `auth1` fields, if any, are more string fields in their alphabetical
+/// places. `Date` is left out.
+pub fn encode_reply(cfg: &TunnelConfig, extensions: Option<&str>, auth: &AuthFields) -> Vec<u8> {
+    let field = |name: &str, value: &Option<String>| match value {
+        Some(v) => format!("\"{name}\":{},", Value::from(v.as_str())),
+        None => String::new(),
+    };
     let mut body = String::with_capacity(64);
     body.push('{');
-    if let Some(ext) = extensions {
-        body.push_str(&format!("\"{EXT_FIELD}\":{},", Value::from(ext)));
-    }
+    body.push_str(&field(EXT_FIELD, &extensions.map(str::to_owned)));
+    body.push_str(&format!("\"flow\":\"{}\",", cfg.flow.as_str()));
+    body.push_str(&field(FP_FIELD, &auth.fp));
+    body.push_str(&format!("\"max\":{},", cfg.max));
+    body.push_str(&field(NONCE_FIELD, &auth.nonce));
+    body.push_str(&field(PROOF_FIELD, &auth.proof));
     body.push_str(&format!(
-        "\"flow\":\"{}\",\"max\":{},\"tls\":\"{}\",\"type\":\"{}\"}}\n",
-        cfg.flow.as_str(),
-        cfg.max,
-        cfg.tls,
-        cfg.pool_type
+        "\"tls\":\"{}\",\"type\":\"{}\"}}\n",
+        cfg.tls, cfg.pool_type
     ));
     let mut out = format!(
         "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n\
@@ -91,10 +111,11 @@ fn parse(buf: &[u8], eof: bool) -> Result<Parse<Reply>, HandshakeError> {
     let Some((body, body_len)) = body else {
         return Ok(Parse::Partial);
     };
-    let (config, extension) = decode_body(&body)?;
+    let (config, extension, auth) = decode_body(&body)?;
     Ok(Parse::Complete(Reply {
         config,
         extension,
+        auth,
         consumed: head_len + body_len,
     }))
 }
@@ -151,7 +172,7 @@ fn dechunk(mut rest: &[u8]) -> Result<Option<(Vec<u8>, usize)>, HandshakeError> 
     }
 }
 
-fn decode_body(body: &[u8]) -> Result<(TunnelConfig, Option<String>), HandshakeError> {
+fn decode_body(body: &[u8]) -> Result<(TunnelConfig, Option<String>, AuthFields), HandshakeError> {
     let value: Value = serde_json::from_slice(body).map_err(HandshakeError::BadJson)?;
     let Value::Object(map) = value else {
         return Err(HandshakeError::BadField("body"));
@@ -173,11 +194,13 @@ fn decode_body(body: &[u8]) -> Result<(TunnelConfig, Option<String>), HandshakeE
         tls: code_field(&map, "tls", 2),
         pool_type: code_field(&map, "type", 3),
     };
-    let extension = map
-        .get(EXT_FIELD)
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    Ok((config, extension))
+    let text = |name: &str| map.get(name).and_then(Value::as_str).map(str::to_owned);
+    let auth = AuthFields {
+        nonce: text(NONCE_FIELD),
+        proof: text(PROOF_FIELD),
+        fp: text(FP_FIELD),
+    };
+    Ok((config, text(EXT_FIELD), auth))
 }
 
 /// A digit code as Go's client reads it: it switches on the string and treats anything
@@ -217,7 +240,7 @@ mod tests {
 
     #[test]
     fn reply_matches_go_bytes_and_parses_back() {
-        let bytes = encode_reply(&cfg(Flow::Plus, 8, 0), None);
+        let bytes = encode_reply(&cfg(Flow::Plus, 8, 0), None, &AuthFields::default());
         assert_eq!(bytes, GOLDEN);
         let reply = complete(GOLDEN);
         assert_eq!(reply.config, cfg(Flow::Plus, 8, 0));
@@ -227,7 +250,11 @@ mod tests {
 
     #[test]
     fn extension_field_is_alphabetical_and_round_trips() {
-        let bytes = encode_reply(&cfg(Flow::Minus, 1024, 1), Some("v1 \"n\""));
+        let bytes = encode_reply(
+            &cfg(Flow::Minus, 1024, 1),
+            Some("v1 \"n\""),
+            &AuthFields::default(),
+        );
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.ends_with(
             "{\"ext\":\"v1 \\\"n\\\"\",\"flow\":\"-\",\"max\":1024,\"tls\":\"1\",\"type\":\"0\"}\n"
@@ -235,6 +262,24 @@ mod tests {
         let reply = complete(&bytes);
         assert_eq!(reply.config, cfg(Flow::Minus, 1024, 1));
         assert_eq!(reply.extension.as_deref(), Some("v1 \"n\""));
+    }
+
+    #[test]
+    fn auth_fields_sit_in_alphabetical_places_and_round_trip() {
+        let auth = AuthFields {
+            nonce: Some("aa".into()),
+            proof: Some("bb".into()),
+            fp: Some("sha256:cc".into()),
+        };
+        let bytes = encode_reply(&cfg(Flow::Plus, 8, 1), Some("auth1"), &auth);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.ends_with(
+            "{\"ext\":\"auth1\",\"flow\":\"+\",\"fp\":\"sha256:cc\",\"max\":8,\
+             \"nonce\":\"aa\",\"proof\":\"bb\",\"tls\":\"1\",\"type\":\"0\"}\n"
+        ));
+        let reply = complete(&bytes);
+        assert_eq!(reply.auth, auth);
+        assert_eq!(reply.config, cfg(Flow::Plus, 8, 1));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::{auth_token, token_matches, HandshakeError, Parse, EXT_HEADER, MAX_HEAD};
+use crate::proto::auth::{Nonce, NONCE_HEADER};
 
 /// The parts of a handshake request the server looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub struct ParsedRequest {
     pub token: Option<String>,
     /// Our extension header's value, if the client is one of ours.
     pub extension: Option<String>,
+    /// The `auth1` client nonce header's value, if any.
+    pub nonce: Option<String>,
     /// Length of the head; bytes after it are not part of the handshake.
     pub head_len: usize,
 }
@@ -82,17 +85,38 @@ impl std::error::Error for Rejection {}
 /// transport's `Accept-Encoding: gzip` last. Control characters in `host` or `extensions`
 /// are dropped so they cannot split the head.
 pub fn encode_request(host: &str, key: &str, extensions: Option<&str>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(200);
+    encode_request_ours(host, Some(key), extensions, None)
+}
+
+/// [`encode_request`] with our `auth1` nonce header (after `X-Np-Ext`, in name order) and,
+/// with `key = None`, without the static bearer token: a client that talks only to our
+/// servers (`auth=strict`) does not hand out the token Go checks (PROTOCOL.md §9.2).
+pub fn encode_request_ours(
+    host: &str,
+    key: Option<&str>,
+    extensions: Option<&str>,
+    nonce: Option<&Nonce>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(300);
     out.extend_from_slice(b"GET / HTTP/1.1\r\nHost: ");
     push_header_value(&mut out, host);
-    out.extend_from_slice(b"\r\nUser-Agent: Go-http-client/1.1\r\nAuthorization: Bearer ");
-    out.extend_from_slice(auth_token(key).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    if let Some(ext) = extensions {
-        out.extend_from_slice(EXT_HEADER.as_bytes());
-        out.extend_from_slice(b": ");
-        push_header_value(&mut out, ext);
+    out.extend_from_slice(b"\r\nUser-Agent: Go-http-client/1.1\r\n");
+    if let Some(key) = key {
+        out.extend_from_slice(b"Authorization: Bearer ");
+        out.extend_from_slice(auth_token(key).as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    let mut header = |name: &str, value: &str| {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        push_header_value(&mut out, value);
+        out.extend_from_slice(b"\r\n");
+    };
+    if let Some(ext) = extensions {
+        header(EXT_HEADER, ext);
+    }
+    if let Some(n) = nonce {
+        header(NONCE_HEADER, &n.to_hex());
     }
     out.extend_from_slice(b"Accept-Encoding: gzip\r\n\r\n");
     out
@@ -131,6 +155,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Parse<ParsedRequest>, HandshakeError>
         host: header("Host"),
         token,
         extension: header(EXT_HEADER),
+        nonce: header(NONCE_HEADER),
         head_len,
     }))
 }

@@ -70,6 +70,7 @@ pub fn master_config(tls: TlsMode, env: Env) -> Config {
             block: BlockSet::default(),
             no_tcp: false,
             no_udp: false,
+            auth: nodepass::config::AuthPolicy::Auto,
         },
         env,
         raw_log: String::new(),
