@@ -1,18 +1,132 @@
-//! The one place that calls libc directly: signal handlers, splice(2), pipes, fd borrowing
-//! and the parent-death signal of the master's children.
+//! The one place that calls libc directly: signal handlers, splice(2), pipes, socket
+//! descriptors, and the parent-death signal of the master's children.
 //!
 //! Everything `unsafe` in the crate lives here, each block with its `SAFETY:` reason, behind
 //! safe functions that take owned or borrowed descriptors.
+//!
+//! Borrowing a socket's descriptor is sound by construction, not by a comment at the call
+//! site: [`OwnsFd`] is sealed and implemented only here, for the socket types that own their
+//! descriptor for as long as they live (monoio's and std's), so safe code cannot borrow a
+//! number that is not a live socket's. Where a task must reach a socket that another task
+//! owns (teardown of a worker's sessions, idle watchdogs, the control channel's shutdown),
+//! it holds a [`SocketFd`]: a descriptor number taken from a live socket that can do only
+//! what teardown and logging need (shut down, peek, name the peer). Its one contract —
+//! whoever holds it drops it no later than the socket's owner closes the socket — is
+//! written once, on the type.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-/// Borrow the descriptor of a value that owns it (monoio streams implement only `AsRawFd`).
-pub fn borrow_fd<T: AsRawFd>(owner: &T) -> BorrowedFd<'_> {
-    // SAFETY: `owner` owns an open descriptor and outlives the returned borrow, whose
-    // lifetime is tied to `&owner`; the descriptor cannot be closed while it is borrowed.
-    unsafe { BorrowedFd::borrow_raw(owner.as_raw_fd()) }
+mod sealed {
+    /// Only `sys` can say which types own a descriptor.
+    pub trait Sealed {}
+}
+
+/// A socket type that owns an open descriptor for as long as it lives (sealed: implemented
+/// here only, for monoio's and std's socket types and the std descriptor types). Its
+/// socket calls are [`crate::net::SocketExt`].
+pub trait OwnsFd: sealed::Sealed {
+    /// Borrow the descriptor, for as long as `self` is borrowed.
+    fn fd(&self) -> BorrowedFd<'_>;
+}
+
+/// monoio's sockets implement only `AsRawFd`.
+macro_rules! owns_fd_as_raw {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl OwnsFd for $t {
+            fn fd(&self) -> BorrowedFd<'_> {
+                // SAFETY: this monoio socket owns its descriptor and closes it only when it
+                // is dropped, which cannot happen while `self` is borrowed; the borrow's
+                // lifetime is that of `&self`.
+                unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) }
+            }
+        }
+    )*};
+}
+owns_fd_as_raw!(
+    monoio::net::TcpStream,
+    monoio::net::TcpListener,
+    monoio::net::udp::UdpSocket
+);
+
+/// std's types already lend their descriptor safely.
+macro_rules! owns_fd_as_fd {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl OwnsFd for $t {
+            fn fd(&self) -> BorrowedFd<'_> {
+                self.as_fd()
+            }
+        }
+    )*};
+}
+owns_fd_as_fd!(
+    std::net::TcpStream,
+    std::net::TcpListener,
+    std::net::UdpSocket,
+    OwnedFd
+);
+
+impl sealed::Sealed for BorrowedFd<'_> {}
+impl OwnsFd for BorrowedFd<'_> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+/// The descriptor number of a socket that another value owns, for the paths that must reach
+/// it without borrowing it: a worker's session table (forced teardown), idle watchdogs, a
+/// pool connection's bookkeeping, the control channel's teardown.
+///
+/// It is made only from a live socket ([`SocketFd::of`]), stays on its thread, and can do
+/// no more than shut the socket down, peek at it and name its peer. **Contract:** whoever
+/// holds one drops it no later than the socket's owner closes the socket (a session
+/// unregisters before its sockets drop, a watchdog ends with its session, a pool entry
+/// carries the connection it names). Broken, a call would reach whatever descriptor took
+/// that number — never memory unsafety, but another socket's shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SocketFd {
+    fd: RawFd,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl SocketFd {
+    /// The descriptor of `socket`.
+    pub fn of<S: OwnsFd + ?Sized>(socket: &S) -> SocketFd {
+        SocketFd {
+            fd: socket.fd().as_raw_fd(),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The number, for epoll registrations and tokens (never turned back into a borrow).
+    pub fn raw(self) -> RawFd {
+        self.fd
+    }
+
+    fn borrow(&self) -> BorrowedFd<'_> {
+        // SAFETY: the type's contract (see its doc): the socket this number was taken from
+        // is still open while its holder uses it, on this thread.
+        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    }
+
+    /// Shut the socket down both ways, so pending io_uring operations on it complete.
+    pub fn shutdown_both(self) {
+        crate::net::SocketExt::shutdown_both(&self.borrow());
+    }
+
+    /// [`crate::net::SocketExt::peek_now`].
+    pub fn peek_now(self, buf: &mut [u8]) -> io::Result<usize> {
+        peek(self.borrow(), buf)
+    }
+
+    /// [`crate::net::SocketExt::peer_text`].
+    pub fn peer_text(self) -> String {
+        crate::net::SocketExt::peer_text(&self.borrow())
+    }
 }
 
 /// Install `handler` for `signum` with SA_RESTART. The handler must be async-signal-safe.
@@ -88,14 +202,6 @@ pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     } else {
         Ok(n as usize)
     }
-}
-
-/// Borrow a raw descriptor number that the caller knows is open (for example one held by a
-/// live session in the worker's table).
-pub fn borrow_raw_fd(fd: &RawFd) -> BorrowedFd<'_> {
-    // SAFETY: callers pass descriptors owned by sessions that unregister before closing
-    // them, on the same thread, so the descriptor is open for the borrow's duration.
-    unsafe { BorrowedFd::borrow_raw(*fd) }
 }
 
 /// Copy up to `buf.len()` bytes that are waiting on a socket without consuming them and

@@ -6,7 +6,7 @@
 //!   gauges, meters), shared by the modes.
 //! - `forward/` (single-end forwarding) and `tunnel/` (both tunnel ends): the modes,
 //!   siblings that each bring their own per-worker state and command type.
-//! - `accept`, `dial`, `relay`, `pipes`, `sessions`, `tasks`, `flag`: the machinery.
+//! - `accept`, `dial`, `relay`, `meter`, `pipes`, `sessions`, `tasks`, `flag`: the machinery.
 //!
 //! The control side talks to workers only through [`crate::bus`]; workers never share
 //! anything mutable on the per-connection path except the process-wide slot and rate
@@ -18,6 +18,7 @@ mod dial;
 mod flag;
 mod forward;
 mod host;
+mod meter;
 mod pipes;
 mod relay;
 mod sessions;
