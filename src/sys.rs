@@ -113,9 +113,10 @@ impl SocketFd {
         unsafe { BorrowedFd::borrow_raw(self.fd) }
     }
 
-    /// Shut the socket down both ways, so pending io_uring operations on it complete.
+    /// Shut the socket down both ways, so pending io_uring operations on it complete
+    /// (errors ignored: the session ends anyway).
     pub fn shutdown_both(self) {
-        crate::net::SocketExt::shutdown_both(&self.borrow());
+        let _ = socket2::SockRef::from(&self.borrow()).shutdown(std::net::Shutdown::Both);
     }
 
     /// [`crate::net::SocketExt::peek_now`].
@@ -123,9 +124,14 @@ impl SocketFd {
         peek(self.borrow(), buf)
     }
 
+    /// The peer's address as text for log lines (`?` if unknown), as
     /// [`crate::net::SocketExt::peer_text`].
     pub fn peer_text(self) -> String {
-        crate::net::SocketExt::peer_text(&self.borrow())
+        socket2::SockRef::from(&self.borrow())
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map_or_else(|| "?".to_owned(), |a| a.to_string())
     }
 }
 
