@@ -58,3 +58,36 @@ impl Meter<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    #[monoio::test(driver = "legacy", timer_enabled = true)]
+    async fn a_meter_counts_what_it_is_told_and_paces_only_what_is_charged() {
+        let counter = AtomicU64::new(0);
+        let limiter = RateLimiter::new(1_000_000);
+        let meter = Meter {
+            counter: &counter,
+            limiter: Some(&limiter),
+        };
+        // The limiter starts empty: 50 kB at 1 MB/s waits about 50 ms.
+        let start = Instant::now();
+        meter.account(50_000).await;
+        assert!(start.elapsed() >= Duration::from_millis(40));
+        assert_eq!(counter.load(Ordering::Relaxed), 50_000);
+        meter.count(7);
+        assert_eq!(counter.load(Ordering::Relaxed), 50_007);
+        meter.pace(1).await;
+        assert_eq!(counter.load(Ordering::Relaxed), 50_007);
+        assert_eq!(meter.chunk(1 << 20), LIMITED_CHUNK);
+        let free = Meter {
+            counter: &counter,
+            limiter: None,
+        };
+        assert_eq!(free.chunk(1 << 20), 1 << 20);
+        assert!(!free.is_limited());
+    }
+}

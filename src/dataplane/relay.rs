@@ -484,4 +484,49 @@ mod tests {
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 1536, "relay future is {size} bytes");
     }
+
+    fn nonblocking(s: &TcpStream) -> bool {
+        socket2::SockRef::from(&s.fd()).nonblocking().unwrap()
+    }
+
+    /// The modes a relay sets depend only on its method, the driver and which stream was
+    /// dialled, so the io_uring rule is checked here on any runtime.
+    #[monoio::test(driver = "legacy", timer_enabled = true)]
+    async fn a_relay_changes_only_the_streams_not_yet_in_the_mode_it_needs() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let pair = || {
+            let dialled = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (accepted, _) = l.accept().unwrap();
+            // As on io_uring: accepted blocking, dialled non-blocking.
+            dialled.set_nonblocking(true).unwrap();
+            (
+                runtime::adopt_stream_as_is(accepted).unwrap(),
+                runtime::adopt_stream_as_is(dialled).unwrap(),
+            )
+        };
+        let pipes = PipePool::default();
+        let relay = |kind, driver| Relay {
+            kind,
+            idle: Duration::ZERO,
+            pipes: &pipes,
+            copy_buf: 16384,
+            driver,
+        };
+        let (user, target) = pair();
+        relay(RelayKind::Splice, ActiveDriver::Uring)
+            .set_modes(&user, &target, Dialled::Second)
+            .unwrap();
+        assert!(nonblocking(&user) && nonblocking(&target));
+        let (user, target) = pair();
+        relay(RelayKind::Copy, ActiveDriver::Uring)
+            .set_modes(&user, &target, Dialled::Second)
+            .unwrap();
+        assert!(!nonblocking(&user) && !nonblocking(&target));
+        let (target, user) = pair();
+        relay(RelayKind::Splice, ActiveDriver::Legacy)
+            .set_modes(&user, &target, Dialled::First)
+            .unwrap();
+        // On epoll every stream of ours is non-blocking already: nothing is set.
+        assert!(nonblocking(&user) && !nonblocking(&target));
+    }
 }
