@@ -190,14 +190,14 @@ pub fn set_pipe_size(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
 
 /// One non-blocking `splice(2)` of at most `len` bytes from `from` to `to` (one of them a
 /// pipe). `Ok(0)` means end of file on `from`; `WouldBlock` means wait for readiness.
-pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    // SAFETY: plain syscall on two descriptors the caller keeps open for the call; null
-    // offsets because neither side is seekable.
+pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    // SAFETY: plain syscall on two borrowed (so open) descriptors; null offsets because
+    // neither side is seekable.
     let n = unsafe {
         libc::splice(
-            from,
+            from.as_raw_fd(),
             std::ptr::null_mut(),
-            to,
+            to.as_raw_fd(),
             std::ptr::null_mut(),
             len,
             libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
@@ -249,10 +249,10 @@ pub fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// One non-blocking `write(2)` of `buf` to `fd` (used to park bytes in a splice pipe).
-pub fn write_now(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is a valid readable region of `buf.len()` bytes; `fd` is kept open by
-    // the caller for the call.
-    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+pub fn write_now(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid readable region of `buf.len()` bytes; `fd` is borrowed, so
+    // open for the call.
+    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {

@@ -17,7 +17,6 @@
 
 use std::cell::Cell;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -249,7 +248,7 @@ async fn splice_one_way(
     let mut bulk = meter.is_limited();
     loop {
         let got = if bulk {
-            sys::splice(src.as_raw_fd(), pipe.write_fd(), chunk)
+            sys::splice(src.fd(), pipe.write_fd(), chunk)
         } else {
             copy_small(src, dst, pipe, pipes)
         };
@@ -310,7 +309,7 @@ fn copy_small(
 
 async fn drain_pipe(pipe: &mut Pipe, dst: &TcpStream) -> io::Result<()> {
     while pipe.buffered > 0 {
-        match sys::splice(pipe.read_fd(), dst.as_raw_fd(), pipe.buffered) {
+        match sys::splice(pipe.read_fd(), dst.fd(), pipe.buffered) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => pipe.buffered -= n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable(false).await?,

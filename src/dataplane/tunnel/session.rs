@@ -149,7 +149,7 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
 }
 
 /// Relay a user- or target-facing stream with a pool connection until both ends finish
-/// (`dialled`: `User` when `local` is a target we dialled). The counters read as
+/// (`dialled`: `First` when `local` is a target we dialled). The counters read as
 /// NodePass's: RX = bytes from the local (user or target) socket.
 async fn relay_pooled(local: TcpStream, dialled: Dialled, pooled: Pooled, ctx: &Rc<WorkerCtx>) {
     let spec = &ctx.spec;
