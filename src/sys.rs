@@ -11,8 +11,7 @@
 //! owns (teardown of a worker's sessions, idle watchdogs, the control channel's shutdown),
 //! it holds a [`SocketFd`]: a descriptor number taken from a live socket that can do only
 //! what teardown and logging need (shut down, peek, name the peer). Its one contract —
-//! whoever holds it drops it no later than the socket's owner closes the socket — is
-//! written once, on the type.
+//! it is used only while its socket is open — is written once, on the type.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -82,10 +81,11 @@ impl OwnsFd for BorrowedFd<'_> {
 /// pool connection's bookkeeping, the control channel's teardown.
 ///
 /// It is made only from a live socket ([`SocketFd::of`]), stays on its thread, and can do
-/// no more than shut the socket down, peek at it and name its peer. **Contract:** whoever
-/// holds one drops it no later than the socket's owner closes the socket (a session
-/// unregisters before its sockets drop, a watchdog ends with its session, a pool entry
-/// carries the connection it names). Broken, a call would reach whatever descriptor took
+/// no more than shut the socket down, peek at it and name its peer. **Contract:** it is
+/// used only while its socket is open — its holder lives in the task that owns the socket
+/// and is dropped in the same step as the socket, with no await between (a session's table
+/// entry, a watchdog, the control link's tasks), or sits beside the socket in one value
+/// (a pool entry and its connection). Broken, a call would reach whatever descriptor took
 /// that number — never memory unsafety, but another socket's shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SocketFd {

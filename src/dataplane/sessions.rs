@@ -23,9 +23,9 @@ pub struct SessionEntry {
 }
 
 impl SessionTable {
-    /// Register a session's two sockets (the same one twice for a one-socket session). The
-    /// entry must drop no later than the sockets (`SocketFd`'s contract): hold it in the
-    /// task that owns them.
+    /// Register a session's two sockets (the same one twice for a one-socket session). Hold
+    /// the entry in the task that owns the sockets, so it drops in the same step as they
+    /// do (`SocketFd`'s contract).
     pub fn register(self: &Rc<Self>, fds: [SocketFd; 2]) -> SessionEntry {
         let mut slots = self.slots.borrow_mut();
         let slot = match self.free.borrow_mut().pop() {
