@@ -75,13 +75,15 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
     let last = Rc::new(Cell::new(Instant::now()));
     let (r, w) = pooled.conn.into_split();
     let framed = t.spec.shared.udp_framed();
-    let r = DatagramReader::new(r, framed, ctx.spec.udp_buf_size);
-    let w = DatagramWriter::new(w, framed);
+    // The pumps borrow the halves, so the pool connection stays open until the watchdog
+    // (which may still shut `fds` down) has ended too.
+    let mut r = DatagramReader::new(r, framed, ctx.spec.udp_buf_size);
+    let mut w = DatagramWriter::new(w, framed);
     let dog = watchdog(Rc::clone(&last), fds, Rc::clone(&ctx));
     let (rx, tx) = udp_meters(&ctx);
     let pumps = async {
-        let up = pool_to_target(r, &socket, &last, &tx, &ctx);
-        let down = target_to_pool(w, &socket, &last, &rx, &ctx);
+        let up = pool_to_target(&mut r, &socket, &last, &tx, &ctx);
+        let down = target_to_pool(&mut w, &socket, &last, &rx, &ctx);
         monoio::join!(up, down);
     };
     monoio::join!(dog, pumps);
@@ -93,7 +95,7 @@ fn end_session(last: &Cell<Instant>) {
 
 /// Datagrams from the pool connection to the target: written to the local socket (TX).
 async fn pool_to_target(
-    mut r: DatagramReader,
+    r: &mut DatagramReader,
     socket: &UdpSocket,
     last: &Cell<Instant>,
     tx: &Meter<'_>,
@@ -117,7 +119,7 @@ async fn pool_to_target(
 
 /// Datagrams from the target to the pool connection: read from the local socket (RX).
 async fn target_to_pool(
-    mut w: DatagramWriter,
+    w: &mut DatagramWriter,
     socket: &UdpSocket,
     last: &Cell<Instant>,
     rx: &Meter<'_>,

@@ -128,11 +128,14 @@ async fn drain(session: Rc<UserSession>, mut w: DatagramWriter, ctx: Rc<WorkerCt
 }
 
 /// End the session: nothing more is queued or written, and its pool connection shuts.
+/// Only the first call shuts it down: a later one may come after both halves of the
+/// connection dropped (a failed write drops the writer, then the reader ends), when the
+/// number may already name another socket (`SocketFd`'s contract).
 pub(super) fn close(session: &UserSession) {
     let mut link = session.link.borrow_mut();
     link.closed = true;
     link.queue.clear();
-    if let Some(fd) = link.fd {
+    if let Some(fd) = link.fd.take() {
         fd.shutdown_both();
     }
 }

@@ -361,15 +361,18 @@ fn start_relay(
         let _entry = ctx.sessions.register([fd, fd]);
         let _live = Gauge::up(&ctx.stats.udp_sessions);
         let last = Rc::clone(&session.last_active);
+        // The pump borrows the reader, so the pool connection stays open until the
+        // watchdog (which may still shut it down) has ended too.
+        let mut r = r;
         let dog = watchdog(Rc::clone(&last), [fd, fd], Rc::clone(&ctx));
-        let pump = pool_to_user(r, &users.listener, client, &last, &ctx);
+        let pump = pool_to_user(&mut r, &users.listener, client, &last, &ctx);
         monoio::join!(dog, pump);
         close(&session);
         users.remove_session(&client, &session);
     });
 }
 async fn pool_to_user(
-    mut r: DatagramReader,
+    r: &mut DatagramReader,
     listener: &UdpSocket,
     to: SocketAddr,
     last: &Cell<Instant>,
