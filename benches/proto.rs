@@ -51,7 +51,7 @@ fn main() {
         tls: 1,
         pool_type: 0,
     };
-    let reply = encode_reply(&cfg, None);
+    let reply = encode_reply(&cfg, None, &Default::default());
     bench("handshake reply parse", 1_000_000, || {
         black_box(parse_reply(black_box(&reply)).ok());
     });

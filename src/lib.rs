@@ -8,7 +8,10 @@
 //!
 //! 1. [`config`] — URL grammar, query parameters, `NP_*` environment → typed `Config` (pure).
 //! 2. [`proto`] — wire formats that never touch a socket: handshake, signals, pool ids.
-//!    [`net`] — socket options in one place (SO_REUSEPORT probe, TCP_NODELAY, keepalive, bind-to-IP).
+//!    [`net`] — socket creation and calls in one place (SO_REUSEPORT probe, bind-to-IP dials,
+//!    `SocketExt`: TCP_NODELAY, keepalive, shutdowns, one-shot send/recv/peek).
+//!    [`runtime`] — a monoio runtime on the chosen driver, and sockets adopted in its mode.
+//!    [`sys`] — every libc call and `unsafe` block; the only way to borrow a socket's fd.
 //!    [`tls`] — rustls configurations for tls=0/1/2, rcgen self-signed certificates, PEM reload.
 //!    [`limit`] — process-wide token-bucket rate limiter and the exact slot limit.
 //!    [`stats`] — per-worker counters, their sum, and the CHECK_POINT line (written and parsed).

@@ -1,6 +1,12 @@
-//! Socket options and socket creation in one place: listeners shared across workers with
-//! SO_REUSEPORT (after a probe that keeps "port in use" a clear error), stream options,
-//! and non-blocking connects from a chosen source IP (`dial=`).
+//! Socket creation and socket calls in one place: listeners shared across workers with
+//! SO_REUSEPORT (after a probe that keeps "port in use" a clear error), non-blocking
+//! connects from a chosen source IP (`dial=`), and [`SocketExt`], the options and
+//! one-shot syscalls every socket type of ours has (`stream.tune_stream(keepalive)`,
+//! `dst.shutdown_write()`, `s.recv_now(buf)`…).
+//!
+//! `SocketExt` is implemented for the types that [`crate::sys::OwnsFd`] lists (monoio's and
+//! std's sockets), so no safe code ever turns a bare number into a descriptor; how a
+//! socket enters a monoio runtime (its `O_NONBLOCK` mode per driver) is `runtime::adopt_*`.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -9,6 +15,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::config::HostPort;
+use crate::sys::{self, OwnsFd};
 
 /// Listen backlog of every TCP listener.
 const BACKLOG: i32 = 1024;
@@ -105,32 +112,9 @@ pub fn bind_udp_sockets(addr: SocketAddr, count: usize) -> io::Result<Vec<std::n
         .collect()
 }
 
-/// Give a listener the stream options of [`tune_stream`]: Linux copies TCP_NODELAY and the
-/// keepalive settings to every accepted socket, which saves four `setsockopt` calls per
-/// connection.
-pub fn tune_listener<S: std::os::fd::AsFd>(listener: &S, keepalive: Duration) -> io::Result<()> {
-    tune_stream(listener, keepalive)
-}
-
-/// Options for every relayed TCP stream: no Nagle delay, keepalive every `keepalive`.
-pub fn tune_stream<S: std::os::fd::AsFd>(stream: &S, keepalive: Duration) -> io::Result<()> {
-    let s = SockRef::from(stream);
-    s.set_nodelay(true)?;
-    let ka = TcpKeepalive::new()
-        .with_time(keepalive)
-        .with_interval(keepalive);
-    s.set_tcp_keepalive(&ka)
-}
-
-/// Set or clear `O_NONBLOCK` on a socket. A socket handed to monoio must be non-blocking
-/// on the legacy (epoll) driver and blocking on io_uring, where `O_NONBLOCK` would turn
-/// waits into `EAGAIN` completions; the splice relay sets it itself for its own syscalls.
-pub fn set_nonblocking<S: std::os::fd::AsFd>(stream: &S, on: bool) -> io::Result<()> {
-    crate::sys::set_nonblocking(stream.as_fd(), on)
-}
-
 /// Start a non-blocking TCP connect to `target`, bound to `source` first when given.
-/// The connect completes later: wait for writability, then call [`connect_result`].
+/// The connect completes later: wait for writability, then call
+/// [`SocketExt::connect_result`].
 pub fn start_connect(
     target: SocketAddr,
     source: Option<IpAddr>,
@@ -146,16 +130,6 @@ pub fn start_connect(
         Err(e) => return Err(e),
     }
     Ok(s.into())
-}
-
-/// The outcome of a connect started by [`start_connect`], once the socket is writable.
-pub fn connect_result<S: std::os::fd::AsFd>(stream: &S) -> io::Result<()> {
-    // Writability with no pending error means the handshake completed; a refused or
-    // reset connect leaves its errno in SO_ERROR.
-    match SockRef::from(stream).take_error()? {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
 }
 
 /// A UDP socket for one session towards `target`, bound to `source` when given.
@@ -174,26 +148,6 @@ pub fn udp_socket_for(
     Ok(s.into())
 }
 
-/// Send as much of `buf` as the socket takes now (non-blocking sockets only).
-pub fn send_now<S: std::os::fd::AsFd>(stream: &S, buf: &[u8]) -> io::Result<usize> {
-    SockRef::from(stream).send(buf)
-}
-
-/// Shut a socket down both ways so pending io_uring operations on it complete (closing
-/// the fd alone does not cancel them).
-pub fn shutdown_both<S: std::os::fd::AsFd>(stream: &S) {
-    let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Both);
-}
-
-/// The address of a connected socket's peer, as text for log lines (`?` if unknown).
-pub fn peer_text<S: std::os::fd::AsFd>(stream: &S) -> String {
-    SockRef::from(stream)
-        .peer_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .map_or_else(|| "?".to_owned(), |a| a.to_string())
-}
-
 /// How Go words the end of a relay in "Exchange complete: …": `EOF` for a clean end.
 pub fn exchange_result(r: &io::Result<()>) -> String {
     match r {
@@ -202,16 +156,89 @@ pub fn exchange_result(r: &io::Result<()>) -> String {
     }
 }
 
-/// Stop a listening socket: a pending `accept` fails at once (no connection is taken from
-/// the queue), and connections still queued are reset.
-pub fn shutdown_listener<S: std::os::fd::AsFd>(listener: &S) {
-    let _ = SockRef::from(listener).shutdown(std::net::Shutdown::Read);
+/// The options and one-shot syscalls of every socket type of ours (see the module doc).
+/// Shutdowns ignore errors: they only speed up an end that comes anyway.
+pub trait SocketExt: OwnsFd {
+    /// Options for every relayed TCP stream: no Nagle delay, keepalive every `keepalive`.
+    fn tune_stream(&self, keepalive: Duration) -> io::Result<()> {
+        let fd = self.fd();
+        let s = SockRef::from(&fd);
+        s.set_nodelay(true)?;
+        let ka = TcpKeepalive::new()
+            .with_time(keepalive)
+            .with_interval(keepalive);
+        s.set_tcp_keepalive(&ka)
+    }
+
+    /// Give a listener the options of [`SocketExt::tune_stream`]: Linux copies TCP_NODELAY
+    /// and the keepalive settings to every accepted socket, which saves four `setsockopt`
+    /// calls per connection.
+    fn tune_listener(&self, keepalive: Duration) -> io::Result<()> {
+        self.tune_stream(keepalive)
+    }
+
+    /// Set or clear `O_NONBLOCK` (one `ioctl`). Which mode a socket needs on which driver
+    /// is decided in one place, `runtime::adopt_*`; the splice relay sets it for its own
+    /// syscalls.
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        sys::set_nonblocking(self.fd(), on)
+    }
+
+    /// The outcome of a connect started by [`start_connect`], once the socket is writable.
+    fn connect_result(&self) -> io::Result<()> {
+        // Writability with no pending error means the handshake completed; a refused or
+        // reset connect leaves its errno in SO_ERROR.
+        match SockRef::from(&self.fd()).take_error()? {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Send as much of `buf` as the socket takes now (non-blocking sockets only).
+    fn send_now(&self, buf: &[u8]) -> io::Result<usize> {
+        SockRef::from(&self.fd()).send(buf)
+    }
+
+    /// Receive one datagram (or stream bytes) now, whatever the socket's `O_NONBLOCK`
+    /// mode (`MSG_DONTWAIT`).
+    fn recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        sys::recv_now(self.fd(), buf)
+    }
+
+    /// Copy bytes waiting on the socket without consuming them and without blocking
+    /// (`MSG_PEEK | MSG_DONTWAIT`).
+    fn peek_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        sys::peek(self.fd(), buf)
+    }
+
+    /// Shut down the write side (propagate a FIN).
+    fn shutdown_write(&self) {
+        let _ = SockRef::from(&self.fd()).shutdown(std::net::Shutdown::Write);
+    }
+
+    /// Shut the socket down both ways so pending io_uring operations on it complete
+    /// (closing the fd alone does not cancel them).
+    fn shutdown_both(&self) {
+        let _ = SockRef::from(&self.fd()).shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Stop a listening socket: a pending `accept` fails at once (no connection is taken
+    /// from the queue), and connections still queued are reset.
+    fn shutdown_listener(&self) {
+        let _ = SockRef::from(&self.fd()).shutdown(std::net::Shutdown::Read);
+    }
+
+    /// The address of a connected socket's peer, as text for log lines (`?` if unknown).
+    fn peer_text(&self) -> String {
+        SockRef::from(&self.fd())
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map_or_else(|| "?".to_owned(), |a| a.to_string())
+    }
 }
 
-/// Shut down the write side (propagate a FIN).
-pub fn shutdown_write<S: std::os::fd::AsFd>(stream: &S) {
-    let _ = SockRef::from(stream).shutdown(std::net::Shutdown::Write);
-}
+impl<T: OwnsFd + ?Sized> SocketExt for T {}
 
 #[cfg(test)]
 mod tests {

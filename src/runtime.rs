@@ -1,12 +1,33 @@
 //! Run a future on a monoio runtime with the driver `NP_DRIVER` chose: io_uring when the
-//! kernel allows it, the legacy epoll driver otherwise (or when forced).
+//! kernel allows it, the legacy epoll driver otherwise (or when forced); and hand sockets
+//! to that runtime in the `O_NONBLOCK` mode its driver needs.
+//!
+//! The blocking-mode rule lives here and nowhere else: monoio's io_uring ops want
+//! **blocking** sockets (`O_NONBLOCK` would turn their waits into `EAGAIN` completions), its
+//! epoll driver wants **non-blocking** ones. Where a socket comes from decides whether it
+//! needs a change:
+//! - monoio's own `accept` already gives the driver's mode (accept4 with `SOCK_NONBLOCK` on
+//!   epoll, a plain accept on io_uring): nothing to set.
+//! - a listener or UDP socket bound by `net`, or a stream of unknown origin (handed over by
+//!   another worker): [`adopt_tcp_listener`], [`adopt_udp_socket`], [`adopt_tcp_stream`]
+//!   set the mode once.
+//! - a dialled stream is created non-blocking (`net::start_connect`) and enters as it is
+//!   ([`adopt_stream_as_is`]): right for epoll, and for the readiness waits and
+//!   one-shot syscalls of a connect, a PROXY header and the splice relay on either driver.
+//!   Only before monoio's own reads and writes on io_uring (copy relays, TLS, pool ids) does
+//!   it need [`fit_dialled`].
+//! - the splice relay needs every socket non-blocking while it runs
+//!   ([`nonblocking_for_splice`]: a change only on io_uring); it closes them afterwards.
 
 use std::future::Future;
 use std::io;
 
+use monoio::net::udp::UdpSocket;
+use monoio::net::{TcpListener, TcpStream};
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use crate::config::Driver;
+use crate::net::SocketExt;
 
 /// Submission-queue depth of each io_uring instance.
 const URING_ENTRIES: u32 = 4096;
@@ -27,6 +48,58 @@ impl ActiveDriver {
             ActiveDriver::Uring => "io_uring",
             ActiveDriver::Legacy => "epoll",
         }
+    }
+
+    /// Whether sockets that monoio reads and writes on this driver are non-blocking.
+    pub fn wants_nonblocking(self) -> bool {
+        self == ActiveDriver::Legacy
+    }
+}
+
+/// A bound listener on a runtime of `driver` (mode set for the driver).
+pub fn adopt_tcp_listener(
+    driver: ActiveDriver,
+    l: std::net::TcpListener,
+) -> io::Result<TcpListener> {
+    l.set_nonblocking(driver.wants_nonblocking())?;
+    TcpListener::from_std(l)
+}
+
+/// A bound UDP socket on a runtime of `driver` (mode set for the driver).
+pub fn adopt_udp_socket(driver: ActiveDriver, u: std::net::UdpSocket) -> io::Result<UdpSocket> {
+    u.set_nonblocking(driver.wants_nonblocking())?;
+    UdpSocket::from_std(u)
+}
+
+/// A connected stream of unknown mode (handed over by another worker, or a pollable
+/// descriptor such as an epoll instance) on a runtime of `driver` (mode set for the driver).
+pub fn adopt_tcp_stream(driver: ActiveDriver, s: std::net::TcpStream) -> io::Result<TcpStream> {
+    s.set_nonblocking(driver.wants_nonblocking())?;
+    TcpStream::from_std(s)
+}
+
+/// A stream whose mode is already what its use needs, on the current runtime without a
+/// change: a dialled one (non-blocking, see the module doc for what it is fit for), or a
+/// `dup` of a stream in use (a dup shares its mode).
+pub fn adopt_stream_as_is(s: std::net::TcpStream) -> io::Result<TcpStream> {
+    TcpStream::from_std(s)
+}
+
+/// Make a dialled (non-blocking) stream fit for monoio's own reads and writes: blocking on
+/// io_uring; on epoll it already is.
+pub fn fit_dialled(driver: ActiveDriver, s: &TcpStream) {
+    if !driver.wants_nonblocking() {
+        let _ = s.set_nonblocking(false);
+    }
+}
+
+/// Make a stream in the driver's mode (not a dialled one, which is non-blocking already)
+/// non-blocking for the splice relay's own syscalls: a change only on io_uring.
+pub fn nonblocking_for_splice(driver: ActiveDriver, s: &TcpStream) -> io::Result<()> {
+    if driver.wants_nonblocking() {
+        Ok(())
+    } else {
+        s.set_nonblocking(true)
     }
 }
 

@@ -1,18 +1,138 @@
-//! The one place that calls libc directly: signal handlers, splice(2), pipes, fd borrowing
-//! and the parent-death signal of the master's children.
+//! The one place that calls libc directly: signal handlers, splice(2), pipes, socket
+//! descriptors, and the parent-death signal of the master's children.
 //!
 //! Everything `unsafe` in the crate lives here, each block with its `SAFETY:` reason, behind
 //! safe functions that take owned or borrowed descriptors.
+//!
+//! Borrowing a socket's descriptor is sound by construction, not by a comment at the call
+//! site: [`OwnsFd`] is sealed and implemented only here, for the socket types that own their
+//! descriptor for as long as they live (monoio's and std's), so safe code cannot borrow a
+//! number that is not a live socket's. Where a task must reach a socket that another task
+//! owns (teardown of a worker's sessions, idle watchdogs, the control channel's shutdown),
+//! it holds a [`SocketFd`]: a descriptor number taken from a live socket that can do only
+//! what teardown and logging need (shut down, peek, name the peer). Its one contract —
+//! it is used only while its socket is open — is written once, on the type.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-/// Borrow the descriptor of a value that owns it (monoio streams implement only `AsRawFd`).
-pub fn borrow_fd<T: AsRawFd>(owner: &T) -> BorrowedFd<'_> {
-    // SAFETY: `owner` owns an open descriptor and outlives the returned borrow, whose
-    // lifetime is tied to `&owner`; the descriptor cannot be closed while it is borrowed.
-    unsafe { BorrowedFd::borrow_raw(owner.as_raw_fd()) }
+mod sealed {
+    /// Only `sys` can say which types own a descriptor.
+    pub trait Sealed {}
+}
+
+/// A socket type that owns an open descriptor for as long as it lives (sealed: implemented
+/// here only, for monoio's and std's socket types and the std descriptor types). Its
+/// socket calls are [`crate::net::SocketExt`].
+pub trait OwnsFd: sealed::Sealed {
+    /// Borrow the descriptor, for as long as `self` is borrowed.
+    fn fd(&self) -> BorrowedFd<'_>;
+}
+
+/// monoio's sockets implement only `AsRawFd`.
+macro_rules! owns_fd_as_raw {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl OwnsFd for $t {
+            fn fd(&self) -> BorrowedFd<'_> {
+                // SAFETY: this monoio socket owns its descriptor and closes it only when it
+                // is dropped, which cannot happen while `self` is borrowed; the borrow's
+                // lifetime is that of `&self`.
+                unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) }
+            }
+        }
+    )*};
+}
+owns_fd_as_raw!(
+    monoio::net::TcpStream,
+    monoio::net::TcpListener,
+    monoio::net::udp::UdpSocket
+);
+
+/// std's types already lend their descriptor safely.
+macro_rules! owns_fd_as_fd {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl OwnsFd for $t {
+            fn fd(&self) -> BorrowedFd<'_> {
+                self.as_fd()
+            }
+        }
+    )*};
+}
+owns_fd_as_fd!(
+    std::net::TcpStream,
+    std::net::TcpListener,
+    std::net::UdpSocket,
+    OwnedFd
+);
+
+impl sealed::Sealed for BorrowedFd<'_> {}
+impl OwnsFd for BorrowedFd<'_> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+/// The descriptor number of a socket that another value owns, for the paths that must reach
+/// it without borrowing it: a worker's session table (forced teardown), idle watchdogs, a
+/// pool connection's bookkeeping, the control channel's teardown.
+///
+/// It is made only from a live socket ([`SocketFd::of`]), stays on its thread, and can do
+/// no more than shut the socket down, peek at it and name its peer. **Contract:** it is
+/// used only while its socket is open — its holder lives in the task that owns the socket
+/// and is dropped in the same step as the socket, with no await between (a session's table
+/// entry, a watchdog, the control link's tasks), or sits beside the socket in one value
+/// (a pool entry and its connection). Broken, a call would reach whatever descriptor took
+/// that number — never memory unsafety, but another socket's shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SocketFd {
+    fd: RawFd,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl SocketFd {
+    /// The descriptor of `socket`.
+    pub fn of<S: OwnsFd + ?Sized>(socket: &S) -> SocketFd {
+        SocketFd {
+            fd: socket.fd().as_raw_fd(),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The number, for epoll registrations and tokens (never turned back into a borrow).
+    pub fn raw(self) -> RawFd {
+        self.fd
+    }
+
+    fn borrow(&self) -> BorrowedFd<'_> {
+        // SAFETY: the type's contract (see its doc): the socket this number was taken from
+        // is still open while its holder uses it, on this thread.
+        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    }
+
+    /// Shut the socket down both ways, so pending io_uring operations on it complete
+    /// (errors ignored: the session ends anyway).
+    pub fn shutdown_both(self) {
+        let _ = socket2::SockRef::from(&self.borrow()).shutdown(std::net::Shutdown::Both);
+    }
+
+    /// [`crate::net::SocketExt::peek_now`].
+    pub fn peek_now(self, buf: &mut [u8]) -> io::Result<usize> {
+        peek(self.borrow(), buf)
+    }
+
+    /// The peer's address as text for log lines (`?` if unknown), as
+    /// [`crate::net::SocketExt::peer_text`].
+    pub fn peer_text(self) -> String {
+        socket2::SockRef::from(&self.borrow())
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map_or_else(|| "?".to_owned(), |a| a.to_string())
+    }
 }
 
 /// Install `handler` for `signum` with SA_RESTART. The handler must be async-signal-safe.
@@ -70,14 +190,14 @@ pub fn set_pipe_size(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
 
 /// One non-blocking `splice(2)` of at most `len` bytes from `from` to `to` (one of them a
 /// pipe). `Ok(0)` means end of file on `from`; `WouldBlock` means wait for readiness.
-pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    // SAFETY: plain syscall on two descriptors the caller keeps open for the call; null
-    // offsets because neither side is seekable.
+pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    // SAFETY: plain syscall on two borrowed (so open) descriptors; null offsets because
+    // neither side is seekable.
     let n = unsafe {
         libc::splice(
-            from,
+            from.as_raw_fd(),
             std::ptr::null_mut(),
-            to,
+            to.as_raw_fd(),
             std::ptr::null_mut(),
             len,
             libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
@@ -88,14 +208,6 @@ pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     } else {
         Ok(n as usize)
     }
-}
-
-/// Borrow a raw descriptor number that the caller knows is open (for example one held by a
-/// live session in the worker's table).
-pub fn borrow_raw_fd(fd: &RawFd) -> BorrowedFd<'_> {
-    // SAFETY: callers pass descriptors owned by sessions that unregister before closing
-    // them, on the same thread, so the descriptor is open for the borrow's duration.
-    unsafe { BorrowedFd::borrow_raw(*fd) }
 }
 
 /// Copy up to `buf.len()` bytes that are waiting on a socket without consuming them and
@@ -137,10 +249,10 @@ pub fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// One non-blocking `write(2)` of `buf` to `fd` (used to park bytes in a splice pipe).
-pub fn write_now(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is a valid readable region of `buf.len()` bytes; `fd` is kept open by
-    // the caller for the call.
-    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+pub fn write_now(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid readable region of `buf.len()` bytes; `fd` is borrowed, so
+    // open for the call.
+    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {

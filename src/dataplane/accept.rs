@@ -9,11 +9,11 @@
 //! at once, and the loop ends on that.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use monoio::net::{TcpListener, TcpStream};
 
+use crate::net::SocketExt;
 use crate::wake::LocalFlag;
 
 /// Pause after an accept error.
@@ -26,10 +26,9 @@ pub async fn accept_until(
     what: &str,
     mut on_accept: impl FnMut(TcpStream, SocketAddr),
 ) {
-    let fd = listener.as_raw_fd();
     let closer = async {
         stop.wait().await;
-        crate::net::shutdown_listener(&crate::sys::borrow_raw_fd(&fd));
+        listener.shutdown_listener();
     };
     let acceptor = async {
         loop {

@@ -16,9 +16,9 @@ use super::host::WorkerCtx;
 use super::relay::Meter;
 use crate::config::{BlockSet, ProxyProtocol};
 use crate::limit::{classify_first_bytes, SlotGuard, Verdict};
-use crate::runtime::ActiveDriver;
+use crate::net::{self, SocketExt};
 use crate::wake::LocalFlag;
-use crate::{net, proxy_proto, sys};
+use crate::{proxy_proto, runtime};
 
 /// How long `block=` waits for a user's first bytes before letting the connection through
 /// (protocols where the server speaks first send nothing).
@@ -92,7 +92,7 @@ pub(crate) async fn dial_target(
             return None;
         }
     };
-    let _ = net::tune_stream(&sys::borrow_fd(&target), spec.keepalive);
+    let _ = target.tune_stream(spec.keepalive);
     if let Some(user) = user {
         if let Err(e) = send_proxy_header(&target, spec.proxy, user, target_addr).await {
             log::warn!("PROXY header to {target_addr} failed: {e}");
@@ -121,12 +121,11 @@ pub(crate) fn udp_target_socket(ctx: &WorkerCtx) -> io::Result<(UdpSocket, Socke
         }
         Err(e) => return Err(e),
     };
-    std_socket.set_nonblocking(ctx.driver == ActiveDriver::Legacy)?;
-    Ok((UdpSocket::from_std(std_socket)?, target))
+    Ok((runtime::adopt_udp_socket(ctx.driver, std_socket)?, target))
 }
 
-/// The meters of a TCP session: `up` counts (and paces) bytes read from the local socket
-/// (user or target), `down` bytes written to it — NodePass's RX and TX.
+/// The meters of a TCP session: `rx` counts (and paces) bytes read from the local socket
+/// (user or target), `tx` bytes written to it — NodePass's RX and TX.
 pub(crate) fn tcp_meters(ctx: &WorkerCtx) -> (Meter<'_>, Meter<'_>) {
     let spec = &ctx.spec;
     (
@@ -136,6 +135,22 @@ pub(crate) fn tcp_meters(ctx: &WorkerCtx) -> (Meter<'_>, Meter<'_>) {
         },
         Meter {
             counter: &ctx.stats.tcp_tx,
+            limiter: spec.rate_tx.as_ref(),
+        },
+    )
+}
+
+/// The meters of a UDP session, read the same way: `rx` for datagrams read from the local
+/// socket (user or target), `tx` for datagrams written to it.
+pub(crate) fn udp_meters(ctx: &WorkerCtx) -> (Meter<'_>, Meter<'_>) {
+    let spec = &ctx.spec;
+    (
+        Meter {
+            counter: &ctx.stats.udp_rx,
+            limiter: spec.rate_rx.as_ref(),
+        },
+        Meter {
+            counter: &ctx.stats.udp_tx,
             limiter: spec.rate_tx.as_ref(),
         },
     )
@@ -181,7 +196,7 @@ async fn sniff_blocked(user: &TcpStream, blocked: BlockSet) -> Option<&'static s
     let deadline = Instant::now() + SNIFF_WAIT;
     let mut buf = [0u8; 8];
     loop {
-        let n = match sys::peek(sys::borrow_fd(user), &mut buf) {
+        let n = match user.peek_now(&mut buf) {
             Ok(0) => return None,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,

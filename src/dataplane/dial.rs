@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use monoio::net::TcpStream;
 
-use crate::{net, sys};
+use crate::net::{self, SocketExt};
+use crate::runtime;
 
 /// Why no target could be reached.
 #[derive(Debug)]
@@ -85,7 +86,9 @@ async fn connect(
     source: Option<IpAddr>,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
-    let stream = TcpStream::from_std(net::start_connect(addr, source)?)?;
+    // Non-blocking from its creation, which is what the connect needs; `runtime` says
+    // what else it is fit for.
+    let stream = runtime::adopt_stream_as_is(net::start_connect(addr, source)?)?;
     match monoio::time::timeout(timeout, stream.writable(false)).await {
         Ok(r) => r?,
         Err(_) => {
@@ -95,7 +98,7 @@ async fn connect(
             ))
         }
     }
-    net::connect_result(&sys::borrow_fd(&stream))?;
+    stream.connect_result()?;
     Ok(stream)
 }
 
@@ -130,7 +133,7 @@ pub async fn dial_rotating(
 /// (used for the PROXY header before the relay starts).
 pub async fn send_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
-        match net::send_now(&sys::borrow_fd(stream), bytes) {
+        match stream.send_now(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable(false).await?,

@@ -87,35 +87,22 @@ impl WorkerCtx {
         monoio::time::sleep(Duration::from_millis(1)).await;
     }
 
-    // Sockets handed to monoio are blocking on io_uring (where O_NONBLOCK would turn its
-    // waits into EAGAIN completions) and non-blocking on epoll.
+    // How a socket enters this worker's runtime, and in which `O_NONBLOCK` mode, is
+    // `runtime::adopt_*`'s one rule; these only supply the driver.
 
     /// A listening socket on this worker's runtime.
     pub fn adopt_listener(&self, l: std::net::TcpListener) -> io::Result<monoio::net::TcpListener> {
-        l.set_nonblocking(self.driver == ActiveDriver::Legacy)?;
-        monoio::net::TcpListener::from_std(l)
+        runtime::adopt_tcp_listener(self.driver, l)
     }
 
     /// A UDP socket on this worker's runtime.
     pub fn adopt_udp(&self, u: std::net::UdpSocket) -> io::Result<monoio::net::udp::UdpSocket> {
-        u.set_nonblocking(self.driver == ActiveDriver::Legacy)?;
-        monoio::net::udp::UdpSocket::from_std(u)
+        runtime::adopt_udp_socket(self.driver, u)
     }
 
-    /// A connected socket (e.g. handed over by another worker) on this worker's runtime.
+    /// A connected socket handed over by another worker on this worker's runtime.
     pub fn adopt_stream(&self, fd: std::os::fd::OwnedFd) -> io::Result<monoio::net::TcpStream> {
-        let s = std::net::TcpStream::from(fd);
-        s.set_nonblocking(self.driver == ActiveDriver::Legacy)?;
-        monoio::net::TcpStream::from_std(s)
-    }
-
-    /// Make a stream that went through non-blocking steps (splice relay, pool watch) fit
-    /// for monoio's read/write ops on this driver again.
-    pub fn fit_stream(&self, s: &monoio::net::TcpStream) {
-        let _ = crate::net::set_nonblocking(
-            &crate::sys::borrow_fd(s),
-            self.driver == ActiveDriver::Legacy,
-        );
+        runtime::adopt_tcp_stream(self.driver, std::net::TcpStream::from(fd))
     }
 
     /// The rotation start for the next dial.

@@ -6,7 +6,7 @@
 //!   gauges, meters), shared by the modes.
 //! - `forward/` (single-end forwarding) and `tunnel/` (both tunnel ends): the modes,
 //!   siblings that each bring their own per-worker state and command type.
-//! - `accept`, `dial`, `relay`, `pipes`, `sessions`, `tasks`: the machinery.
+//! - `accept`, `dial`, `relay`, `meter`, `pipes`, `sessions`, `tasks`: the machinery.
 //!
 //! The control side talks to workers only through [`crate::bus`]; workers never share
 //! anything mutable on the per-connection path except the process-wide slot and rate
@@ -17,6 +17,7 @@ mod admit;
 mod dial;
 mod forward;
 mod host;
+mod meter;
 mod pipes;
 mod relay;
 mod sessions;

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// Pipe capacity we ask for: large chunks mean fewer splice calls per byte.
 pub const PIPE_SIZE: usize = 256 * 1024;
@@ -24,13 +24,13 @@ pub struct Pipe {
 
 impl Pipe {
     /// The read end.
-    pub fn read_fd(&self) -> RawFd {
-        self.read.as_raw_fd()
+    pub fn read_fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
     }
 
     /// The write end.
-    pub fn write_fd(&self) -> RawFd {
-        self.write.as_raw_fd()
+    pub fn write_fd(&self) -> BorrowedFd<'_> {
+        self.write.as_fd()
     }
 }
 

@@ -17,17 +17,16 @@
 
 use std::cell::Cell;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+pub use super::meter::Meter;
 use super::pipes::{Pipe, PipePool, SCRATCH_SIZE};
-use crate::limit::RateLimiter;
-use crate::stats::WorkerStats;
-use crate::sys;
+use crate::net::SocketExt;
+use crate::runtime::{self, ActiveDriver};
+use crate::sys::{self, OwnsFd, SocketFd};
 
 /// How a worker relays plaintext TCP (see the module doc). Chosen by `NP_RELAY`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,39 +46,6 @@ impl RelayKind {
             Some("copy") => RelayKind::Copy,
             Some("uring-splice") => RelayKind::UringSplice,
             _ => RelayKind::Splice,
-        }
-    }
-}
-
-/// What one direction counts and how it is limited.
-pub struct Meter<'a> {
-    /// Byte counter this direction adds to.
-    pub counter: &'a AtomicU64,
-    /// Rate limiter charged per chunk, if `rate=` is set.
-    pub limiter: Option<&'a RateLimiter>,
-}
-
-/// Largest chunk moved at once when a rate limit applies, so pacing stays smooth.
-const LIMITED_CHUNK: usize = 16 * 1024;
-
-impl Meter<'_> {
-    pub(super) fn chunk(&self, max: usize) -> usize {
-        if self.limiter.is_some() {
-            max.min(LIMITED_CHUNK)
-        } else {
-            max
-        }
-    }
-
-    pub(super) async fn account(&self, n: usize) {
-        WorkerStats::add(self.counter, n);
-        if let Some(l) = self.limiter {
-            let wait = l.reserve(n);
-            if !wait.is_zero() {
-                // Boxed: a timer in the relay future would grow every connection's task,
-                // rate-limited or not (idle memory per connection).
-                Box::pin(monoio::time::sleep(wait)).await;
-            }
         }
     }
 }
@@ -109,7 +75,7 @@ impl Idle {
         if self.timeout.is_zero() {
             s.readable(false).await
         } else {
-            // Boxed for the same reason as in `Meter::account`.
+            // Boxed for the same reason as in `Meter::pace`.
             Box::pin(self.wait_readable_timed(s)).await
         }
     }
@@ -127,7 +93,7 @@ impl Idle {
         }
     }
 
-    pub(super) async fn watchdog(&self, fds: [RawFd; 2]) {
+    pub(super) async fn watchdog(&self, fds: [SocketFd; 2]) {
         if self.timeout.is_zero() {
             return std::future::pending().await;
         }
@@ -143,6 +109,8 @@ impl Idle {
 }
 
 /// How one session is relayed: the method, its idle limit and the worker's resources.
+/// [`Relay::run`] puts both streams in the `O_NONBLOCK` mode its method needs on the
+/// driver (see `runtime`), once.
 pub struct Relay<'a> {
     /// Splice, io_uring splice or copy.
     pub kind: RelayKind,
@@ -152,6 +120,20 @@ pub struct Relay<'a> {
     pub pipes: &'a PipePool,
     /// Copy buffer size (copy).
     pub copy_buf: usize,
+    /// The driver of this worker's runtime.
+    pub driver: ActiveDriver,
+}
+
+/// Which stream of a session was dialled by us, so is non-blocking already
+/// (`net::start_connect`) rather than in the driver's mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialled {
+    /// Both came from an accept or were fitted for the driver.
+    Neither,
+    /// The first stream of the pair (`user`, or a tunnel's local target).
+    First,
+    /// The second stream of the pair (`target`).
+    Second,
 }
 
 impl Relay<'_> {
@@ -159,11 +141,12 @@ impl Relay<'_> {
     /// `down` target→user. Returns the first error of either direction.
     pub async fn run(
         &self,
-        user: TcpStream,
-        target: TcpStream,
+        (user, target): (TcpStream, TcpStream),
+        dialled: Dialled,
         up: Meter<'_>,
         down: Meter<'_>,
     ) -> io::Result<()> {
+        self.set_modes(&user, &target, dialled)?;
         let idle = Idle::new(self.idle);
         match self.kind {
             RelayKind::Splice => splice_both(&user, &target, &up, &down, &idle, self.pipes).await,
@@ -176,22 +159,43 @@ impl Relay<'_> {
     }
 }
 
-fn shutdown_fds(fds: [RawFd; 2]) {
-    for fd in &fds {
-        crate::net::shutdown_both(&sys::borrow_raw_fd(fd));
+impl Relay<'_> {
+    /// The splice relay's own syscalls need both streams non-blocking; monoio's reads and
+    /// writes (copy, io_uring splice) need the driver's mode. Only the streams not yet in
+    /// that mode change.
+    fn set_modes(&self, user: &TcpStream, target: &TcpStream, dialled: Dialled) -> io::Result<()> {
+        let streams = [
+            (user, dialled == Dialled::First),
+            (target, dialled == Dialled::Second),
+        ];
+        for (s, was_dialled) in streams {
+            match (self.kind, was_dialled) {
+                (RelayKind::Splice, false) => runtime::nonblocking_for_splice(self.driver, s)?,
+                (RelayKind::Splice, true) => {}
+                (_, true) => runtime::fit_dialled(self.driver, s),
+                (_, false) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn shutdown_fds(fds: [SocketFd; 2]) {
+    for fd in fds {
+        fd.shutdown_both();
     }
 }
 
 fn shutdown_both(a: &TcpStream, b: &TcpStream) {
-    crate::net::shutdown_both(&sys::borrow_fd(a));
-    crate::net::shutdown_both(&sys::borrow_fd(b));
+    a.shutdown_both();
+    b.shutdown_both();
 }
 
 /// End of one direction: EOF becomes a FIN on the destination; an error ends the session.
 fn finish(r: io::Result<()>, src: &TcpStream, dst: &TcpStream) -> io::Result<()> {
     match r {
         Ok(()) => {
-            crate::net::shutdown_write(&sys::borrow_fd(dst));
+            dst.shutdown_write();
             Ok(())
         }
         Err(e) => {
@@ -209,11 +213,8 @@ async fn splice_both(
     idle: &Idle,
     pipes: &PipePool,
 ) -> io::Result<()> {
-    // Our syscalls below must never block the worker: accepted sockets (io_uring) and
-    // pool connections may be in blocking mode.
-    for s in [user, target] {
-        crate::net::set_nonblocking(&sys::borrow_fd(s), true)?;
-    }
+    // Both streams are non-blocking here (`Relay::set_modes`): our syscalls below must
+    // never block the worker.
     let mut up_pipe = pipes.take()?;
     let mut down_pipe = pipes.take()?;
     let forward = async {
@@ -244,10 +245,10 @@ async fn splice_one_way(
     // makes the same call). A read that fills the scratch means bulk: switch to splice
     // until the socket runs dry. Rate-limited directions always splice, because the
     // limiter may sleep and the scratch must never be held across an await.
-    let mut bulk = meter.limiter.is_some();
+    let mut bulk = meter.is_limited();
     loop {
         let got = if bulk {
-            sys::splice(src.as_raw_fd(), pipe.write_fd(), chunk)
+            sys::splice(src.fd(), pipe.write_fd(), chunk)
         } else {
             copy_small(src, dst, pipe, pipes)
         };
@@ -259,11 +260,11 @@ async fn splice_one_way(
                     pipe.buffered += n;
                     meter.account(n).await;
                 } else {
-                    WorkerStats::add(meter.counter, n);
+                    meter.count(n);
                 }
                 drain_pipe(pipe, dst).await?;
                 let filled = if bulk { n == chunk } else { n == SCRATCH_SIZE };
-                bulk = filled || meter.limiter.is_some();
+                bulk = filled || meter.is_limited();
                 if !filled {
                     // The socket had less than a buffer: it is most likely empty now, so
                     // wait for readiness instead of paying a read that returns EAGAIN.
@@ -287,11 +288,11 @@ fn copy_small(
     pipes: &PipePool,
 ) -> io::Result<usize> {
     let mut scratch = pipes.scratch.borrow_mut();
-    let n = sys::recv_now(sys::borrow_fd(src), &mut scratch)?;
+    let n = src.recv_now(&mut scratch)?;
     if n == 0 {
         return Ok(0);
     }
-    let sent = match crate::net::send_now(&sys::borrow_fd(dst), &scratch[..n]) {
+    let sent = match dst.send_now(&scratch[..n]) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
         Err(e) => return Err(e),
@@ -308,7 +309,7 @@ fn copy_small(
 
 async fn drain_pipe(pipe: &mut Pipe, dst: &TcpStream) -> io::Result<()> {
     while pipe.buffered > 0 {
-        match sys::splice(pipe.read_fd(), dst.as_raw_fd(), pipe.buffered) {
+        match sys::splice(pipe.read_fd(), dst.fd(), pipe.buffered) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => pipe.buffered -= n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable(false).await?,
@@ -319,10 +320,11 @@ async fn drain_pipe(pipe: &mut Pipe, dst: &TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-/// A second monoio handle on the same socket (a `dup`), so both directions can own one.
+/// A second monoio handle on the same socket (a `dup`, which shares its `O_NONBLOCK`
+/// mode), so both directions can own one.
 fn twin(s: &TcpStream) -> io::Result<TcpStream> {
-    let owned = sys::borrow_fd(s).try_clone_to_owned()?;
-    TcpStream::from_std(std::net::TcpStream::from(owned))
+    let owned = s.fd().try_clone_to_owned()?;
+    runtime::adopt_stream_as_is(std::net::TcpStream::from(owned))
 }
 
 async fn copy_both(
@@ -334,7 +336,7 @@ async fn copy_both(
     buf_size: usize,
 ) -> io::Result<()> {
     let (mut user_w, mut target_w) = (twin(&user)?, twin(&target)?);
-    let fds = [user.as_raw_fd(), target.as_raw_fd()];
+    let fds = [SocketFd::of(&user), SocketFd::of(&target)];
     let (mut user_r, mut target_r) = (user, target);
     copy_bidi(
         (&mut user_r, &mut user_w),
@@ -355,7 +357,7 @@ async fn copy_both(
 pub(super) async fn copy_bidi<AR, AW, BR, BW>(
     a: (&mut AR, &mut AW),
     b: (&mut BR, &mut BW),
-    fds: [RawFd; 2],
+    fds: [SocketFd; 2],
     meters: (&Meter<'_>, &Meter<'_>),
     idle: &Idle,
     buf_size: usize,
@@ -439,7 +441,7 @@ async fn uring_splice_one_way(
     loop {
         let n = src.splice_to_pipe(&mut pipe_w, chunk).await?;
         if n == 0 {
-            crate::net::shutdown_write(&sys::borrow_fd(dst));
+            dst.shutdown_write();
             return Ok(());
         }
         meter.account(n as usize).await;
@@ -453,6 +455,7 @@ async fn uring_splice_one_way(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU64;
 
     /// Every live connection's task holds this future: its size is most of our user-space
     /// memory per idle connection (BENCHMARKS.md W8), so keep it from creeping back up.
@@ -470,13 +473,59 @@ mod tests {
             idle: Duration::ZERO,
             pipes: &pipes,
             copy_buf: 16384,
+            driver: ActiveDriver::Legacy,
         };
         let meter = || Meter {
             counter: &counter,
             limiter: None,
         };
-        let fut = relay.run(a, b, meter(), meter());
+        let fut = relay.run((a, b), Dialled::Neither, meter(), meter());
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 1536, "relay future is {size} bytes");
+    }
+
+    fn nonblocking(s: &TcpStream) -> bool {
+        socket2::SockRef::from(&s.fd()).nonblocking().unwrap()
+    }
+
+    /// The modes a relay sets depend only on its method, the driver and which stream was
+    /// dialled, so the io_uring rule is checked here on any runtime.
+    #[monoio::test(driver = "legacy", timer_enabled = true)]
+    async fn a_relay_changes_only_the_streams_not_yet_in_the_mode_it_needs() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let pair = || {
+            let dialled = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (accepted, _) = l.accept().unwrap();
+            // As on io_uring: accepted blocking, dialled non-blocking.
+            dialled.set_nonblocking(true).unwrap();
+            (
+                runtime::adopt_stream_as_is(accepted).unwrap(),
+                runtime::adopt_stream_as_is(dialled).unwrap(),
+            )
+        };
+        let pipes = PipePool::default();
+        let relay = |kind, driver| Relay {
+            kind,
+            idle: Duration::ZERO,
+            pipes: &pipes,
+            copy_buf: 16384,
+            driver,
+        };
+        let (user, target) = pair();
+        relay(RelayKind::Splice, ActiveDriver::Uring)
+            .set_modes(&user, &target, Dialled::Second)
+            .unwrap();
+        assert!(nonblocking(&user) && nonblocking(&target));
+        let (user, target) = pair();
+        relay(RelayKind::Copy, ActiveDriver::Uring)
+            .set_modes(&user, &target, Dialled::Second)
+            .unwrap();
+        assert!(!nonblocking(&user) && !nonblocking(&target));
+        let (target, user) = pair();
+        relay(RelayKind::Splice, ActiveDriver::Legacy)
+            .set_modes(&user, &target, Dialled::First)
+            .unwrap();
+        // On epoll every stream of ours is non-blocking already: nothing is set.
+        assert!(nonblocking(&user) && !nonblocking(&target));
     }
 }

@@ -4,14 +4,15 @@
 //! socket down instead, which completes every pending poll, read and splice on it.
 
 use std::cell::RefCell;
-use std::os::fd::RawFd;
 use std::rc::Rc;
+
+use crate::sys::SocketFd;
 
 /// Slot table of live sessions' sockets; freed slots are reused (no allocation per session
 /// once the table has grown to the worker's peak).
 #[derive(Default)]
 pub struct SessionTable {
-    slots: RefCell<Vec<Option<[RawFd; 2]>>>,
+    slots: RefCell<Vec<Option<[SocketFd; 2]>>>,
     free: RefCell<Vec<usize>>,
 }
 
@@ -22,8 +23,10 @@ pub struct SessionEntry {
 }
 
 impl SessionTable {
-    /// Register a session's two sockets.
-    pub fn register(self: &Rc<Self>, fds: [RawFd; 2]) -> SessionEntry {
+    /// Register a session's two sockets (the same one twice for a one-socket session). Hold
+    /// the entry in the task that owns the sockets, so it drops in the same step as they
+    /// do (`SocketFd`'s contract).
+    pub fn register(self: &Rc<Self>, fds: [SocketFd; 2]) -> SessionEntry {
         let mut slots = self.slots.borrow_mut();
         let slot = match self.free.borrow_mut().pop() {
             Some(i) => {
@@ -45,7 +48,7 @@ impl SessionTable {
     pub fn shutdown_all(&self) {
         for fds in self.slots.borrow().iter().flatten() {
             for fd in fds {
-                crate::net::shutdown_both(&crate::sys::borrow_raw_fd(fd));
+                fd.shutdown_both();
             }
         }
     }

@@ -6,5 +6,5 @@ mod rate;
 mod slots;
 
 pub use block::{classify_first_bytes, Verdict};
-pub use rate::{pace, Clock, MonotonicClock, RateLimiter};
+pub use rate::{Clock, MonotonicClock, RateLimiter};
 pub use slots::{SlotGuard, SlotLimit};

@@ -97,17 +97,6 @@ impl<C: Clock> RateLimiter<C> {
     }
 }
 
-/// Charge `n` bytes to `limiter` (if `rate=` is set) and sleep as long as it says. Runs on
-/// a monoio runtime with the timer enabled.
-pub async fn pace(limiter: Option<&RateLimiter>, n: usize) {
-    if let Some(l) = limiter {
-        let wait = l.reserve(n);
-        if !wait.is_zero() {
-            monoio::time::sleep(wait).await;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,8 +20,7 @@
 use hmac::{Mac, SimpleHmac};
 use sha2::Sha256;
 
-use super::handshake::TunnelConfig;
-use super::PoolId;
+use super::pool_id::PoolId;
 
 /// The feature name in the extension marker.
 pub const FEATURE_AUTH1: &str = "auth1";
@@ -70,6 +69,20 @@ impl Nonce {
     }
 }
 
+/// The tunnel configuration a server announces, as its proof covers it (the handshake's
+/// `TunnelConfig` in wire terms; this module stays below the handshake).
+#[derive(Clone, Copy, Debug)]
+pub struct Announced<'a> {
+    /// `+` or `-`.
+    pub flow: &'a str,
+    /// `max`.
+    pub max: u32,
+    /// `tls` code.
+    pub tls: u8,
+    /// `type` code.
+    pub pool_type: u8,
+}
+
 /// The two nonces of one run: what every proof of that run is bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Session {
@@ -80,15 +93,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// The server's proof over the configuration it announces and its certificate.
-    pub fn server_proof(&self, key: &str, cfg: &TunnelConfig, fp: &str) -> [u8; LEN] {
+    /// The server's proof over the configuration it announces (flow word, max, tls and
+    /// type codes, as in the reply) and its certificate.
+    pub fn server_proof(&self, key: &str, announced: Announced<'_>, fp: &str) -> [u8; LEN] {
         let mut mac = keyed(key);
         mac.update(b"np-auth1 server\0");
         mac.update(&self.client.0);
         mac.update(&self.server.0);
-        mac.update(cfg.flow.as_str().as_bytes());
-        mac.update(&cfg.max.to_be_bytes());
-        mac.update(&[cfg.tls, cfg.pool_type]);
+        mac.update(announced.flow.as_bytes());
+        mac.update(&announced.max.to_be_bytes());
+        mac.update(&[announced.tls, announced.pool_type]);
         mac.update(fp.as_bytes());
         mac.finalize().into_bytes().into()
     }
@@ -180,7 +194,6 @@ impl SeenNonces {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::Flow;
 
     fn session() -> Session {
         Session {
@@ -189,8 +202,8 @@ mod tests {
         }
     }
 
-    const CFG: TunnelConfig = TunnelConfig {
-        flow: Flow::Plus,
+    const CFG: Announced<'static> = Announced {
+        flow: "+",
         max: 1024,
         tls: 1,
         pool_type: 0,
@@ -199,16 +212,19 @@ mod tests {
     #[test]
     fn proofs_are_bound_to_key_nonces_config_id_and_certificate() {
         let s = session();
-        let p = s.server_proof("k", &CFG, "sha256:aa");
-        assert_eq!(p, s.server_proof("k", &CFG, "sha256:aa"));
-        assert_ne!(p, s.server_proof("other", &CFG, "sha256:aa"));
-        assert_ne!(p, s.server_proof("k", &CFG, "sha256:ab"));
+        let p = s.server_proof("k", CFG, "sha256:aa");
+        assert_eq!(p, s.server_proof("k", CFG, "sha256:aa"));
+        assert_ne!(p, s.server_proof("other", CFG, "sha256:aa"));
+        assert_ne!(p, s.server_proof("k", CFG, "sha256:ab"));
         let mut changed = CFG;
-        changed.flow = Flow::Minus;
-        assert_ne!(p, s.server_proof("k", &changed, "sha256:aa"));
+        changed.flow = "-";
+        assert_ne!(p, s.server_proof("k", changed, "sha256:aa"));
+        changed = CFG;
+        changed.max = 1023;
+        assert_ne!(p, s.server_proof("k", changed, "sha256:aa"));
         let mut other = s;
         other.server = Nonce([3; LEN]);
-        assert_ne!(p, other.server_proof("k", &CFG, "sha256:aa"));
+        assert_ne!(p, other.server_proof("k", CFG, "sha256:aa"));
 
         let id = PoolId([0, 0, 0, 7]);
         let q = s.pool_proof("k", id, "");

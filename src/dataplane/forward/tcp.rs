@@ -2,7 +2,6 @@
 //! (with its PROXY header), and relay until both sides are done.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use monoio::net::{TcpListener, TcpStream};
@@ -10,9 +9,9 @@ use monoio::net::{TcpListener, TcpStream};
 use crate::dataplane::accept::accept_until;
 use crate::dataplane::admit::{dial_target, is_blocked, take_slot, tcp_meters, Gauge};
 use crate::dataplane::host::WorkerCtx;
-use crate::dataplane::relay::{Relay, RelayKind};
-use crate::runtime::ActiveDriver;
-use crate::{net, sys};
+use crate::dataplane::relay::{Dialled, Relay};
+use crate::net;
+use crate::sys::SocketFd;
 
 /// Accept users until the worker is told to stop.
 pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>) {
@@ -34,14 +33,9 @@ async fn serve_user(user: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>) {
     let Some((target, target_addr)) = dial_target(&ctx, Some(peer), &peer).await else {
         return;
     };
-    if spec.relay != RelayKind::Splice && ctx.driver == ActiveDriver::Uring {
-        // monoio's io_uring reads and writes expect blocking sockets.
-        let _ = net::set_nonblocking(&sys::borrow_fd(&target), false);
-        let _ = net::set_nonblocking(&sys::borrow_fd(&user), false);
-    }
     let _entry = ctx
         .sessions
-        .register([user.as_raw_fd(), target.as_raw_fd()]);
+        .register([SocketFd::of(&user), SocketFd::of(&target)]);
     let _live = Gauge::up(&ctx.stats.tcp_sessions);
     // Go prints both lines at INFO for every session; dashboards show them.
     log::info!("Starting exchange: {peer} <-> {target_addr}");
@@ -51,7 +45,8 @@ async fn serve_user(user: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>) {
         idle: spec.read_timeout,
         pipes: &ctx.pipes,
         copy_buf: spec.tcp_buf_size,
+        driver: ctx.driver,
     };
-    let result = relay.run(user, target, up, down).await;
+    let result = relay.run((user, target), Dialled::Second, up, down).await;
     log::info!("Exchange complete: {}", net::exchange_result(&result));
 }

@@ -9,18 +9,19 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::buf::IoBuf;
 use monoio::net::udp::UdpSocket;
 
-use crate::dataplane::admit::{udp_idle_limit, udp_next_stage, udp_target_socket, Gauge};
+use crate::dataplane::admit::{
+    udp_idle_limit, udp_meters, udp_next_stage, udp_target_socket, Gauge,
+};
 use crate::dataplane::host::WorkerCtx;
 use crate::limit::SlotGuard;
-use crate::stats::WorkerStats;
-use crate::sys;
+use crate::net::SocketExt;
+use crate::sys::SocketFd;
 
 struct Session {
     socket: UdpSocket,
@@ -34,6 +35,7 @@ type SessionMap = Rc<RefCell<HashMap<SocketAddr, Rc<Session>>>>;
 pub async fn serve(listener: UdpSocket, ctx: Rc<WorkerCtx>) {
     let listener = Rc::new(listener);
     let sessions: SessionMap = Rc::default();
+    let (rx, _) = udp_meters(&ctx);
     let mut buf = vec![0u8; ctx.spec.udp_buf_size.max(1)];
     loop {
         let (res, b) = monoio::select! {
@@ -49,8 +51,7 @@ pub async fn serve(listener: UdpSocket, ctx: Rc<WorkerCtx>) {
             }
         };
         let from = SocketAddr::new(from.ip().to_canonical(), from.port());
-        WorkerStats::add(&ctx.stats.udp_rx, n);
-        crate::limit::pace(ctx.spec.rate_rx.as_ref(), n).await;
+        rx.account(n).await;
         let existing = sessions.borrow().get(&from).cloned();
         let session = match existing {
             Some(s) => s,
@@ -109,7 +110,7 @@ async fn pump_replies(
     sessions: SessionMap,
     ctx: Rc<WorkerCtx>,
 ) {
-    let fd = session.socket.as_raw_fd();
+    let fd = SocketFd::of(&session.socket);
     let entry = ctx.sessions.register([fd, fd]);
     let live = Gauge::up(&ctx.stats.udp_sessions);
     loop {
@@ -155,9 +156,10 @@ async fn relay_ready(
     listener: &UdpSocket,
     ctx: &WorkerCtx,
 ) -> bool {
+    let (_, tx) = udp_meters(ctx);
     let mut buf = take_buffer(ctx.spec.udp_buf_size.max(1));
     let alive = loop {
-        let n = match sys::recv_now(sys::borrow_fd(&session.socket), &mut buf) {
+        let n = match session.socket.recv_now(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -168,11 +170,11 @@ async fn relay_ready(
             }
         };
         session.last_active.set(Instant::now());
-        crate::limit::pace(ctx.spec.rate_tx.as_ref(), n).await;
+        tx.pace(n).await;
         let (res, slice) = listener.send_to(buf.slice(0..n), client).await;
         buf = slice.into_inner();
         match res {
-            Ok(sent) => WorkerStats::add(&ctx.stats.udp_tx, sent),
+            Ok(sent) => tx.count(sent),
             Err(e) => log::debug!("udp reply to {client}: {e}"),
         }
     };

@@ -5,7 +5,6 @@
 use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,10 +14,12 @@ use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::dataplane::dial::{dial, SourcePolicy};
 use crate::dataplane::host::WorkerCtx;
+use crate::net::SocketExt;
 use crate::proto::PoolId;
+use crate::runtime;
+use crate::sys::SocketFd;
 use crate::tls::ClientTls;
 use crate::wake::LocalFlag;
-use crate::{net, sys};
 
 /// How long the client waits for the server to write a pool connection's id (Go: 1 min).
 const ID_TIMEOUT: Duration = Duration::from_secs(60);
@@ -153,9 +154,10 @@ async fn open(
     sni: &str,
 ) -> io::Result<Pooled> {
     let stream = dial(server, &SourcePolicy::new(None), ctx.spec.tcp_dial_timeout).await?;
-    ctx.fit_stream(&stream);
-    let _ = net::tune_stream(&sys::borrow_fd(&stream), ctx.spec.keepalive);
-    let fd = stream.as_raw_fd();
+    // The TLS handshake and the id are read with monoio's ops; so is a copy relay later.
+    runtime::fit_dialled(ctx.driver, &stream);
+    let _ = stream.tune_stream(ctx.spec.keepalive);
+    let fd = SocketFd::of(&stream);
     let (mut conn, seen_fp) = match tls {
         None => (PoolConn::Plain(stream), None),
         Some(tls) => monoio::time::timeout(

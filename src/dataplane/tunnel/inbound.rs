@@ -4,7 +4,6 @@
 //! everyone else is refused. The port stays bound throughout (no close-and-rebind gap).
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
@@ -17,9 +16,10 @@ use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::dataplane::accept::accept_until;
 use crate::dataplane::host::WorkerCtx;
+use crate::net::SocketExt;
 use crate::proto::handshake::{self, Parse};
 use crate::proto::PoolId;
-use crate::{net, sys};
+use crate::sys::SocketFd;
 
 /// What Go's HTTP server answers to bytes that are not HTTP.
 const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
@@ -28,8 +28,8 @@ const CONFLICT: &[u8] = b"HTTP/1.1 409 Conflict\r\nConnection: close\r\nContent-
 
 /// Accept on the tunnel port until the worker stops.
 pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
+    // Accepted streams are in the driver's mode already (`runtime`).
     accept_until(&listener, &ctx.closing, "tunnel", |stream, peer| {
-        ctx.fit_stream(&stream);
         let owner = Rc::clone(&ctx);
         let t = Rc::clone(&t);
         ctx.spawn(async move {
@@ -117,7 +117,7 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
     // The whole answer goes out before the close (Go can lose it: §9.12).
     let _ = stream.write_all(answer).await;
     let _ = stream.flush().await;
-    net::shutdown_write(&sys::borrow_fd(&stream));
+    stream.shutdown_write();
 }
 
 /// The first pool connection of a run becomes the control channel. Whoever else on the
@@ -126,13 +126,13 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
 /// client (ours or Go's) sends nothing before it has read its id; a garbage sender, an
 /// HTTP probe or a slowloris does. Plain TCP only: over TLS a stranger without the
 /// handshake's certificate exchange never gets this far.
-async fn quiet_for_control(conn: &PoolConn, fd: std::os::fd::RawFd, peer: SocketAddr) -> bool {
-    if !matches!(conn, PoolConn::Plain(_)) {
+async fn quiet_for_control(conn: &PoolConn, peer: SocketAddr) -> bool {
+    let PoolConn::Plain(stream) = conn else {
         return true;
-    }
+    };
     monoio::time::sleep(settle()).await;
     let mut byte = [0u8; 1];
-    match sys::peek(sys::borrow_raw_fd(&fd), &mut byte) {
+    match stream.peek_now(&mut byte) {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
         Ok(0) | Err(_) => false,
         Ok(_) => {
@@ -154,8 +154,8 @@ async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: R
         log::debug!("pool connection from {peer} refused: pool is full");
         return;
     }
-    let _ = net::tune_stream(&sys::borrow_fd(&stream), ctx.spec.keepalive);
-    let fd = stream.as_raw_fd();
+    let _ = stream.tune_stream(ctx.spec.keepalive);
+    let fd = SocketFd::of(&stream);
     let mut conn = match tls {
         None => PoolConn::Plain(stream),
         Some(tls) => {
@@ -180,8 +180,7 @@ async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: R
             }
         }
     };
-    if !t.spec.shared.control_taken.load(Ordering::Acquire)
-        && !quiet_for_control(&conn, fd, peer).await
+    if !t.spec.shared.control_taken.load(Ordering::Acquire) && !quiet_for_control(&conn, peer).await
     {
         return;
     }

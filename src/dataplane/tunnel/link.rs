@@ -2,7 +2,6 @@
 //! task that decodes signal lines and forwards them to the control thread, and the one
 //! writer task that drains the signal queue. Also the TLS fingerprint check's pool side.
 
-use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -14,9 +13,11 @@ use crate::bus::route::{self, Owners};
 use crate::bus::{Command, Event, QueueRx};
 use crate::dataplane::host::WorkerCtx;
 use crate::proto::{decode_line, encode_line, Action, LineBuf, PoolId, Signal, MAX_SIGNAL_LINE};
+use crate::sys::SocketFd;
 
-/// Run the control channel on this worker (reader and writer tasks).
-pub fn start(conn: PoolConn, fd: RawFd, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) {
+/// Run the control channel on this worker (reader and writer tasks); `fd` is the socket
+/// under `conn`, which both tasks shut down when the link is lost.
+pub fn start(conn: PoolConn, fd: SocketFd, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) {
     let rx = t
         .spec
         .shared
@@ -62,12 +63,12 @@ fn route_direct(t: &TunnelCtx, sig: &Signal) -> bool {
     true
 }
 
-fn lost(t: &TunnelCtx, fd: RawFd, why: String) {
-    crate::net::shutdown_both(&crate::sys::borrow_raw_fd(&fd));
+fn lost(t: &TunnelCtx, fd: SocketFd, why: String) {
+    fd.shutdown_both();
     t.spec.shared.report(Event::ControlLost(why));
 }
 
-async fn read_signals(mut r: PoolRead, fd: RawFd, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
+async fn read_signals(mut r: PoolRead, fd: SocketFd, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
     let idle = t.spec.report_interval * 3;
     let mut lines = LineBuf::new(MAX_SIGNAL_LINE);
     let mut buf = vec![0u8; 4096];
@@ -106,7 +107,7 @@ async fn read_signals(mut r: PoolRead, fd: RawFd, ctx: Rc<WorkerCtx>, t: Rc<Tunn
 async fn write_signals(
     mut w: PoolWrite,
     rx: QueueRx<Vec<u8>>,
-    fd: RawFd,
+    fd: SocketFd,
     ctx: Rc<WorkerCtx>,
     t: Rc<TunnelCtx>,
 ) {

@@ -12,7 +12,7 @@ use monoio_rustls::{ClientTlsStream, ServerTlsStream};
 
 use crate::bus::TunnelShared;
 use crate::proto::PoolId;
-use crate::sys::Epoll;
+use crate::sys::{Epoll, SocketFd};
 use crate::wake::LocalFlag;
 
 /// How often a taker looks again while the connection it wants has not arrived.
@@ -38,8 +38,8 @@ pub struct Pooled {
     pub seen_fp: Option<String>,
     /// When it became idle (set by [`Shard::insert`]).
     pub since: Instant,
-    /// The TCP socket under the stream (for forced teardown).
-    pub fd: std::os::fd::RawFd,
+    /// The TCP socket under the stream (for forced teardown, the idle watch, a peek).
+    pub fd: SocketFd,
 }
 
 /// The idle pool connections one worker owns.
@@ -94,7 +94,7 @@ impl Shard {
             return false;
         }
         let mut byte = [0u8; 1];
-        match crate::sys::peek(crate::sys::borrow_raw_fd(&p.fd), &mut byte) {
+        match p.fd.peek_now(&mut byte) {
             Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
             Ok(0) => true,
             Ok(_) => {
@@ -108,7 +108,7 @@ impl Shard {
     /// held are added too.
     pub fn set_watch(&self, epoll: Epoll, events: u32) {
         for p in self.conns.borrow().values() {
-            let _ = epoll.add(p.fd, events, watch_token(p.id, p.fd));
+            let _ = epoll.add(p.fd.raw(), events, watch_token(p.id, p.fd.raw()));
         }
         let _ = self.watch.set((epoll, events));
     }
@@ -130,7 +130,7 @@ impl Shard {
 
     fn watch_add(&self, p: &Pooled) {
         if let Some((epoll, events)) = self.watch.get() {
-            if let Err(e) = epoll.add(p.fd, *events, watch_token(p.id, p.fd)) {
+            if let Err(e) = epoll.add(p.fd.raw(), *events, watch_token(p.id, p.fd.raw())) {
                 log::debug!("pool connection {}: cannot watch it while idle: {e}", p.id);
             }
         }
@@ -138,7 +138,7 @@ impl Shard {
 
     fn watch_remove(&self, p: &Pooled) {
         if let Some((epoll, _)) = self.watch.get() {
-            let _ = epoll.delete(p.fd);
+            let _ = epoll.delete(p.fd.raw());
         }
     }
 
@@ -146,7 +146,7 @@ impl Shard {
     /// saw it die); it is closed when the returned value drops.
     pub fn evict(&self, id: PoolId, fd: std::os::fd::RawFd) -> Option<Pooled> {
         let mut conns = self.conns.borrow_mut();
-        if conns.get(&id).map(|p| p.fd) != Some(fd) {
+        if conns.get(&id).map(|p| p.fd.raw()) != Some(fd) {
             return None;
         }
         let p = conns.remove(&id)?;
@@ -175,7 +175,7 @@ impl Shard {
     /// started a session on it, or sent `verify` for it and closed it, as Go does).
     /// It leaves the shard at `until` unless taken by id first ([`Shard::expire_retired`]).
     pub fn retire(&self, id: PoolId, fd: std::os::fd::RawFd, until: Instant) -> bool {
-        if self.conns.borrow().get(&id).map(|p| p.fd) != Some(fd) {
+        if self.conns.borrow().get(&id).map(|p| p.fd.raw()) != Some(fd) {
             return false;
         }
         self.order.borrow_mut().retain(|i| *i != id);
@@ -264,7 +264,7 @@ impl Shard {
         let id = *self.order.borrow().back()?;
         let conns = self.conns.borrow();
         let p = conns.get(&id)?;
-        Some((p.id, p.fd, p.seen_fp.clone()))
+        Some((p.id, p.fd.raw(), p.seen_fp.clone()))
     }
 
     /// The connection with this id.

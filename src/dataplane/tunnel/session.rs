@@ -3,7 +3,6 @@
 //! connection the signal names, dial a target, relay). Pool connections are used once.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -16,10 +15,11 @@ use crate::bus::{Command, Event, TunnelCommand};
 use crate::dataplane::accept::accept_until;
 use crate::dataplane::admit::{dial_target, is_blocked, take_slot, tcp_meters, Gauge};
 use crate::dataplane::host::WorkerCtx;
-use crate::dataplane::relay::{copy_bidi, Idle, Meter, Relay, RelayKind};
+use crate::dataplane::relay::{copy_bidi, Dialled, Idle, Meter, Relay};
+use crate::net::{self, SocketExt};
 use crate::proto::{encode_line, Action, PoolId, Signal};
-use crate::runtime::ActiveDriver;
-use crate::{net, sys};
+use crate::runtime;
+use crate::sys::{OwnsFd, SocketFd};
 
 /// Accept users on this worker's target listener until told to stop.
 pub async fn accept_users(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
@@ -55,7 +55,7 @@ fn hand_off(user: &TcpStream, peer: SocketAddr, ctx: &WorkerCtx, t: &TunnelCtx) 
     let Some(handle) = shared.workers.get().and_then(|w| w.get(best)) else {
         return false;
     };
-    let Ok(fd) = sys::borrow_fd(user).try_clone_to_owned() else {
+    let Ok(fd) = user.fd().try_clone_to_owned() else {
         return false;
     };
     handle
@@ -109,7 +109,7 @@ pub async fn serve_adopted(
     let Some(_slot) = take_slot(&ctx, &peer) else {
         return;
     };
-    let _ = net::tune_stream(&sys::borrow_fd(&user), ctx.spec.keepalive);
+    let _ = user.tune_stream(ctx.spec.keepalive);
     if is_blocked(&user, peer, &ctx).await {
         return;
     }
@@ -122,11 +122,8 @@ pub async fn serve_adopted(
         .send_signal(session_signal(Action::Tcp, &remote, pooled.id, &t.spec.key));
     log::debug!("tunnel tcp {peer} via pool {}", pooled.id);
     // Go prints both lines at INFO for every session; dashboards show them.
-    log::info!(
-        "Starting exchange: {peer} <-> {}",
-        net::peer_text(&sys::borrow_raw_fd(&pooled.fd))
-    );
-    relay_pooled(user, pooled, &ctx).await;
+    log::info!("Starting exchange: {peer} <-> {}", pooled.fd.peer_text());
+    relay_pooled(user, Dialled::Neither, pooled, &ctx).await;
 }
 
 /// The `tcp` signal for pool connection `id`: dial a target and relay.
@@ -146,35 +143,36 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
     log::debug!("tunnel tcp {remote} -> {target_addr} via pool {id}");
     log::info!(
         "Starting exchange: {} <-> {target_addr}",
-        net::peer_text(&sys::borrow_raw_fd(&pooled.fd))
+        pooled.fd.peer_text()
     );
-    relay_pooled(target, pooled, &ctx).await;
+    relay_pooled(target, Dialled::First, pooled, &ctx).await;
 }
 
-/// Relay a user- or target-facing stream with a pool connection until both ends finish.
-/// The counters read as NodePass's: RX = bytes from the local (user or target) socket.
-async fn relay_pooled(local: TcpStream, pooled: Pooled, ctx: &Rc<WorkerCtx>) {
+/// Relay a user- or target-facing stream with a pool connection until both ends finish
+/// (`dialled`: `First` when `local` is a target we dialled). The counters read as
+/// NodePass's: RX = bytes from the local (user or target) socket.
+async fn relay_pooled(local: TcpStream, dialled: Dialled, pooled: Pooled, ctx: &Rc<WorkerCtx>) {
     let spec = &ctx.spec;
-    let _entry = ctx.sessions.register([local.as_raw_fd(), pooled.fd]);
+    let fds = [SocketFd::of(&local), pooled.fd];
+    let _entry = ctx.sessions.register(fds);
     let _live = Gauge::up(&ctx.stats.tcp_sessions);
     let (up, down) = tcp_meters(ctx);
     let result = match pooled.conn {
+        // A pool connection is in the driver's mode: accepted, or dialled and fitted.
         PoolConn::Plain(pool) => {
-            if spec.relay != RelayKind::Splice && ctx.driver == ActiveDriver::Uring {
-                ctx.fit_stream(&pool);
-                ctx.fit_stream(&local);
-            }
             let relay = Relay {
                 kind: spec.relay,
                 idle: spec.read_timeout,
                 pipes: &ctx.pipes,
                 copy_buf: spec.tcp_buf_size,
+                driver: ctx.driver,
             };
-            relay.run(local, pool, up, down).await
+            relay.run((local, pool), dialled, up, down).await
         }
         tls => {
-            ctx.fit_stream(&local);
-            let fds = [local.as_raw_fd(), pooled.fd];
+            if dialled == Dialled::First {
+                runtime::fit_dialled(ctx.driver, &local);
+            }
             let (pr, pw) = tls.into_split();
             // Boxed: the TLS stream state would otherwise size every session's task,
             // plain ones included (idle memory per connection).
@@ -199,7 +197,7 @@ async fn copy_with_pool(
     local: TcpStream,
     mut pool_r: PoolRead,
     mut pool_w: PoolWrite,
-    fds: [std::os::fd::RawFd; 2],
+    fds: [SocketFd; 2],
     up: &Meter<'_>,
     down: &Meter<'_>,
     idle: Duration,

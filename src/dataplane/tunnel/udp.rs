@@ -10,7 +10,6 @@
 //! its pool connection is never reused.
 
 use std::cell::Cell;
-use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -20,11 +19,12 @@ use monoio::net::udp::UdpSocket;
 use super::TunnelCtx;
 use crate::bus::Event;
 use crate::dataplane::admit::{
-    take_slot, udp_idle_limit, udp_next_stage, udp_target_socket, Gauge,
+    take_slot, udp_idle_limit, udp_meters, udp_next_stage, udp_target_socket, Gauge,
 };
 use crate::dataplane::host::WorkerCtx;
+use crate::dataplane::meter::Meter;
 use crate::proto::PoolId;
-use crate::stats::WorkerStats;
+use crate::sys::SocketFd;
 use frame::{DatagramReader, DatagramWriter};
 
 mod frame;
@@ -35,7 +35,7 @@ pub use users::{adopt, serve_users, UdpUsers};
 /// Shut `fds` down once nothing moved for `NP_UDP_READ_TIMEOUT` (`DRAIN_QUIET` once
 /// the worker stops accepting), or the worker closes: the pumps' reads then end on their
 /// own, so no read is ever dropped in flight.
-async fn watchdog(last: Rc<Cell<Instant>>, fds: [RawFd; 2], ctx: Rc<WorkerCtx>) {
+async fn watchdog(last: Rc<Cell<Instant>>, fds: [SocketFd; 2], ctx: Rc<WorkerCtx>) {
     loop {
         let limit = udp_idle_limit(&ctx);
         let idle_for = last.get().elapsed();
@@ -47,8 +47,8 @@ async fn watchdog(last: Rc<Cell<Instant>>, fds: [RawFd; 2], ctx: Rc<WorkerCtx>) 
             _ = udp_next_stage(&ctx).wait() => {}
         }
     }
-    for fd in &fds {
-        crate::net::shutdown_both(&crate::sys::borrow_raw_fd(fd));
+    for fd in fds {
+        fd.shutdown_both();
     }
 }
 
@@ -69,18 +69,21 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
             return;
         }
     };
-    let fds = [pooled.fd, socket.as_raw_fd()];
+    let fds = [pooled.fd, SocketFd::of(&socket)];
     let _entry = ctx.sessions.register(fds);
     let _live = Gauge::up(&ctx.stats.udp_sessions);
     let last = Rc::new(Cell::new(Instant::now()));
     let (r, w) = pooled.conn.into_split();
     let framed = t.spec.shared.udp_framed();
-    let r = DatagramReader::new(r, framed, ctx.spec.udp_buf_size);
-    let w = DatagramWriter::new(w, framed);
+    // The pumps borrow the halves, so the pool connection stays open until the watchdog
+    // (which may still shut `fds` down) has ended too.
+    let mut r = DatagramReader::new(r, framed, ctx.spec.udp_buf_size);
+    let mut w = DatagramWriter::new(w, framed);
     let dog = watchdog(Rc::clone(&last), fds, Rc::clone(&ctx));
+    let (rx, tx) = udp_meters(&ctx);
     let pumps = async {
-        let up = pool_to_target(r, &socket, &last, &ctx);
-        let down = target_to_pool(w, &socket, &last, &ctx);
+        let up = pool_to_target(&mut r, &socket, &last, &tx, &ctx);
+        let down = target_to_pool(&mut w, &socket, &last, &rx, &ctx);
         monoio::join!(up, down);
     };
     monoio::join!(dog, pumps);
@@ -90,10 +93,12 @@ fn end_session(last: &Cell<Instant>) {
     last.set(Instant::now() - Duration::from_secs(86_400 * 365));
 }
 
+/// Datagrams from the pool connection to the target: written to the local socket (TX).
 async fn pool_to_target(
-    mut r: DatagramReader,
+    r: &mut DatagramReader,
     socket: &UdpSocket,
     last: &Cell<Instant>,
+    tx: &Meter<'_>,
     ctx: &WorkerCtx,
 ) {
     let mut buf = vec![0u8; ctx.spec.udp_buf_size.max(1)];
@@ -102,20 +107,22 @@ async fn pool_to_target(
         buf = b;
         let Some(n) = res else { break };
         last.set(Instant::now());
-        crate::limit::pace(ctx.spec.rate_tx.as_ref(), n).await;
+        tx.pace(n).await;
         let (res, slice) = socket.send(buf.slice(0..n)).await;
         buf = slice.into_inner();
         if let Ok(sent) = res {
-            WorkerStats::add(&ctx.stats.udp_tx, sent);
+            tx.count(sent);
         }
     }
     end_session(last);
 }
 
+/// Datagrams from the target to the pool connection: read from the local socket (RX).
 async fn target_to_pool(
-    mut w: DatagramWriter,
+    w: &mut DatagramWriter,
     socket: &UdpSocket,
     last: &Cell<Instant>,
+    rx: &Meter<'_>,
     ctx: &WorkerCtx,
 ) {
     let mut buf = vec![0u8; ctx.spec.udp_buf_size.max(1)];
@@ -131,8 +138,7 @@ async fn target_to_pool(
             break;
         }
         last.set(Instant::now());
-        WorkerStats::add(&ctx.stats.udp_rx, n);
-        crate::limit::pace(ctx.spec.rate_rx.as_ref(), n).await;
+        rx.account(n).await;
         let (res, b) = w.send(buf, n).await;
         buf = b;
         if res.is_err() {

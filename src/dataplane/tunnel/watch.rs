@@ -75,8 +75,7 @@ fn open(driver: ActiveDriver) -> std::io::Result<(Epoll, monoio::net::TcpStream)
     // monoio waits for readiness only on its socket types; an epoll descriptor is
     // pollable like a socket, and only `readable` is ever asked of this one.
     let std_fd = std::net::TcpStream::from(epoll.try_clone_fd()?);
-    std_fd.set_nonblocking(driver == ActiveDriver::Legacy)?;
-    let ready = monoio::net::TcpStream::from_std(std_fd)?;
+    let ready = crate::runtime::adopt_tcp_stream(driver, std_fd)?;
     Ok((epoll, ready))
 }
 

@@ -4,13 +4,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
 use super::frame::DatagramWriter;
+use crate::dataplane::admit::udp_meters;
 use crate::dataplane::host::WorkerCtx;
-use crate::stats::WorkerStats;
+use crate::sys::SocketFd;
 
 /// Datagrams a flow holds while it waits for its pool connection (or a busy writer).
 const PENDING_DATAGRAMS: usize = 64;
@@ -27,7 +27,7 @@ pub(super) struct UserSession {
 pub(super) struct Link {
     writer: Option<DatagramWriter>,
     pub(super) queue: VecDeque<Vec<u8>>,
-    pub(super) fd: Option<RawFd>,
+    pub(super) fd: Option<SocketFd>,
     pub(super) closed: bool,
 }
 
@@ -62,11 +62,12 @@ pub(super) async fn send_now(
         enqueue(session, buf[..n].to_vec(), ctx);
         return buf;
     };
-    throttle(n, ctx).await;
+    let (rx, _) = udp_meters(ctx);
+    rx.pace(n).await;
     let (res, buf) = w.send(buf, n).await;
     match res {
         Ok(_) => {
-            WorkerStats::add(&ctx.stats.udp_rx, n);
+            rx.count(n);
             give_back(session, w, ctx);
         }
         Err(e) => {
@@ -75,10 +76,6 @@ pub(super) async fn send_now(
         }
     }
     buf
-}
-
-async fn throttle(n: usize, ctx: &WorkerCtx) {
-    crate::limit::pace(ctx.spec.rate_rx.as_ref(), n).await;
 }
 
 /// Queue a datagram; a free writer starts draining the queue at once.
@@ -112,6 +109,7 @@ pub(super) fn give_back(session: &Rc<UserSession>, w: DatagramWriter, ctx: &Rc<W
 }
 
 async fn drain(session: Rc<UserSession>, mut w: DatagramWriter, ctx: Rc<WorkerCtx>) {
+    let (rx, _) = udp_meters(&ctx);
     loop {
         let next = session.link.borrow_mut().queue.pop_front();
         let Some(datagram) = next else {
@@ -119,22 +117,25 @@ async fn drain(session: Rc<UserSession>, mut w: DatagramWriter, ctx: Rc<WorkerCt
             return;
         };
         let n = datagram.len();
-        throttle(n, &ctx).await;
+        rx.pace(n).await;
         if let Err(e) = w.send_owned(datagram).await {
             log::debug!("udp pool write failed: {e}");
             close(&session);
             return;
         }
-        WorkerStats::add(&ctx.stats.udp_rx, n);
+        rx.count(n);
     }
 }
 
 /// End the session: nothing more is queued or written, and its pool connection shuts.
+/// Only the first call shuts it down: a later one may come after both halves of the
+/// connection dropped (a failed write drops the writer, then the reader ends), when the
+/// number may already name another socket (`SocketFd`'s contract).
 pub(super) fn close(session: &UserSession) {
     let mut link = session.link.borrow_mut();
     link.closed = true;
     link.queue.clear();
-    if let Some(fd) = link.fd {
-        crate::net::shutdown_both(&crate::sys::borrow_raw_fd(&fd));
+    if let Some(fd) = link.fd.take() {
+        fd.shutdown_both();
     }
 }

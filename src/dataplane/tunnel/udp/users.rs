@@ -22,11 +22,10 @@ use super::frame::{DatagramReader, DatagramWriter};
 use super::session::{close, enqueue, give_back, send_now, UserSession};
 use super::{end_session, watchdog};
 use crate::bus::{Command, TunnelCommand, WorkerHandle};
-use crate::dataplane::admit::{take_slot, Gauge};
+use crate::dataplane::admit::{take_slot, udp_meters, Gauge};
 use crate::dataplane::host::WorkerCtx;
 use crate::limit::SlotGuard;
 use crate::proto::Action;
-use crate::stats::WorkerStats;
 
 /// This worker's user UDP socket and its flows.
 pub struct UdpUsers {
@@ -362,31 +361,35 @@ fn start_relay(
         let _entry = ctx.sessions.register([fd, fd]);
         let _live = Gauge::up(&ctx.stats.udp_sessions);
         let last = Rc::clone(&session.last_active);
+        // The pump borrows the reader, so the pool connection stays open until the
+        // watchdog (which may still shut it down) has ended too.
+        let mut r = r;
         let dog = watchdog(Rc::clone(&last), [fd, fd], Rc::clone(&ctx));
-        let pump = pool_to_user(r, &users.listener, client, &last, &ctx);
+        let pump = pool_to_user(&mut r, &users.listener, client, &last, &ctx);
         monoio::join!(dog, pump);
         close(&session);
         users.remove_session(&client, &session);
     });
 }
 async fn pool_to_user(
-    mut r: DatagramReader,
+    r: &mut DatagramReader,
     listener: &UdpSocket,
     to: SocketAddr,
     last: &Cell<Instant>,
     ctx: &WorkerCtx,
 ) {
+    let (_, tx) = udp_meters(ctx);
     let mut buf = vec![0u8; ctx.spec.udp_buf_size.max(1)];
     loop {
         let (res, b) = r.next(buf).await;
         buf = b;
         let Some(n) = res else { break };
         last.set(Instant::now());
-        crate::limit::pace(ctx.spec.rate_tx.as_ref(), n).await;
+        tx.pace(n).await;
         let (res, slice) = listener.send_to(buf.slice(0..n), to).await;
         buf = slice.into_inner();
         if let Ok(sent) = res {
-            WorkerStats::add(&ctx.stats.udp_tx, sent);
+            tx.count(sent);
         }
     }
     // Ends the watchdog (and with it the session) at once.
