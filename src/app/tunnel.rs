@@ -188,6 +188,7 @@ fn server_once(
     let plane = PlaneArgs {
         mode: mode.code(),
         framed_udp: false,
+        auth: None,
     };
     run_plane(cfg, driver, side, sockets, end, plane, stats)
 }
@@ -243,6 +244,7 @@ fn client_once(
     let plane = PlaneArgs {
         mode: RunMode::Two.code(),
         framed_udp: agreed.framed_udp,
+        auth: agreed.auth,
     };
     run_plane(cfg, driver, side, sockets, end, plane, stats)
 }
@@ -253,6 +255,8 @@ struct PlaneArgs {
     mode: u8,
     /// Client: the server agreed on framed UDP (a server learns it in its handshake).
     framed_udp: bool,
+    /// Client: the `auth1` profile the server proved (a server records its own).
+    auth: Option<crate::bus::RunAuth>,
 }
 
 fn run_plane(
@@ -269,6 +273,9 @@ fn run_plane(
     shared
         .framed_udp
         .store(args.framed_udp, std::sync::atomic::Ordering::Release);
+    if let Some(auth) = args.auth {
+        let _ = shared.auth.set(auth);
+    }
     let mode = args.mode;
     let targets = dns::resolve_all(&cfg.targets);
     let spec = Arc::new(TunnelSpec {
@@ -280,6 +287,7 @@ fn run_plane(
         pool_get_timeout: cfg.env.pool_get_timeout,
         report_interval: cfg.env.report_interval,
         workers,
+        auth: cfg.params.auth,
     });
     let plane = dataplane::start_tunnel(spec, sockets, stats.to_vec(), driver)
         .map_err(RunError::StartWorkers)?;

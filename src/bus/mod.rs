@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use crate::wake::{queue, QueueRx, QueueTx, Rejected};
-pub use tunnel::{Event, TunnelCommand, TunnelShared, SIGNAL_QUEUE_DEPTH};
+pub use tunnel::{Event, RunAuth, TunnelCommand, TunnelShared, SIGNAL_QUEUE_DEPTH};
 
 /// Commands the control thread sends to one worker: the host's own, and `Mode(M)` for the
 /// mode that runs on it (`Infallible` for a mode without commands).

@@ -93,6 +93,17 @@ pub enum Event {
     VerifyNoConn(usize),
 }
 
+/// The `auth1` profile of one run, once agreed (`proto::auth`): the nonces every pool
+/// connection's proof is bound to, and the certificate fingerprint every TLS pool
+/// connection shows ("" for tls=0).
+#[derive(Debug, Clone)]
+pub struct RunAuth {
+    /// Both handshake nonces.
+    pub session: crate::proto::auth::Session,
+    /// The server certificate's fingerprint the server proved ("" for tls=0).
+    pub fp: String,
+}
+
 /// State of one tunnel run shared by the control thread and every worker (rebuilt on
 /// restart): who the client is, whether the control channel is taken, idle counts.
 #[derive(Debug)]
@@ -113,6 +124,9 @@ pub struct TunnelShared {
     pub workers: std::sync::OnceLock<Vec<WorkerHandle<TunnelCommand>>>,
     /// Both ends are ours and agreed on length-framed UDP (`udp16`) in this run's handshake.
     pub framed_udp: std::sync::atomic::AtomicBool,
+    /// Both ends are ours and agreed on the `auth1` profile: every pool connection proves
+    /// the key.
+    pub auth: std::sync::OnceLock<RunAuth>,
 }
 
 /// Depth of the signal-line queue (Go: NP_SEMAPHORE_LIMIT).
@@ -134,6 +148,7 @@ impl TunnelShared {
             signal_rx: Mutex::new(Some(signal_rx)),
             workers: std::sync::OnceLock::new(),
             framed_udp: std::sync::atomic::AtomicBool::new(false),
+            auth: std::sync::OnceLock::new(),
         };
         (Arc::new(shared), inbox)
     }

@@ -1,7 +1,11 @@
 //! The extension profile's authentication (feature `auth1`), spoken only when both ends are
 //! ours (PROTOCOL.md §1, §9.2–§9.4, §11). Go peers never see any of it.
 //!
-//! - The client's handshake carries a fresh 32-byte nonce `Nc` ([`NONCE_HEADER`]).
+//! - The client's handshake carries a fresh 32-byte nonce `Nc` ([`NONCE_HEADER`]) and its
+//!   proof of the key over it, `HMAC(key, "np-auth1 client" ‖ Nc)` ([`PROOF_HEADER`]),
+//!   instead of (`auth=strict`) or beside (for Go servers) the static token. A server
+//!   checks the proof and refuses a nonce it has seen: a recorded handshake replayed later
+//!   is refused.
 //! - The server answers with its own fresh nonce `Ns` and a proof that it holds the key:
 //!   `HMAC(key, "np-auth1 server" ‖ Nc ‖ Ns ‖ flow ‖ max ‖ tls ‖ type ‖ fp)`, where `fp` is
 //!   its certificate's fingerprint (empty for tls=0). The client checks the proof, so a
@@ -13,7 +17,6 @@
 //!   the connection enters the pool (or becomes the control channel), for tls=0 as well.
 //!   `Ns` is fresh per handshake and ids are fresh per connection, so nothing recorded from
 //!   an earlier run or another connection passes.
-//! - A recorded handshake replayed later carries a nonce the server has seen: refused.
 //!
 //! Everything here is pure (bytes in, bytes out).
 
@@ -26,6 +29,8 @@ use super::pool_id::PoolId;
 pub const FEATURE_AUTH1: &str = "auth1";
 /// Request header carrying the client's nonce (hex).
 pub const NONCE_HEADER: &str = "X-Np-Nonce";
+/// Request header carrying the client's proof over its nonce (hex).
+pub const PROOF_HEADER: &str = "X-Np-Proof";
 /// Reply JSON field carrying the server's nonce (hex).
 pub const NONCE_FIELD: &str = "nonce";
 /// Reply JSON field carrying the server's proof (hex).
@@ -81,6 +86,14 @@ pub struct Announced<'a> {
     pub tls: u8,
     /// `type` code.
     pub pool_type: u8,
+}
+
+/// The client's proof of the key over its handshake nonce.
+pub fn client_proof(key: &str, client: &Nonce) -> [u8; LEN] {
+    let mut mac = keyed(key);
+    mac.update(b"np-auth1 client\0");
+    mac.update(&client.0);
+    mac.finalize().into_bytes().into()
 }
 
 /// The two nonces of one run: what every proof of that run is bound to.
@@ -169,13 +182,21 @@ pub fn from_hex(text: &str) -> Option<[u8; LEN]> {
 #[derive(Debug, Default)]
 pub struct SeenNonces {
     order: std::collections::VecDeque<[u8; LEN]>,
-    set: std::collections::HashSet<[u8; LEN]>,
+    set: std::collections::BTreeSet<[u8; LEN]>,
 }
 
 /// How many client nonces a server remembers.
 pub const SEEN_NONCES: usize = 4096;
 
 impl SeenNonces {
+    /// An empty set (usable in a `static`).
+    pub const fn new() -> SeenNonces {
+        SeenNonces {
+            order: std::collections::VecDeque::new(),
+            set: std::collections::BTreeSet::new(),
+        }
+    }
+
     /// Record `n`; false if it was seen before (a replay).
     pub fn first_time(&mut self, n: &Nonce) -> bool {
         if !self.set.insert(n.0) {
@@ -232,6 +253,10 @@ mod tests {
         assert_ne!(q, s.pool_proof("k", id, "sha256:aa"));
         assert_ne!(q, other.pool_proof("k", id, ""));
         assert_ne!(q.as_slice(), &p[..], "domain separated");
+        let c = client_proof("k", &s.client);
+        assert_ne!(c, client_proof("other", &s.client));
+        assert_ne!(c, client_proof("k", &s.server));
+        assert_ne!(c, q);
     }
 
     #[test]

@@ -177,18 +177,38 @@ fn fake_go_server(
 fn go_server_against_our_client(driver: &str) {
     let target = echo_tcp_udp();
     let (mut go, _) = fake_go_server(0, target, &[("NP_DRIVER", driver)]);
-    // Go's request with one more header, our extension marker, in Go's sorted header
-    // order; a Go server ignores it and answers without a marker, so the run is plain
-    // v1.14.0 (the UDP below is unframed).
+    // Go's request with our extension headers (marker, auth1 nonce and proof) in Go's
+    // sorted header order; a Go server ignores them and answers without a marker, so the
+    // run is plain v1.14.0 (the UDP below is unframed).
     let ours = String::from_utf8_lossy(&go.request).into_owned();
+    let header = |name: &str| {
+        ours.split("\r\n")
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {ours:?}"))
+            .to_string()
+    };
+    let nonce = header("X-Np-Nonce: ");
+    let proof = header("X-Np-Proof: ");
     assert_eq!(
         ours,
         GO_REQUEST.replace(
             "\r\nAccept-Encoding",
-            "\r\nX-Np-Ext: udp16\r\nAccept-Encoding"
+            &format!(
+                "\r\nX-Np-Ext: udp16,auth1\r\nX-Np-Nonce: {nonce}\r\nX-Np-Proof: {proof}\r\nAccept-Encoding"
+            )
         )
     );
-    assert_eq!(ours.replace("X-Np-Ext: udp16\r\n", ""), GO_REQUEST);
+    let nonce = nodepass::proto::auth::Nonce::from_hex(&nonce).expect("64 hex digits");
+    assert_eq!(
+        proof,
+        nodepass::proto::auth::to_hex(&nodepass::proto::auth::client_proof(KEY, &nonce)),
+        "the proof is HMAC(key, client nonce)"
+    );
+    let without_ours: Vec<&str> = ours
+        .split("\r\n")
+        .filter(|l| !l.starts_with("X-Np-"))
+        .collect();
+    assert_eq!(without_ours.join("\r\n"), GO_REQUEST, "Go's bytes otherwise");
     go.control
         .wait_for(STEP, |s| *s == Signal::new(Action::Ping))
         .expect("the client pings at once");

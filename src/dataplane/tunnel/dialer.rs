@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use super::pool::{PoolConn, Pooled};
 use super::{link, TunnelCtx, TunnelSide};
-use crate::bus::Event;
+use crate::bus::{Event, RunAuth};
+use crate::proto::auth;
 use crate::dataplane::dial::{dial, SourcePolicy};
 use crate::dataplane::host::WorkerCtx;
 use crate::net::SocketExt;
@@ -174,9 +175,18 @@ async fn open(
             io::Error::new(io::ErrorKind::TimedOut, e)
         })??,
     };
+    let profile = t.spec.shared.auth.get();
+    if let Some(run) = profile {
+        check_certificate(run, seen_fp.as_deref(), t)?;
+        conn.send_all(auth::POOL_MAGIC.to_vec()).await?;
+    }
     let id = monoio::time::timeout(ID_TIMEOUT, conn.recv_exact::<4>())
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no pool id"))??;
+    if let Some(run) = profile {
+        let proof = run.session.pool_proof(&t.spec.key, PoolId(id), &run.fp);
+        conn.send_all(proof.to_vec()).await?;
+    }
     Ok(Pooled {
         id: PoolId(id),
         conn,
@@ -184,6 +194,21 @@ async fn open(
         fd,
         since: std::time::Instant::now(),
     })
+}
+
+/// `auth1` with TLS: the certificate on this connection must be the one the server proved
+/// in the handshake. Anything else is someone in between: fatal for the run.
+fn check_certificate(run: &RunAuth, seen: Option<&str>, t: &TunnelCtx) -> io::Result<()> {
+    if run.fp.is_empty() || seen == Some(run.fp.as_str()) {
+        return Ok(());
+    }
+    let why = format!(
+        "pool connection shows certificate {}, not the {} the server proved",
+        seen.unwrap_or("(none)"),
+        run.fp
+    );
+    t.spec.shared.report(Event::VerifyFailed(why.clone()));
+    Err(io::Error::new(io::ErrorKind::PermissionDenied, why))
 }
 
 async fn dial_one(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) -> io::Result<()> {

@@ -17,6 +17,9 @@ use crate::bus::Event;
 use crate::dataplane::accept::accept_until;
 use crate::dataplane::host::WorkerCtx;
 use crate::net::SocketExt;
+use crate::bus::RunAuth;
+use crate::config::AuthPolicy;
+use crate::proto::auth;
 use crate::proto::handshake::{self, Parse};
 use crate::proto::PoolId;
 use crate::sys::SocketFd;
@@ -45,11 +48,11 @@ pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<Tunnel
     .await;
 }
 
-/// Read a request head within the handshake deadline.
+/// Read a request head within the handshake deadline (`head` holds what was read of it).
 async fn read_request(
     stream: &mut TcpStream,
+    mut head: Vec<u8>,
 ) -> Result<handshake::ParsedRequest, Option<handshake::HandshakeError>> {
-    let mut head: Vec<u8> = Vec::with_capacity(512);
     let mut buf = vec![0u8; 2048];
     loop {
         let (res, b) = stream.read(buf).await;
@@ -66,12 +69,17 @@ async fn read_request(
     }
 }
 
-async fn handshake(mut stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
-    let TunnelSide::Server { reply, .. } = &t.spec.side else {
+async fn handshake(stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
+    handshake_from(stream, Vec::with_capacity(512), peer, t).await;
+}
+
+/// The handshake, `head` being the bytes of it already read.
+async fn handshake_from(mut stream: TcpStream, head: Vec<u8>, peer: SocketAddr, t: &TunnelCtx) {
+    let TunnelSide::Server { reply, tls } = &t.spec.side else {
         return;
     };
-    let req = match monoio::time::timeout(t.spec.handshake_timeout, read_request(&mut stream)).await
-    {
+    let read = read_request(&mut stream, head);
+    let req = match monoio::time::timeout(t.spec.handshake_timeout, read).await {
         Err(_) => {
             log::warn!("tunnel handshake from {peer} timed out");
             return;
@@ -84,18 +92,30 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
         }
         Ok(Ok(req)) => req,
     };
-    let answer = match handshake::check_request(&req, &t.spec.key) {
+    let proved = handshake::check_request(&req, &t.spec.key).and_then(|proved| {
+        admit_profile(proved, peer, t)?;
+        Ok(proved)
+    });
+    let answer = match proved {
         Err(r) => {
             log::warn!("tunnel handshake from {peer} refused: {r}");
             handshake::encode_rejection(r)
         }
-        Ok(()) => {
+        Ok(proved) => {
             if t.spec.shared.client_ip.set(peer.ip()).is_err() {
                 log::warn!("tunnel handshake from {peer} refused: a tunnel is already running");
                 CONFLICT.to_vec()
             } else {
                 // A Go client sends no marker and gets none back: plain v1.14.0.
-                let ext = handshake::common_features(req.extension.as_deref());
+                let mut ext = handshake::common_features(req.extension.as_deref());
+                let auth = match proved {
+                    handshake::Proved::Auth1(client) => start_profile(client, reply, tls, t),
+                    handshake::Proved::Token => None,
+                };
+                if auth.is_none() {
+                    // Without a proof of the client's nonce there is no profile to agree on.
+                    ext = without_feature(ext, auth::FEATURE_AUTH1);
+                }
                 let framed = handshake::has_feature(ext.as_deref(), handshake::FEATURE_UDP16);
                 t.spec.shared.framed_udp.store(framed, Ordering::Release);
                 log::debug!(
@@ -110,7 +130,7 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
                     reply.pool_type
                 );
                 t.spec.shared.report(Event::HandshakeDone(peer));
-                handshake::encode_reply(reply, ext.as_deref(), &handshake::AuthFields::default())
+                handshake::encode_reply(reply, ext.as_deref(), &auth.unwrap_or_default())
             }
         }
     };
@@ -118,6 +138,134 @@ async fn handshake(mut stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
     let _ = stream.write_all(answer).await;
     let _ = stream.flush().await;
     stream.shutdown_write();
+}
+
+/// The `auth1` rules a proved request must pass before it may start a run: a strict
+/// server takes no client without the profile, and no client nonce is taken twice (a
+/// recorded handshake replayed later is refused).
+fn admit_profile(
+    proved: handshake::Proved,
+    peer: SocketAddr,
+    t: &TunnelCtx,
+) -> Result<(), handshake::Rejection> {
+    match proved {
+        handshake::Proved::Token if t.spec.auth == AuthPolicy::Strict => {
+            log::warn!(
+                "tunnel handshake from {peer}: a legacy client (no auth1 profile, e.g. Go \
+                 NodePass) and this server has auth=strict"
+            );
+            Err(handshake::Rejection::Unauthorized)
+        }
+        handshake::Proved::Token => Ok(()),
+        handshake::Proved::Auth1(client) => {
+            let first = SEEN_NONCES
+                .lock()
+                .map(|mut seen| seen.first_time(&client))
+                .unwrap_or(false);
+            if first {
+                Ok(())
+            } else {
+                log::warn!("tunnel handshake from {peer}: a replayed handshake (nonce seen before)");
+                Err(handshake::Rejection::Unauthorized)
+            }
+        }
+    }
+}
+
+/// Client nonces this process has accepted (across runs).
+static SEEN_NONCES: std::sync::Mutex<auth::SeenNonces> =
+    std::sync::Mutex::new(auth::SeenNonces::new());
+
+/// Record this run's `auth1` session and make the reply's fields: our nonce, our proof
+/// over the configuration and certificate, the certificate's fingerprint.
+fn start_profile(
+    client: auth::Nonce,
+    reply: &crate::proto::TunnelConfig,
+    tls: &Option<crate::tls::ServerTls>,
+    t: &TunnelCtx,
+) -> Option<handshake::AuthFields> {
+    let server = auth::Nonce::fresh()?;
+    let session = auth::Session { client, server };
+    let fp = tls.as_ref().map(|t| t.fingerprint()).unwrap_or_default();
+    let announced = auth::Announced {
+        flow: reply.flow.as_str(),
+        max: reply.max,
+        tls: reply.tls,
+        pool_type: reply.pool_type,
+    };
+    let proof = session.server_proof(&t.spec.key, announced, &fp);
+    let fields = handshake::AuthFields {
+        nonce: Some(server.to_hex()),
+        proof: Some(auth::to_hex(&proof)),
+        fp: (!fp.is_empty()).then(|| fp.clone()),
+    };
+    t.spec.shared.auth.set(RunAuth { session, fp }).ok()?;
+    Some(fields)
+}
+
+/// A feature list without `feature` (`None` when nothing is left).
+fn without_feature(list: Option<String>, feature: &str) -> Option<String> {
+    let kept: Vec<&str> = list
+        .as_deref()?
+        .split(',')
+        .filter(|f| f.trim() != feature)
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
+}
+
+/// How long a pool connection of an `auth1` run may take to prove the key.
+const PROOF_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `auth1`, first step: our client writes [`auth::POOL_MAGIC`] before anything else. A
+/// wrong-key client retrying its handshake gets its refusal (as an HTTP answer); anyone
+/// else is closed, with what it sent in the log.
+async fn expect_magic(conn: PoolConn, peer: SocketAddr, t: &TunnelCtx) -> Option<PoolConn> {
+    let mut conn = conn;
+    let wait = PROOF_WAIT.min(t.spec.handshake_timeout);
+    let first = match monoio::time::timeout(wait, conn.recv_exact::<4>()).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return None,
+        Err(_) => {
+            log::warn!("pool connection from {peer} refused: no proof of the key within {wait:?}");
+            return None;
+        }
+    };
+    if first == auth::POOL_MAGIC {
+        return Some(conn);
+    }
+    match conn {
+        PoolConn::Plain(stream) if first.iter().all(u8::is_ascii_alphabetic) => {
+            // An HTTP method: a client retrying its handshake (wrong key, or a second one).
+            handshake_from(stream, first.to_vec(), peer, t).await;
+        }
+        _ => log::warn!(
+            "pool connection from {peer} refused: not a tunnel client (sent {:?})",
+            String::from_utf8_lossy(&first)
+        ),
+    }
+    None
+}
+
+/// `auth1`, last step: the client's proof for the id it was given.
+async fn check_proof(conn: &mut PoolConn, id: PoolId, peer: SocketAddr, t: &TunnelCtx) -> bool {
+    let Some(run) = t.spec.shared.auth.get() else {
+        return true;
+    };
+    let wait = PROOF_WAIT.min(t.spec.handshake_timeout);
+    let proof = match monoio::time::timeout(wait, conn.recv_exact::<{ auth::LEN }>()).await {
+        Ok(Ok(proof)) => proof,
+        Ok(Err(_)) | Err(_) => {
+            log::warn!("pool connection from {peer} refused: no proof of the key for {id}");
+            return false;
+        }
+    };
+    let expected = run.session.pool_proof(&t.spec.key, id, &run.fp);
+    if auth::same_secret(&proof, &expected) {
+        true
+    } else {
+        log::warn!("pool connection from {peer} refused: wrong proof of the key for {id}");
+        false
+    }
 }
 
 /// The first pool connection of a run becomes the control channel. Whoever else on the
@@ -180,7 +328,14 @@ async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: R
             }
         }
     };
-    if !t.spec.shared.control_taken.load(Ordering::Acquire) && !quiet_for_control(&conn, peer).await
+    let profile = t.spec.shared.auth.get().is_some();
+    if profile {
+        conn = match expect_magic(conn, peer, &t).await {
+            Some(c) => c,
+            None => return,
+        };
+    } else if !t.spec.shared.control_taken.load(Ordering::Acquire)
+        && !quiet_for_control(&conn, peer).await
     {
         return;
     }
@@ -205,6 +360,16 @@ async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: R
     };
     if let Err(e) = conn.send_all(id.0.to_vec()).await {
         log::debug!("pool connection from {peer}: writing id failed: {e}");
+        if control {
+            t.spec.shared.control_taken.store(false, Ordering::Release);
+        }
+        return;
+    }
+    if profile && !check_proof(&mut conn, id, peer, &t).await {
+        if control {
+            // Whoever failed does not keep the control channel from the real client.
+            t.spec.shared.control_taken.store(false, Ordering::Release);
+        }
         return;
     }
     if control {

@@ -79,6 +79,8 @@ pub struct TunnelSpec {
     pub report_interval: Duration,
     /// Number of workers (ids are sharded over them).
     pub workers: usize,
+    /// `auth=`: a strict server refuses clients without the `auth1` profile.
+    pub auth: crate::config::AuthPolicy,
 }
 
 /// The sockets one tunnel worker owns.

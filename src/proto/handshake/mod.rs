@@ -35,7 +35,7 @@ mod feature_tests {
 pub use reply::{encode_reply, parse_reply, parse_reply_at_eof, AuthFields, Reply};
 pub use request::{
     check_request, encode_rejection, encode_request, encode_request_ours, parse_request,
-    ParsedRequest, Rejection,
+    ParsedRequest, Proved, Rejection,
 };
 
 /// Largest request or reply head we buffer before giving up.
@@ -49,8 +49,9 @@ pub const EXT_FIELD: &str = "ext";
 
 /// Extension feature: UDP datagrams on pool connections carry a 2-byte big-endian length.
 pub const FEATURE_UDP16: &str = "udp16";
-/// Every extension feature this build speaks, as our marker carries them (comma-separated).
-pub const OUR_FEATURES: &str = FEATURE_UDP16;
+/// Every extension feature this build speaks, as our marker carries them (comma-separated):
+/// length-framed UDP, and the `auth1` profile (`proto::auth`).
+pub const OUR_FEATURES: &str = "udp16,auth1";
 
 /// The features both ends speak: ours that the peer's marker also lists, comma-separated
 /// (`None` when the peer sent no marker or shares none: a Go peer).

@@ -4,7 +4,9 @@
 use std::fmt;
 
 use super::{auth_token, token_matches, HandshakeError, Parse, EXT_HEADER, MAX_HEAD};
-use crate::proto::auth::{Nonce, NONCE_HEADER};
+use crate::proto::auth::{
+    client_proof, from_hex, same_secret, to_hex, Nonce, NONCE_HEADER, PROOF_HEADER,
+};
 
 /// The parts of a handshake request the server looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub struct ParsedRequest {
     pub extension: Option<String>,
     /// The `auth1` client nonce header's value, if any.
     pub nonce: Option<String>,
+    /// The `auth1` client proof header's value, if any.
+    pub proof: Option<String>,
     /// Length of the head; bytes after it are not part of the handshake.
     pub head_len: usize,
 }
@@ -85,15 +89,16 @@ impl std::error::Error for Rejection {}
 /// transport's `Accept-Encoding: gzip` last. Control characters in `host` or `extensions`
 /// are dropped so they cannot split the head.
 pub fn encode_request(host: &str, key: &str, extensions: Option<&str>) -> Vec<u8> {
-    encode_request_ours(host, Some(key), extensions, None)
+    encode_request_ours(host, key, true, extensions, None)
 }
 
-/// [`encode_request`] with our `auth1` nonce header (after `X-Np-Ext`, in name order) and,
-/// with `key = None`, without the static bearer token: a client that talks only to our
+/// [`encode_request`] with our `auth1` nonce and proof headers (after `X-Np-Ext`, in name
+/// order) and, unless `bearer`, without the static token: a client that talks only to our
 /// servers (`auth=strict`) does not hand out the token Go checks (PROTOCOL.md §9.2).
 pub fn encode_request_ours(
     host: &str,
-    key: Option<&str>,
+    key: &str,
+    bearer: bool,
     extensions: Option<&str>,
     nonce: Option<&Nonce>,
 ) -> Vec<u8> {
@@ -101,7 +106,7 @@ pub fn encode_request_ours(
     out.extend_from_slice(b"GET / HTTP/1.1\r\nHost: ");
     push_header_value(&mut out, host);
     out.extend_from_slice(b"\r\nUser-Agent: Go-http-client/1.1\r\n");
-    if let Some(key) = key {
+    if bearer {
         out.extend_from_slice(b"Authorization: Bearer ");
         out.extend_from_slice(auth_token(key).as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -117,6 +122,7 @@ pub fn encode_request_ours(
     }
     if let Some(n) = nonce {
         header(NONCE_HEADER, &n.to_hex());
+        header(PROOF_HEADER, &to_hex(&client_proof(key, n)));
     }
     out.extend_from_slice(b"Accept-Encoding: gzip\r\n\r\n");
     out
@@ -156,22 +162,47 @@ pub fn parse_request(buf: &[u8]) -> Result<Parse<ParsedRequest>, HandshakeError>
         token,
         extension: header(EXT_HEADER),
         nonce: header(NONCE_HEADER),
+        proof: header(PROOF_HEADER),
         head_len,
     }))
 }
 
-/// Judges a parsed request as the Go server does: method, then path, then the token
-/// (compared in constant time).
-pub fn check_request(req: &ParsedRequest, key: &str) -> Result<(), Rejection> {
+/// What a request proved about its sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proved {
+    /// Go's static bearer token only (a Go client, or ours without the profile).
+    Token,
+    /// The `auth1` proof over this fresh client nonce (and the token, if it sent one).
+    Auth1(Nonce),
+}
+
+/// Judges a parsed request as the Go server does: method, then path, then the key — the
+/// bearer token if sent, and our `auth1` proof if sent (both compared in constant time,
+/// each must be right when present, at least one must be there).
+pub fn check_request(req: &ParsedRequest, key: &str) -> Result<Proved, Rejection> {
     if req.method != "GET" {
         return Err(Rejection::MethodNotAllowed);
     }
     if req.path() != "/" {
         return Err(Rejection::NotFound);
     }
-    match req.token.as_deref() {
-        Some(token) if token_matches(token, key) => Ok(()),
-        _ => Err(Rejection::Unauthorized),
+    if let Some(token) = req.token.as_deref() {
+        if !token_matches(token, key) {
+            return Err(Rejection::Unauthorized);
+        }
+    }
+    if let (Some(nonce), Some(proof)) = (req.nonce.as_deref(), req.proof.as_deref()) {
+        let nonce = Nonce::from_hex(nonce).ok_or(Rejection::Unauthorized)?;
+        let proof = from_hex(proof).ok_or(Rejection::Unauthorized)?;
+        return if same_secret(&proof, &client_proof(key, &nonce)) {
+            Ok(Proved::Auth1(nonce))
+        } else {
+            Err(Rejection::Unauthorized)
+        };
+    }
+    match req.token {
+        Some(_) => Ok(Proved::Token),
+        None => Err(Rejection::Unauthorized),
     }
 }
 
@@ -234,7 +265,7 @@ mod tests {
         assert_eq!(req.host.as_deref(), Some("none"));
         assert_eq!(req.extension, None);
         assert_eq!(req.head_len, GO_REQUEST.len());
-        assert_eq!(check_request(&req, "mykey"), Ok(()));
+        assert_eq!(check_request(&req, "mykey"), Ok(Proved::Token));
         assert_eq!(check_request(&req, "wrong"), Err(Rejection::Unauthorized));
     }
 
@@ -254,14 +285,43 @@ mod tests {
     }
 
     #[test]
+    fn the_auth1_proof_is_checked_with_or_without_the_token() {
+        let nonce = Nonce([7; 32]);
+        let with_token = encode_request_ours("none", "mykey", true, Some("auth1"), Some(&nonce));
+        let without = encode_request_ours("none", "mykey", false, Some("auth1"), Some(&nonce));
+        let text = String::from_utf8(without.clone()).unwrap();
+        assert!(!text.contains("Authorization"), "strict clients send no token");
+        assert!(text.contains("X-Np-Nonce: 0707"));
+        for req in [&with_token, &without] {
+            assert_eq!(
+                check_request(&complete(req), "mykey"),
+                Ok(Proved::Auth1(nonce))
+            );
+            assert_eq!(
+                check_request(&complete(req), "wrong"),
+                Err(Rejection::Unauthorized)
+            );
+        }
+        // A right proof does not excuse a wrong token, and a forged proof fails.
+        let mut parsed = complete(&with_token);
+        parsed.token = Some(auth_token("wrong"));
+        assert_eq!(check_request(&parsed, "mykey"), Err(Rejection::Unauthorized));
+        let mut forged = complete(&without);
+        forged.proof = Some("00".repeat(32));
+        assert_eq!(check_request(&forged, "mykey"), Err(Rejection::Unauthorized));
+        forged.proof = Some("not hex".into());
+        assert_eq!(check_request(&forged, "mykey"), Err(Rejection::Unauthorized));
+    }
+
+    #[test]
     fn method_path_and_token_are_checked_in_go_order() {
-        let cases: [(&[u8], Result<(), Rejection>); 6] = [
+        let cases: [(&[u8], Result<Proved, Rejection>); 6] = [
             (b"POST / HTTP/1.1\r\n\r\n", Err(Rejection::MethodNotAllowed)),
             (b"GET /x HTTP/1.1\r\n\r\n", Err(Rejection::NotFound)),
             (b"GET / HTTP/1.1\r\n\r\n", Err(Rejection::Unauthorized)),
             (b"GET / HTTP/1.1\r\nAuthorization: Basic abc\r\n\r\n", Err(Rejection::Unauthorized)),
-            (b"GET /?a=1 HTTP/1.1\r\nauthorization: Bearer e1b24265bf2e0b20c81837993b4f1415f7b68c503114d100a40601eca6a2745f\r\n\r\n", Ok(())),
-            (b"GET http://h/ HTTP/1.0\r\nAuthorization: Bearer e1b24265bf2e0b20c81837993b4f1415f7b68c503114d100a40601eca6a2745f\r\n\r\n", Ok(())),
+            (b"GET /?a=1 HTTP/1.1\r\nauthorization: Bearer e1b24265bf2e0b20c81837993b4f1415f7b68c503114d100a40601eca6a2745f\r\n\r\n", Ok(Proved::Token)),
+            (b"GET http://h/ HTTP/1.0\r\nAuthorization: Bearer e1b24265bf2e0b20c81837993b4f1415f7b68c503114d100a40601eca6a2745f\r\n\r\n", Ok(Proved::Token)),
         ];
         for (bytes, want) in cases {
             assert_eq!(check_request(&complete(bytes), "mykey"), want, "{bytes:?}");
