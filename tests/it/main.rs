@@ -19,6 +19,7 @@ mod master_tunnel;
 mod relay_tcp;
 mod relay_udp;
 mod single_end_cli;
+mod tunnel_auth;
 mod tunnel_handshake;
 mod tunnel_recovery;
 mod tunnel_relay;

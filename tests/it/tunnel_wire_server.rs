@@ -208,7 +208,11 @@ fn go_server_against_our_client(driver: &str) {
         .split("\r\n")
         .filter(|l| !l.starts_with("X-Np-"))
         .collect();
-    assert_eq!(without_ours.join("\r\n"), GO_REQUEST, "Go's bytes otherwise");
+    assert_eq!(
+        without_ours.join("\r\n"),
+        GO_REQUEST,
+        "Go's bytes otherwise"
+    );
     go.control
         .wait_for(STEP, |s| *s == Signal::new(Action::Ping))
         .expect("the client pings at once");

@@ -14,11 +14,11 @@ use super::pool::{PoolConn, Pooled};
 use super::strangers::settle;
 use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
+use crate::bus::RunAuth;
+use crate::config::AuthPolicy;
 use crate::dataplane::accept::accept_until;
 use crate::dataplane::host::WorkerCtx;
 use crate::net::SocketExt;
-use crate::bus::RunAuth;
-use crate::config::AuthPolicy;
 use crate::proto::auth;
 use crate::proto::handshake::{self, Parse};
 use crate::proto::PoolId;
@@ -165,7 +165,9 @@ fn admit_profile(
             if first {
                 Ok(())
             } else {
-                log::warn!("tunnel handshake from {peer}: a replayed handshake (nonce seen before)");
+                log::warn!(
+                    "tunnel handshake from {peer}: a replayed handshake (nonce seen before)"
+                );
                 Err(handshake::Rejection::Unauthorized)
             }
         }
@@ -213,6 +215,24 @@ fn without_feature(list: Option<String>, feature: &str) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join(","))
 }
 
+/// Whether the first bytes waiting on a TLS pool connection are an HTTP request line
+/// rather than a ClientHello (peeked, so the TLS handshake still reads them all).
+async fn sends_http(stream: &TcpStream, limit: std::time::Duration) -> bool {
+    if monoio::time::timeout(limit, stream.readable(false))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut first = [0u8; 4];
+    matches!(stream.peek_now(&mut first), Ok(4) if is_http_method(&first))
+}
+
+/// `GET `, `POST`, …: the start of an HTTP request line.
+fn is_http_method(first: &[u8; 4]) -> bool {
+    first.iter().all(|b| b.is_ascii_uppercase() || *b == b' ')
+}
+
 /// How long a pool connection of an `auth1` run may take to prove the key.
 const PROOF_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -234,7 +254,7 @@ async fn expect_magic(conn: PoolConn, peer: SocketAddr, t: &TunnelCtx) -> Option
         return Some(conn);
     }
     match conn {
-        PoolConn::Plain(stream) if first.iter().all(u8::is_ascii_alphabetic) => {
+        PoolConn::Plain(stream) if is_http_method(&first) => {
             // An HTTP method: a client retrying its handshake (wrong key, or a second one).
             handshake_from(stream, first.to_vec(), peer, t).await;
         }
@@ -306,6 +326,12 @@ async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: R
     let fd = SocketFd::of(&stream);
     let mut conn = match tls {
         None => PoolConn::Plain(stream),
+        Some(_) if sends_http(&stream, t.spec.handshake_timeout).await => {
+            // A client retrying its handshake in plain HTTP (a wrong key, or a second
+            // client) gets its answer, not a failed TLS handshake.
+            handshake_from(stream, Vec::new(), peer, &t).await;
+            return;
+        }
         Some(tls) => {
             let handshake = crate::tls::accept(tls.config.clone(), stream);
             match monoio::time::timeout(t.spec.handshake_timeout, handshake).await {

@@ -290,7 +290,10 @@ mod tests {
         let with_token = encode_request_ours("none", "mykey", true, Some("auth1"), Some(&nonce));
         let without = encode_request_ours("none", "mykey", false, Some("auth1"), Some(&nonce));
         let text = String::from_utf8(without.clone()).unwrap();
-        assert!(!text.contains("Authorization"), "strict clients send no token");
+        assert!(
+            !text.contains("Authorization"),
+            "strict clients send no token"
+        );
         assert!(text.contains("X-Np-Nonce: 0707"));
         for req in [&with_token, &without] {
             assert_eq!(
@@ -305,12 +308,21 @@ mod tests {
         // A right proof does not excuse a wrong token, and a forged proof fails.
         let mut parsed = complete(&with_token);
         parsed.token = Some(auth_token("wrong"));
-        assert_eq!(check_request(&parsed, "mykey"), Err(Rejection::Unauthorized));
+        assert_eq!(
+            check_request(&parsed, "mykey"),
+            Err(Rejection::Unauthorized)
+        );
         let mut forged = complete(&without);
         forged.proof = Some("00".repeat(32));
-        assert_eq!(check_request(&forged, "mykey"), Err(Rejection::Unauthorized));
+        assert_eq!(
+            check_request(&forged, "mykey"),
+            Err(Rejection::Unauthorized)
+        );
         forged.proof = Some("not hex".into());
-        assert_eq!(check_request(&forged, "mykey"), Err(Rejection::Unauthorized));
+        assert_eq!(
+            check_request(&forged, "mykey"),
+            Err(Rejection::Unauthorized)
+        );
     }
 
     #[test]
