@@ -405,3 +405,77 @@ fn echo(line: &str, id: &str) {
         let _ = writeln!(stdout, "{line} [{id}]");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    /// Wait on the test thread (no runtime here) until `f` holds or `limit` passes.
+    fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+        let end = Instant::now() + limit;
+        while !f() {
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
+        true
+    }
+
+    #[test]
+    fn a_full_queue_slows_the_child_and_every_line_comes_before_the_exit() {
+        let (tx, rx) = crate::wake::queue(64);
+        // ~250 KB: more than a pipe, the watcher's buffer and the queue hold together.
+        // CHECK_POINT lines, so that nothing is echoed to the test's stdout.
+        let script = "i=1; while [ $i -le 3000 ]; do echo \"2026-01-02 00:00:00.000  EVENT  CHECK_POINT|MODE=1|PING=3ms|POOL=0|TCPS=1|UDPS=0|TCPRX=$i|TCPTX=1|UDPRX=0|UDPTX=0\"; i=$((i+1)); done; echo done >&2";
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh starts");
+        let reaped = Arc::new(AtomicBool::new(false));
+        let w = Watched {
+            id: "t".into(),
+            generation: 7,
+            events: tx,
+            child,
+            reaped: reaped.clone(),
+        };
+        assert!(watch(w).is_ok());
+        // Nobody drains the queue: the child must be stuck writing, not done.
+        assert!(wait_until(Duration::from_secs(5), || rx
+            .try_recv()
+            .is_some()));
+        std::thread::park_timeout(Duration::from_millis(300));
+        assert!(!reaped.load(Ordering::SeqCst), "the child was slowed down");
+        let (mut out, mut err, mut exited) = (1, 0, None);
+        let drained = wait_until(Duration::from_secs(30), || {
+            while let Some(ev) = rx.try_recv() {
+                assert!(exited.is_none(), "an event after Exited: {ev:?}");
+                match ev {
+                    ChildEvent::Line {
+                        line, generation, ..
+                    } => {
+                        assert_eq!(generation, 7);
+                        if line == "done" {
+                            err += 1;
+                        } else {
+                            out += 1;
+                            let cp: CheckPoint = line.parse().expect("a CHECK_POINT");
+                            assert_eq!(cp.traffic[0], out, "stdout in order");
+                        }
+                    }
+                    ChildEvent::Exited { success, .. } => exited = Some(success),
+                }
+            }
+            exited.is_some()
+        });
+        assert!(drained, "the exit arrives ({out} lines so far)");
+        assert_eq!((out, err, exited), (3000, 1, Some(true)));
+        assert!(reaped.load(Ordering::SeqCst));
+    }
+}
