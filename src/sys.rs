@@ -346,3 +346,25 @@ pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// Send `sig` to the process a pidfd refers to (`pidfd_send_signal`, Linux ≥ 5.1): unlike
+/// `kill(pid)`, it can never reach another process that reused the pid; once the process
+/// has been reaped it fails with `ESRCH`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: a plain syscall on a borrowed open descriptor; a null siginfo is allowed
+    // (the kernel then fills it in as `kill` would), and no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

@@ -3,6 +3,7 @@
 //! exit reach the master's runtime through its queue), signal with SIGTERM/SIGKILL. Each
 //! child gets SIGTERM from the kernel if the master dies, so it never outlives its master.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,10 +35,12 @@ pub enum ChildEvent {
     },
 }
 
-/// A live child: its pid and whether it has been reaped (so a recycled pid is never signalled).
+/// A live child: its pidfd (shared with the watcher thread), its pid and whether it has
+/// been reaped, so that a recycled pid is never signalled.
 #[derive(Clone, Debug)]
 pub struct ChildHandle {
     pid: i32,
+    pidfd: Option<Arc<OwnedFd>>,
     reaped: Arc<AtomicBool>,
 }
 
@@ -58,11 +61,16 @@ impl ChildHandle {
     }
 
     fn signal(&self, sig: i32) {
-        // The pid belongs to our own child, not reaped yet (checked here), so it cannot
-        // have been recycled for another process.
         if self.is_reaped() || self.pid <= 0 {
             return;
         }
+        // A pidfd names this very process, even if the watcher reaps it meanwhile (the
+        // signal then fails with ESRCH, which is fine).
+        if let Some(fd) = &self.pidfd {
+            let _ = crate::sys::pidfd_send_signal(fd.as_fd(), sig);
+            return;
+        }
+        // Without pidfd (Linux < 5.3): our own child, not reaped a moment ago.
         crate::sys::kill(self.pid, sig);
     }
 }
@@ -85,8 +93,10 @@ pub fn spawn(
     // would hold their ports against the next master).
     crate::sys::prepare_child(&mut cmd);
     let child = cmd.spawn()?;
+    let pid = child.id() as i32;
     let handle = ChildHandle {
-        pid: child.id() as i32,
+        pid,
+        pidfd: crate::sys::pidfd_open(pid).ok().map(Arc::new),
         reaped: Arc::new(AtomicBool::new(false)),
     };
     let watched = Watched {
@@ -94,6 +104,7 @@ pub fn spawn(
         generation,
         events,
         child,
+        pidfd: handle.pidfd.clone(),
         reaped: handle.reaped.clone(),
     };
     if let Err((e, mut back)) = watch::watch(watched) {

@@ -60,6 +60,8 @@ pub struct Watched {
     pub events: QueueTx<ChildEvent>,
     /// The child, its stdout and stderr still in it (piped).
     pub child: Child,
+    /// Its pidfd, if the kernel has `pidfd_open`: readable once the child exited.
+    pub pidfd: Option<Arc<OwnedFd>>,
     /// Set once the child is reaped (its pid may then be recycled).
     pub reaped: Arc<AtomicBool>,
 }
@@ -145,8 +147,9 @@ impl Stream {
 struct Entry {
     w: Watched,
     streams: [Stream; 2],
-    /// `None` on kernels without pidfd: exit is then polled.
-    pidfd: Option<OwnedFd>,
+    /// In the epoll set until the child is reaped; `None` on kernels without pidfd: exit
+    /// is then polled.
+    pidfd: Option<Arc<OwnedFd>>,
     /// `Some(success)` once reaped.
     exit: Option<bool>,
 }
@@ -224,7 +227,7 @@ impl Watcher {
                 self.watch_fd(f.as_raw_fd(), libc::EPOLLIN as u32, key << 2 | slot as u64);
             }
         }
-        let pidfd = sys::pidfd_open(w.child.id() as libc::pid_t).ok();
+        let pidfd = w.pidfd.take();
         if let Some(fd) = &pidfd {
             self.watch_fd(fd.as_raw_fd(), libc::EPOLLIN as u32, key << 2 | PIDFD_SLOT);
         }
@@ -281,6 +284,7 @@ impl Watcher {
         e.exit = Some(success);
         e.w.reaped.store(true, Ordering::SeqCst);
         if let Some(fd) = e.pidfd.take() {
+            // Explicitly: the ChildHandle may keep the descriptor open.
             let _ = self.epoll.delete(fd.as_raw_fd());
         }
         for slot in 0..2 {
@@ -438,11 +442,15 @@ mod tests {
             .spawn()
             .expect("sh starts");
         let reaped = Arc::new(AtomicBool::new(false));
+        let pidfd = sys::pidfd_open(child.id() as libc::pid_t)
+            .ok()
+            .map(Arc::new);
         let w = Watched {
             id: "t".into(),
             generation: 7,
             events: tx,
             child,
+            pidfd,
             reaped: reaped.clone(),
         };
         assert!(watch(w).is_ok());
@@ -476,6 +484,50 @@ mod tests {
         });
         assert!(drained, "the exit arrives ({out} lines so far)");
         assert_eq!((out, err, exited), (3000, 1, Some(true)));
+        assert!(reaped.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn without_a_pidfd_the_exit_is_polled_and_still_comes_after_the_lines() {
+        let (tx, rx) = crate::wake::queue(16);
+        let child = Command::new("sh")
+            .args(["-c", "echo one; echo two >&2; exit 3"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh starts");
+        let reaped = Arc::new(AtomicBool::new(false));
+        let w = Watched {
+            id: "nopidfd".into(),
+            generation: 1,
+            events: tx,
+            child,
+            pidfd: None,
+            reaped: reaped.clone(),
+        };
+        assert!(watch(w).is_ok());
+        let mut seen = Vec::new();
+        let exited = wait_until(Duration::from_secs(5), || {
+            while let Some(ev) = rx.try_recv() {
+                seen.push(ev);
+            }
+            matches!(seen.last(), Some(ChildEvent::Exited { .. }))
+        });
+        assert!(exited, "exit polled: {seen:?}");
+        let mut lines: Vec<&str> = seen
+            .iter()
+            .filter_map(|ev| match ev {
+                ChildEvent::Line { line, .. } => Some(line.as_str()),
+                ChildEvent::Exited { .. } => None,
+            })
+            .collect();
+        lines.sort_unstable();
+        assert_eq!(lines, ["one", "two"]);
+        assert!(matches!(
+            seen.last(),
+            Some(ChildEvent::Exited { success: false, .. })
+        ));
         assert!(reaped.load(Ordering::SeqCst));
     }
 }
