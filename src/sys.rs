@@ -415,3 +415,68 @@ pub fn prepare_child(cmd: &mut std::process::Command) {
         cmd.pre_exec(hook);
     }
 }
+
+impl Epoll {
+    /// Wait for events, up to `timeout` (`None`: without limit): `(token, events)` pairs
+    /// into `out`. An interrupted wait returns with nothing.
+    pub fn wait(
+        &self,
+        out: &mut Vec<(u64, u32)>,
+        timeout: Option<std::time::Duration>,
+    ) -> io::Result<()> {
+        let ms = timeout.map_or(-1, |t| {
+            libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX)
+        });
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        // SAFETY: `events` is a writable array of 64 entries and we pass its length.
+        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), events.as_mut_ptr(), 64, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        for ev in events.iter().take(n as usize) {
+            out.push((ev.u64, ev.events));
+        }
+        Ok(())
+    }
+}
+
+/// A pidfd for our child `pid` (`pidfd_open`, Linux ≥ 5.3; close-on-exec): readable once
+/// the child has exited, so its exit can be watched with epoll instead of a waiting thread.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: a plain syscall with integer arguments; a non-negative result is a new
+    // descriptor that nothing else owns.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Send `sig` to the process a pidfd refers to (`pidfd_send_signal`, Linux ≥ 5.1): unlike
+/// `kill(pid)`, it can never reach another process that reused the pid; once the process
+/// has been reaped it fails with `ESRCH`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: a plain syscall on a borrowed open descriptor; a null siginfo is allowed
+    // (the kernel then fills it in as `kill` would), and no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

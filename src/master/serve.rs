@@ -27,6 +27,11 @@ use crate::wake::{queue, QueueRx, QueueTx};
 
 /// How often the stop flag is looked at.
 const TICK: Duration = Duration::from_millis(50);
+/// Child events queued for the runtime at most (lines are at most 8 KiB): when it is full,
+/// the watcher thread holds lines back and the children wait on their pipes.
+const CHILD_QUEUE: usize = 1024;
+/// Child events handled in one go before the API's tasks get their turn.
+const CHILD_BATCH: usize = 128;
 
 /// Build the runtime on this thread and serve until `ctl` says stop. `ready` learns the
 /// bound address (or why start failed) exactly once.
@@ -65,7 +70,7 @@ pub fn serve(
             Ok(a) => a,
             Err(e) => return ready(Err(MasterError::Bind(bind_addr, e))),
         };
-        let (tx, rx) = queue::<ChildEvent>(4096);
+        let (tx, rx) = queue::<ChildEvent>(CHILD_QUEUE);
         let limits = opts.http.clone();
         let api = Rc::new(build_api(&cfg, opts, saved, state_file, tx));
         let m = api.m.clone();
@@ -167,6 +172,17 @@ fn spawn_tasks(m: &Rc<Master>, rx: QueueRx<ChildEvent>) {
         // The master holds a sender for as long as it runs.
         while let Some(ev) = rx.recv().await {
             supervisor::on_child_event(&mm, ev);
+            let mut handled = 1;
+            while handled < CHILD_BATCH {
+                let Some(ev) = rx.try_recv() else { break };
+                supervisor::on_child_event(&mm, ev);
+                handled += 1;
+            }
+            // A flooding child must not starve the API. A sleep, not a yield: monoio 0.2.4
+            // polls a self-woken task again first (MONOIO.md §4.5).
+            if handled == CHILD_BATCH {
+                monoio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
     });
     let mm = m.clone();

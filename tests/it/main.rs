@@ -12,6 +12,7 @@ mod common;
 
 mod config_cli;
 mod master_api;
+mod master_children;
 mod master_http;
 mod master_sse;
 mod master_state;

@@ -5,7 +5,9 @@
 //! - `model`: the instance record and its counter rules; `urls`: instance URLs as Go
 //!   builds them.
 //! - `supervisor`: start, stop, restart, child output, silence; `process`: the child
-//!   processes; `output`: what a child's line means (CHECK_POINT is `stats::CheckPoint`).
+//!   processes; `watch`: the one thread that reads every child's output and reaps it;
+//!   `lines`: bounded line splitting; `output`: what a child's line means (CHECK_POINT is
+//!   `stats::CheckPoint`).
 //! - `hub`: the event hub the API's `/events` streams read.
 //! - `state` (format, load with backup fallback), `saver` (when to write) and
 //!   `atomic_file` (how to write): the state file.
@@ -14,6 +16,7 @@
 pub mod atomic_file;
 pub mod core;
 pub mod hub;
+pub mod lines;
 pub mod model;
 pub mod off_thread;
 pub mod output;
@@ -22,3 +25,4 @@ pub mod saver;
 pub mod state;
 pub mod supervisor;
 pub mod urls;
+pub mod watch;

@@ -1,18 +1,15 @@
-//! Instance child processes: spawn with the URL as the only argument, read stdout and
-//! stderr on helper threads, signal with SIGTERM/SIGKILL. Each child gets SIGTERM from
-//! the kernel if the master dies, so it never outlives its master.
-//!
-//! The reader thread copies every non-CHECK_POINT line to the master's stdout as
-//! `<line> [<id>]` (as Go does) and hands every line to the runtime through the cross-thread queue; on
-//! end of output it reaps the child and reports the exit. The runtime never blocks.
+//! Instance child processes: spawn with the URL as the only argument and stdout/stderr
+//! piped, hand the child to the process's one watcher thread ([`super::watch`]: lines and
+//! exit reach the master's runtime through its queue), signal with SIGTERM/SIGKILL. Each
+//! child gets SIGTERM from the kernel if the master dies, so it never outlives its master.
 
-use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::stats::CheckPoint;
+use super::watch::{self, Watched};
 use crate::wake::QueueTx;
 
 /// What a child reports to the supervisor.
@@ -38,10 +35,12 @@ pub enum ChildEvent {
     },
 }
 
-/// A live child: its pid and whether it has been reaped (so a recycled pid is never signalled).
+/// A live child: its pidfd (shared with the watcher thread), its pid and whether it has
+/// been reaped, so that a recycled pid is never signalled.
 #[derive(Clone, Debug)]
 pub struct ChildHandle {
     pid: i32,
+    pidfd: Option<Arc<OwnedFd>>,
     reaped: Arc<AtomicBool>,
 }
 
@@ -62,42 +61,22 @@ impl ChildHandle {
     }
 
     fn signal(&self, sig: i32) {
-        // The pid belongs to our own child, not reaped yet (checked here), so it cannot
-        // have been recycled for another process.
         if self.is_reaped() || self.pid <= 0 {
             return;
         }
+        // A pidfd names this very process, even if the watcher reaps it meanwhile (the
+        // signal then fails with ESRCH, which is fine).
+        if let Some(fd) = &self.pidfd {
+            let _ = crate::sys::pidfd_send_signal(fd.as_fd(), sig);
+            return;
+        }
+        // Without pidfd (Linux < 5.3): our own child, not reaped a moment ago.
         crate::sys::kill(self.pid, sig);
     }
 }
 
-/// Forward every line of `out` as `ChildEvent::Line`, echoing non-CHECK_POINT lines.
-fn pump(out: impl std::io::Read, id: &str, generation: u64, events: &QueueTx<ChildEvent>) {
-    let mut lines = BufReader::new(out);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match lines.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        while matches!(buf.last(), Some(b'\n' | b'\r')) {
-            buf.pop();
-        }
-        let line = String::from_utf8_lossy(&buf).into_owned();
-        if line.parse::<CheckPoint>().is_err() {
-            let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(stdout, "{line} [{id}]");
-        }
-        events.post_blocking(ChildEvent::Line {
-            id: id.to_string(),
-            generation,
-            line,
-        });
-    }
-}
-
-/// Spawn `exe url` with stdout and stderr read by helper threads that report into `events`.
+/// Spawn `exe url` (on the calling thread: the master's runtime thread, which lives as
+/// long as the children) and hand it to the watcher thread, which reports into `events`.
 pub fn spawn(
     exe: &Path,
     url: &str,
@@ -113,42 +92,27 @@ pub fn spawn(
     // A master killed with SIGKILL must not leave its instances running unmanaged (they
     // would hold their ports against the next master).
     crate::sys::prepare_child(&mut cmd);
-    let mut child = cmd.spawn()?;
+    let child = cmd.spawn()?;
+    let pid = child.id() as i32;
     let handle = ChildHandle {
-        pid: child.id() as i32,
+        pid,
+        pidfd: crate::sys::pidfd_open(pid).ok().map(Arc::new),
         reaped: Arc::new(AtomicBool::new(false)),
     };
-    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    let reaped = handle.reaped.clone();
-    let id = id.to_string();
-    let err_events = events.clone();
-    let err_id = id.clone();
-    let err_thread = std::thread::Builder::new()
-        .name(format!("np-inst-err-{id}"))
-        .spawn(move || {
-            if let Some(e) = stderr {
-                pump(e, &err_id, generation, &err_events);
-            }
-        });
-    let spawned = std::thread::Builder::new()
-        .name(format!("np-inst-{id}"))
-        .spawn(move || {
-            if let Some(o) = stdout {
-                pump(o, &id, generation, &events);
-            }
-            if let Ok(t) = err_thread {
-                let _ = t.join();
-            }
-            let success = child.wait().map(|s| s.success()).unwrap_or(false);
-            reaped.store(true, Ordering::SeqCst);
-            events.post_blocking(ChildEvent::Exited {
-                id,
-                generation,
-                success,
-            });
-        });
-    if let Err(e) = spawned {
-        handle.kill();
+    let watched = Watched {
+        id: id.to_string(),
+        generation,
+        events,
+        child,
+        pidfd: handle.pidfd.clone(),
+        reaped: handle.reaped.clone(),
+    };
+    if let Err((e, mut back)) = watch::watch(watched) {
+        // Without a watcher nobody would reap it: end it here (SIGKILL is not ignorable,
+        // so the wait is short).
+        let _ = back.child.kill();
+        let _ = back.child.wait();
+        back.reaped.store(true, Ordering::SeqCst);
         return Err(e);
     }
     Ok(handle)

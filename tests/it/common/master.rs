@@ -19,10 +19,14 @@ use serde_json::Value;
 /// A fake instance: prints NodePass-format lines and CHECK_POINTs every 0.2 s with
 /// growing counters. URL words switch behaviours: `fail` (error line, then exit 3),
 /// `errline` (one "Client error:" line, then keeps reporting), `stubborn` (ignores SIGTERM),
-/// `quiet` (no CHECK_POINT at all), `once` (one CHECK_POINT, then silence).
+/// `quiet` (no CHECK_POINT at all), `once` (one CHECK_POINT, then silence), `flood`
+/// (CHECK_POINTs as fast as it can), `printlines` (`out 1..200` on stdout and `err 1..200`
+/// on stderr, then exit 0).
 pub const FAKE_INSTANCE: &str = r#"#!/bin/sh
 case "$1" in *stubborn*) trap '' TERM ;; *) trap 'echo "2026-01-02 00:00:00.000  INFO  Shutdown"; exit 0' TERM ;; esac
 echo "2026-01-02 00:00:00.000  INFO  Client started: $1"
+case "$1" in *flood*) exec yes "2026-01-02 00:00:00.000  EVENT  CHECK_POINT|MODE=1|PING=3ms|POOL=0|TCPS=1|UDPS=0|TCPRX=1|TCPTX=1|UDPRX=0|UDPTX=0" ;; esac
+case "$1" in *printlines*) i=1; while [ $i -le 200 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; exit 0 ;; esac
 case "$1" in *fail*) echo "2026-01-02 00:00:00.000  ERROR  Client error: boom"; exit 3 ;; esac
 case "$1" in *errline*) echo "2026-01-02 00:00:00.000  ERROR  Client error: transient" ;; esac
 i=0
