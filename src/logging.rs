@@ -1,5 +1,7 @@
 //! NodePass's log lines on stdout: `YYYY-MM-DD HH:MM:SS.mmm  <LEVEL>  message`, local time,
 //! the level word in ANSI colour, and the EVENT level the master reads statistics from.
+//! Go NodePass always colours; we colour only when `main` says so ([`set_colour`]: stdout
+//! is a terminal and `NO_COLOR` is unset), so journald, files and pipes get plain text.
 //!
 //! A small `log::Log` of our own rather than `env_logger`: the line format, the EVENT level
 //! (a record with target [`EVENT_TARGET`]) and NodePass's level filter (`event` shows only
@@ -11,7 +13,7 @@
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::LogLevel;
@@ -114,17 +116,35 @@ pub struct LocalTime {
     pub millis: u16,
 }
 
-/// One complete line, `\n` included, exactly as NodePass prints it.
+/// One complete line, `\n` included, exactly as NodePass prints it (level word in colour).
 pub fn format_line(time: &LocalTime, severity: Severity, msg: fmt::Arguments<'_>) -> String {
     let mut line = String::with_capacity(64);
-    write_line(&mut line, time, severity, msg);
+    write_line(&mut line, time, severity, true, msg);
     line
 }
 
-fn write_line(out: &mut String, t: &LocalTime, severity: Severity, msg: fmt::Arguments<'_>) {
+/// One complete line without ANSI escapes (what a pipe, a file or `NO_COLOR` gets).
+pub fn format_plain_line(time: &LocalTime, severity: Severity, msg: fmt::Arguments<'_>) -> String {
+    let mut line = String::with_capacity(64);
+    write_line(&mut line, time, severity, false, msg);
+    line
+}
+
+fn write_line(
+    out: &mut String,
+    t: &LocalTime,
+    severity: Severity,
+    colour: bool,
+    msg: fmt::Arguments<'_>,
+) {
+    let (start, end) = if colour {
+        (severity.colour(), "\x1b[0m")
+    } else {
+        ("", "")
+    };
     let _ = writeln!(
         out,
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}  {}{}\x1b[0m  {}",
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}  {start}{}{end}  {}",
         t.year,
         t.month,
         t.day,
@@ -132,11 +152,18 @@ fn write_line(out: &mut String, t: &LocalTime, severity: Severity, msg: fmt::Arg
         t.minute,
         t.second,
         t.millis,
-        severity.colour(),
         severity.word(),
         msg
     );
 }
+
+/// Whether the level word is coloured (default: yes, as Go NodePass). `main` turns it off
+/// when stdout is not a terminal or `NO_COLOR` is set.
+pub fn set_colour(on: bool) {
+    COLOUR.store(on, Ordering::Relaxed);
+}
+
+static COLOUR: AtomicBool = AtomicBool::new(true);
 
 /// Install the logger (first call) and set the level filter (every call).
 pub fn init(level: LogLevel) {
@@ -201,7 +228,8 @@ impl log::Log for NodepassLogger {
         let time = now_local();
         let emit = |buf: &mut String| {
             buf.clear();
-            write_line(buf, &time, severity, *record.args());
+            let colour = COLOUR.load(Ordering::Relaxed);
+            write_line(buf, &time, severity, colour, *record.args());
             // One write under the lock: stdout's LineWriter passes a complete line straight through.
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(buf.as_bytes());
@@ -313,6 +341,12 @@ mod tests {
                 format!("2026-01-02 03:04:05.067  {word}  hello 42\n")
             );
         }
+    }
+
+    #[test]
+    fn plain_lines_have_the_same_layout_without_escapes() {
+        let line = format_plain_line(&T, Severity::Warn, format_args!("hello"));
+        assert_eq!(line, "2026-01-02 03:04:05.067  WARN  hello\n");
     }
 
     #[test]

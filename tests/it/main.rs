@@ -16,6 +16,8 @@ mod master_http;
 mod master_sse;
 mod master_state;
 mod master_tunnel;
+mod ops_docs;
+mod ops_state_dir;
 mod relay_tcp;
 mod relay_udp;
 mod single_end_cli;
