@@ -17,6 +17,7 @@ mod master_sse;
 mod master_state;
 mod master_tunnel;
 mod ops_docs;
+mod ops_output;
 mod ops_state_dir;
 mod relay_tcp;
 mod relay_udp;
