@@ -16,6 +16,7 @@ mod master_http;
 mod master_sse;
 mod master_state;
 mod master_tunnel;
+mod ops_deb;
 mod ops_docs;
 mod ops_output;
 mod ops_state_dir;

@@ -28,11 +28,11 @@ fn log_lines_through_a_pipe_carry_no_ansi_escapes() {
 
 /// Output of `nodepass <url>` run for about a second on a pseudo-terminal (`script`).
 fn on_a_terminal(url: &str, no_color: &str) -> Option<String> {
+    let _room = crate::common::isolation::enter(crate::common::isolation::Room::Children);
     let probe = Command::new("script").arg("--version").output();
     if !probe.is_ok_and(|o| o.status.success()) {
         return None;
     }
-    let _room = crate::common::isolation::enter(crate::common::isolation::Room::Children);
     let bin = env!("CARGO_BIN_EXE_nodepass");
     // `timeout` ends nodepass with SIGTERM after 1 s (a graceful stop); the outer one
     // bounds the whole run.

@@ -29,6 +29,7 @@ fn cannot_switch_user() -> Option<&'static str> {
     if euid != 0 {
         return Some("tests do not run as root, so they cannot switch to uid 65532");
     }
+    let _room = crate::common::isolation::enter(crate::common::isolation::Room::Children);
     let setpriv = Command::new("setpriv").arg("--version").output();
     if !setpriv.is_ok_and(|o| o.status.success()) {
         return Some("setpriv (util-linux) is not installed");
