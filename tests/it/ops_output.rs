@@ -127,3 +127,33 @@ fn auto_mode_says_when_a_client_with_a_key_becomes_a_local_forwarder() {
         plain.seen
     );
 }
+
+#[test]
+fn the_demo_prints_no_ansi_escapes_into_a_pipe() {
+    let _room = crate::common::isolation::enter(crate::common::isolation::Room::Children);
+    let has = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !has("python3") || !has("setsid") {
+        eprintln!("skipped: the demo needs python3 and setsid");
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo.sh");
+    let out = Command::new("timeout")
+        .args(["60", "bash", script])
+        .env("NODEPASS_BIN", env!("CARGO_BIN_EXE_nodepass"))
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("== done: every byte came back"), "{stdout}");
+    assert!(!stdout.contains('\x1b'), "{stdout}");
+}
