@@ -26,14 +26,13 @@ pub fn usage() -> String {
     for d in PARAMS {
         let (name, modes, default) = (d.name, d.modes, plain(d.default));
         let meaning = plain(d.meaning);
-        text.push_str(&format!(
-            "  {name:<6} {modes:<15} {default:<13} {meaning}\n"
-        ));
+        let lead = format!("  {name:<6} {modes:<15} ");
+        push_row(&mut text, &lead, &default, 13, &meaning);
     }
     text.push_str("\nEnvironment (invalid, zero or negative values mean the default):\n");
     for d in VARS {
         let (name, default, meaning) = (d.name, plain(d.default), plain(d.meaning));
-        text.push_str(&format!("  {name:<21} {default:<15} {meaning}\n"));
+        push_row(&mut text, &format!("  {name:<21} "), &default, 15, &meaning);
     }
     text.push_str(
         "\nExamples:\n\
@@ -45,4 +44,15 @@ pub fn usage() -> String {
          Exit code 64 means a bad URL or bad usage; nothing was started.\n",
     );
     text
+}
+
+/// One table row; a default wider than its column puts the meaning on the next line,
+/// aligned under the meaning column.
+fn push_row(text: &mut String, lead: &str, default: &str, width: usize, meaning: &str) {
+    if default.chars().count() <= width {
+        text.push_str(&format!("{lead}{default:<width$} {meaning}\n"));
+    } else {
+        let indent = " ".repeat(lead.chars().count() + width + 1);
+        text.push_str(&format!("{lead}{default}\n{indent}{meaning}\n"));
+    }
 }

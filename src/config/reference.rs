@@ -95,7 +95,7 @@ pub const VARS: &[VarDoc] = &[
     v("NP_WORKERS", "CPUs available", "data-plane worker threads (one runtime per core)"),
     v("NP_DRIVER", "`auto`", "`auto` (io_uring if the kernel allows, else epoll), `uring`, `legacy` (epoll)"),
     v("NP_RELAY", "`splice`", "relay method for plaintext TCP: `splice`, `copy`, `uring-splice` (for benchmarks)"),
-    v("NP_MASTER_STATE_DIR", "see meaning", "the master's state directory (`nodepass.json`); unset: `$STATE_DIRECTORY`, else `<dir of the binary>/state`. The image sets `/data`. The master refuses to start when it is not writable"),
+    v("NP_MASTER_STATE_DIR", "`$STATE_DIRECTORY`, else `<dir of the binary>/state`", "the master's state directory (`nodepass.json`: API key, instances); the image sets `/data`; the master exits at start when it cannot write there"),
     v("STATE_DIRECTORY", "–", "set by systemd's `StateDirectory=`: the master's state directory when `NP_MASTER_STATE_DIR` is unset (first entry)"),
     v("SSL_CERT_FILE", "–", "CA bundle added to the system roots for `tls=2` verification"),
     v("NO_COLOR", "–", "non-empty: log level words without ANSI colour (they are plain anyway when stdout is not a terminal)"),
