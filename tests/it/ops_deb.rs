@@ -218,17 +218,19 @@ fn built_package_installs_into_a_temp_root_with_its_files() {
             listed.lines().any(|l| l == file),
             "{file} not installed: {listed}"
         );
-        assert!(
-            root.0.join(file.trim_start_matches('/')).exists(),
-            "{file} missing"
-        );
     }
+    // Unpacked, not configured: a conffile waits as .dpkg-new until configure renames it.
+    let env_file = root.0.join("etc/nodepass/nodepass.env.dpkg-new");
+    for file in ["usr/bin/nodepass", "lib/systemd/system/nodepass.service"] {
+        assert!(root.0.join(file).exists(), "{file} missing");
+    }
+    assert!(env_file.exists(), "{} missing", env_file.display());
     let info = root.0.join("var/lib/dpkg/info");
     assert!(info.join("nodepass.postinst").exists(), "postinst recorded");
     assert!(read(&info.join("nodepass.conffiles")).contains("/etc/nodepass/nodepass.env"));
     // The installed binary runs and accepts the installed default URL.
     let bin = root.0.join("usr/bin/nodepass");
-    let url = url_of(&read(&root.0.join("etc/nodepass/nodepass.env")));
+    let url = url_of(&read(&env_file));
     let version = run(Command::new(&bin).arg("--version"));
     assert_eq!(version, format!("nodepass {}\n", env!("CARGO_PKG_VERSION")));
     run(Command::new(&bin).arg("--check").arg(&url));
