@@ -38,7 +38,7 @@ fn on_a_terminal(url: &str, no_color: &str) -> Option<String> {
     // bounds the whole run.
     let out = Command::new("timeout")
         .args(["20", "script", "-qec"])
-        .arg(format!("timeout -s TERM 1 {bin} '{url}'"))
+        .arg(format!("timeout -k 5 -s TERM 1 {bin} '{url}'"))
         .arg("/dev/null")
         .env("NO_COLOR", no_color)
         .output()

@@ -253,3 +253,26 @@ fn an_unwritable_state_directory_stops_the_master_at_start_naming_the_path() {
         master.seen
     );
 }
+
+#[test]
+fn ci_builds_and_checks_the_image_when_a_docker_daemon_is_there() {
+    let ci = repo_file(".ci/run");
+    assert!(
+        ci.lines()
+            .any(|l| l.trim() == "bash scripts/docker_check.sh"),
+        "{ci}"
+    );
+    let script = repo_file("scripts/docker_check.sh");
+    for needle in [
+        "docker info",
+        "docker build",
+        "-v \"$VOLUME:/data\"",
+        "API Key loaded from /data/nodepass.json",
+    ] {
+        assert!(script.contains(needle), "docker_check.sh lacks {needle}");
+    }
+    let _room = crate::common::isolation::enter(crate::common::isolation::Room::Children);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker_check.sh");
+    let syntax = Command::new("bash").arg("-n").arg(path).status();
+    assert!(syntax.is_ok_and(|s| s.success()), "docker_check.sh: syntax");
+}
