@@ -25,8 +25,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM scratch
 COPY --from=build /nodepass /nodepass
-# A writable working directory for state a master instance may persist.
+# The master's state (nodepass.json: API key, instances) lives in /data, owned by the
+# non-root user; mount a volume there to keep it across containers:
+#   docker run -v nodepass-data:/data --network host nodepass "master://:9090/api"
+# Without NP_MASTER_STATE_DIR the default would be /state (next to the binary), which
+# uid 65532 cannot create; the master would refuse to start and name that path.
 COPY --from=build --chown=65532:65532 /rootfs/data /data
+ENV NP_MASTER_STATE_DIR=/data
+VOLUME /data
 WORKDIR /data
 USER 65532:65532
 ENTRYPOINT ["/nodepass"]

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # scripts/demo.sh — build nodepass and watch it forward real traffic, in one command.
 #
+# The first run compiles nodepass and its dependencies: several minutes on a clean clone
+# (cargo shows its progress); later runs take seconds.
+#
 #   bash scripts/demo.sh              # debug build, single-end forwarder (client mode=1)
 #   bash scripts/demo.sh --release    # release build (fat LTO: a few minutes the first time)
 #   bash scripts/demo.sh --tunnel     # also a tunnel: server + client (mode=2, flow +)
 #
-# NODEPASS_BIN=/path/to/nodepass skips the build and uses that binary.
+# NODEPASS_BIN=/path/to/nodepass skips the build and uses that binary. Colour only on a
+# terminal and without NO_COLOR (nodepass's own log lines follow the same rule).
 # Needs only the Rust toolchain and python3; no root, no installs, 127.0.0.1 only.
 # It starts a python TCP+UDP echo target, puts nodepass in front of it, sends 1 MiB over TCP
 # and a few UDP datagrams through nodepass, checks every byte came back, shows the
@@ -18,7 +22,7 @@ for a in "$@"; do
     case "$a" in
     --release) PROFILE=release ;;
     --tunnel) TUNNEL=1 ;;
-    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown option: $a (try --help)" >&2; exit 64 ;;
     esac
 done
@@ -35,7 +39,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then
+    say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+    say() { printf '\n== %s\n' "$*"; }
+    [[ -n "${NO_COLOR:-}" ]] && export CARGO_TERM_COLOR=never
+fi
 # start LOG CMD... : run CMD in its own process group (killed by group on exit); sets PID.
 start() {
     local logfile=$1
@@ -52,8 +61,16 @@ if [[ -n "${NODEPASS_BIN:-}" ]]; then
     BIN=$NODEPASS_BIN
 else
     say "1. build: cargo build$([[ $PROFILE == release ]] && echo " --release")"
-    if [[ $PROFILE == release ]]; then cargo build --release --bin nodepass; else cargo build --bin nodepass; fi
     BIN="target/$PROFILE/nodepass"
+    if [[ ! -x $BIN ]]; then
+        crates=$(grep -c '^name = ' Cargo.lock || true)
+        echo "First build: cargo compiles nodepass and its dependencies ($crates packages in"
+        echo "Cargo.lock). That takes several minutes on a clean clone (3½ min was reported on a"
+        echo "2-vCPU VM for the debug build); cargo's progress follows. Later runs take seconds."
+    fi
+    built=$SECONDS
+    if [[ $PROFILE == release ]]; then cargo build --release --bin nodepass; else cargo build --bin nodepass; fi
+    echo "build done in $((SECONDS - built)) s"
 fi
 
 cat >"$WORK/echo.py" <<'EOF'

@@ -32,9 +32,22 @@ fn run_client(cfg: Config) -> i32 {
     match cfg.params.mode {
         RunMode::One => run_single_end(cfg),
         // NodePass: a client whose tunnel address can be bound becomes a local forwarder.
-        RunMode::Auto if tunnel_bindable(&cfg) => run_single_end(cfg),
+        RunMode::Auto if tunnel_bindable(&cfg) => {
+            if looks_like_tunnel(&cfg) {
+                log::info!(
+                    "Auto mode: tunnel address {} could be bound, so this client forwards locally (single-end) instead of dialling a server; add mode=2 to always run the tunnel",
+                    cfg.tunnel
+                );
+            }
+            run_single_end(cfg)
+        }
         RunMode::Auto | RunMode::Two => run_tunnel(cfg, End::Client),
     }
+}
+
+/// A key in the URL (one that is not the port-derived default) says the user meant a tunnel.
+fn looks_like_tunnel(cfg: &Config) -> bool {
+    cfg.key != crate::config::derive_key(&cfg.tunnel.port.to_string())
 }
 
 fn tunnel_bindable(cfg: &Config) -> bool {

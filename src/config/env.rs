@@ -1,5 +1,7 @@
 //! The `NP_*` environment variables (PROTOCOL.md §1.2) plus our `NP_WORKERS`, `NP_DRIVER`,
-//! `NP_RELAY`, `NP_MASTER_STATE_DIR` and the standard `SSL_CERT_FILE`.
+//! `NP_RELAY`, `NP_MASTER_STATE_DIR`, and the standard `SSL_CERT_FILE`, `NO_COLOR` and
+//! systemd's `STATE_DIRECTORY`. `reference.rs` documents each one (a test keeps the two
+//! lists equal).
 //!
 //! Read once at startup; nothing outside `config/` reads the environment. An invalid, zero
 //! or negative value means the default, as in Go.
@@ -63,6 +65,11 @@ pub struct Env {
     /// `NP_MASTER_STATE_DIR`: the master's state directory (unset or empty: next to the
     /// executable).
     pub master_state_dir: Option<PathBuf>,
+    /// `STATE_DIRECTORY` (set by systemd's `StateDirectory=`): its first entry, the master's
+    /// state directory when `NP_MASTER_STATE_DIR` is unset.
+    pub systemd_state_dir: Option<PathBuf>,
+    /// `NO_COLOR` set and not empty: no ANSI colour in log lines.
+    pub no_color: bool,
 }
 
 impl Default for Env {
@@ -87,6 +94,8 @@ impl Default for Env {
             relay: None,
             ssl_cert_file: None,
             master_state_dir: None,
+            systemd_state_dir: None,
+            no_color: false,
         }
     }
 }
@@ -160,6 +169,7 @@ impl Env {
             "NP_WORKERS" => self.workers = positive_int(value).or(self.workers),
             "NP_DRIVER" => self.driver = Driver::from_name(value).unwrap_or(self.driver),
             "NP_RELAY" => self.relay = Some(value.to_string()),
+            "NO_COLOR" => self.no_color = !value.is_empty(),
             _ => self.apply_path(name, PathBuf::from(value)),
         }
     }
@@ -171,6 +181,17 @@ impl Env {
             "NP_MASTER_STATE_DIR" if !value.as_os_str().is_empty() => {
                 self.master_state_dir = Some(value)
             }
+            // systemd joins several directories with ':'; the first is ours.
+            "STATE_DIRECTORY" => {
+                use std::os::unix::ffi::OsStrExt;
+                let bytes = value.as_os_str().as_bytes();
+                let first = bytes.split(|b| *b == b':').next().unwrap_or_default();
+                if !first.is_empty() {
+                    let first = std::ffi::OsStr::from_bytes(first);
+                    self.systemd_state_dir = Some(PathBuf::from(first));
+                }
+            }
+            "NO_COLOR" => self.no_color = !value.as_os_str().is_empty(),
             _ => {}
         }
     }
@@ -222,6 +243,8 @@ mod tests {
             ("NP_RELAY", "copy"),
             ("SSL_CERT_FILE", "/etc/ca.pem"),
             ("NP_MASTER_STATE_DIR", "/var/lib/np"),
+            ("STATE_DIRECTORY", "/var/lib/nodepass:/var/lib/other"),
+            ("NO_COLOR", "1"),
         ]);
         let want = Env {
             semaphore_limit: 10,
@@ -243,9 +266,16 @@ mod tests {
             relay: Some("copy".into()),
             ssl_cert_file: Some("/etc/ca.pem".into()),
             master_state_dir: Some("/var/lib/np".into()),
+            systemd_state_dir: Some("/var/lib/nodepass".into()),
+            no_color: true,
         };
         assert_eq!(e, want);
         assert_eq!(env(&[("NP_MASTER_STATE_DIR", "")]).master_state_dir, None);
+        assert_eq!(env(&[("STATE_DIRECTORY", "")]).systemd_state_dir, None);
+        assert!(
+            !env(&[("NO_COLOR", "")]).no_color,
+            "an empty NO_COLOR is unset"
+        );
     }
 
     #[test]

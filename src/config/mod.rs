@@ -12,6 +12,7 @@ mod go_query;
 mod help;
 mod params;
 mod parse;
+pub mod reference;
 mod render;
 #[cfg(test)]
 mod tests;

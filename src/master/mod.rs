@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 pub use http::limits::HttpLimits;
-pub use options::{default_state_dir, MasterError, MasterOptions};
+pub use options::{check_state_dir, default_state_dir, MasterError, MasterOptions};
 
 use crate::config::Config;
 use options::Control;
@@ -74,6 +74,7 @@ impl Drop for MasterHandle {
 
 /// Start a master on a background thread; returns once the API listens.
 pub fn start(cfg: Config, opts: MasterOptions) -> Result<MasterHandle, MasterError> {
+    check_state_dir(&opts.state_dir)?;
     let ctl = Control::default();
     let (tx, rx) = std::sync::mpsc::channel();
     let thread_ctl = ctl.clone();
@@ -109,6 +110,10 @@ pub fn run(cfg: Config) -> i32 {
     };
     let mut failed = false;
     let opts = MasterOptions::for_config(&cfg);
+    if let Err(e) = check_state_dir(&opts.state_dir) {
+        log::error!("Master error: {e}");
+        return 1;
+    }
     serve::serve(cfg, opts, ctl, |r| {
         if let Err(e) = r {
             log::error!("Master error: {e}");

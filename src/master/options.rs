@@ -1,7 +1,7 @@
 //! What the master takes from outside besides its URL ([`MasterOptions`]), why it can fail
 //! to start ([`MasterError`]), and how its serving loop is told to stop.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,16 +10,36 @@ use super::http::limits::HttpLimits;
 use super::instances::state::LoadError;
 use crate::config::{Config, Env};
 
-/// Where the state file lives unless told otherwise: `NP_MASTER_STATE_DIR` (as read into
-/// `env`), else `<directory of the executable>/state` (Go keeps `gob/` next to the binary).
+/// Where the state file lives: `NP_MASTER_STATE_DIR`, else systemd's `STATE_DIRECTORY`
+/// (the unit's `StateDirectory=`), else `<directory of the executable>/state` (Go keeps
+/// `gob/` next to the binary). The image sets `NP_MASTER_STATE_DIR=/data`.
 pub fn default_state_dir(env: &Env) -> PathBuf {
-    if let Some(dir) = &env.master_state_dir {
+    if let Some(dir) = env
+        .master_state_dir
+        .as_ref()
+        .or(env.systemd_state_dir.as_ref())
+    {
         return dir.clone();
     }
     let exe = std::env::current_exe().unwrap_or_default();
     exe.parent()
         .map(|p| p.join("state"))
         .unwrap_or_else(|| PathBuf::from("state"))
+}
+
+/// Create `dir` if needed and prove it writable (a probe file created and removed), so a
+/// master that could never save says so at start instead of failing every save.
+pub fn check_state_dir(dir: &Path) -> Result<(), MasterError> {
+    let fail = |e: std::io::Error| MasterError::StateDir(dir.to_path_buf(), e);
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(format!(".nodepass-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)
 }
 
 /// Everything the master takes from outside besides its URL (injectable for tests).
@@ -66,6 +86,8 @@ pub enum MasterError {
     Thread(String),
     /// The state file exists but neither it nor its backup can be loaded.
     State(LoadError),
+    /// The state directory cannot be created or written.
+    StateDir(PathBuf, std::io::Error),
 }
 
 impl std::fmt::Display for MasterError {
@@ -75,6 +97,11 @@ impl std::fmt::Display for MasterError {
             MasterError::Runtime(e) => write!(f, "runtime: {e}"),
             MasterError::Thread(e) => write!(f, "master thread: {e}"),
             MasterError::State(e) => write!(f, "{e}"),
+            MasterError::StateDir(dir, e) => write!(
+                f,
+                "state directory {} is not writable: {e}; set NP_MASTER_STATE_DIR to a writable directory",
+                dir.display()
+            ),
         }
     }
 }

@@ -35,5 +35,6 @@ pub fn handle(m: &Master, req: &Request) -> Response {
         status: 200,
         content_type: Some("text/event-stream"),
         body: Body::Events(sub),
+        location: None,
     }
 }

@@ -1,4 +1,5 @@
-//! Routing under `<prefix>/v1`: CORS preflight, API-key check, dispatch, 404/405.
+//! Routing under `<prefix>/v1`: CORS preflight, API-key check, dispatch, 404/405; the
+//! server's root `/` redirects a browser to the docs page.
 
 use std::future::Future;
 
@@ -19,6 +20,9 @@ pub async fn handle(api: &Api, req: Request) -> Response {
     let m = &api.m;
     if req.method == "OPTIONS" {
         return Response::empty(200);
+    }
+    if req.path == "/" && (req.method == "GET" || req.method == "HEAD") {
+        return Response::redirect(format!("{}/docs", api.base));
     }
     let Some(rest) = req.path.strip_prefix(api.base.as_str()) else {
         return Response::error(404, "Not found");

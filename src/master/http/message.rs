@@ -62,6 +62,8 @@ pub struct Response {
     pub content_type: Option<&'static str>,
     /// The body.
     pub body: Body,
+    /// `Location` of a redirect.
+    pub location: Option<String>,
 }
 
 impl Response {
@@ -73,6 +75,7 @@ impl Response {
             status,
             content_type: Some("application/json"),
             body: Body::Full(b),
+            location: None,
         }
     }
 
@@ -87,6 +90,15 @@ impl Response {
             status,
             content_type: None,
             body: Body::Full(Vec::new()),
+            location: None,
+        }
+    }
+
+    /// `302 Found` to `to` (a path on this server).
+    pub fn redirect(to: String) -> Self {
+        Response {
+            location: Some(to),
+            ..Self::empty(302)
         }
     }
 
@@ -96,6 +108,7 @@ impl Response {
             status,
             content_type: Some(content_type),
             body: Body::Full(body),
+            location: None,
         }
     }
 }
@@ -108,6 +121,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         204 => "No Content",
+        302 => "Found",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -128,6 +142,9 @@ pub fn encode(resp: &Response, body: &[u8], keep_alive: bool) -> Vec<u8> {
     let mut head = format!("HTTP/1.1 {} {}\r\n{CORS}", resp.status, reason(resp.status));
     if let Some(ct) = resp.content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    if let Some(to) = &resp.location {
+        head.push_str(&format!("Location: {to}\r\n"));
     }
     if resp.status != 204 {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));

@@ -165,7 +165,8 @@ fn on_line(m: &Rc<Master>, id: &str, generation: u64, line: &str) {
         }
         Some(Outcome::Log { error }) => {
             if let Some(v) = m.json_of(id) {
-                m.hub.publish("log", Some(v), line);
+                m.hub
+                    .publish("log", Some(v), &output::with_level_colour(line));
             }
             if error {
                 m.mark_dirty();

@@ -250,15 +250,20 @@ pub struct NodepassProcess {
 impl NodepassProcess {
     /// Start `nodepass <url>` with extra environment variables.
     pub fn start(url: &str, envs: &[(&str, &str)]) -> NodepassProcess {
-        let room = isolation::enter(Room::Children);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodepass"));
-        cmd.arg(url)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null());
+        cmd.arg(url);
         for (k, v) in envs {
             cmd.env(k, v);
         }
+        Self::spawn(cmd)
+    }
+
+    /// Start `cmd` (a nodepass command line, perhaps behind `setpriv`) with piped output.
+    pub fn spawn(mut cmd: Command) -> NodepassProcess {
+        let room = isolation::enter(Room::Children);
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn nodepass");
         let (tx, lines) = mpsc::channel();
         let stdout = child.stdout.take().expect("stdout");

@@ -1,5 +1,7 @@
 //! NodePass's log lines on stdout: `YYYY-MM-DD HH:MM:SS.mmm  <LEVEL>  message`, local time,
 //! the level word in ANSI colour, and the EVENT level the master reads statistics from.
+//! Go NodePass always colours; we colour only when `main` says so ([`set_colour`]: stdout
+//! is a terminal and `NO_COLOR` is unset), so journald, files and pipes get plain text.
 //!
 //! A small `log::Log` of our own rather than `env_logger`: the line format, the EVENT level
 //! (a record with target [`EVENT_TARGET`]) and NodePass's level filter (`event` shows only
@@ -11,10 +13,14 @@
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::config::LogLevel;
+
+mod time;
+
+use time::now_local;
+pub use time::{utc_fields, LocalTime};
 
 /// The `log` target that marks a record as an EVENT line (logged at `Error` level).
 pub const EVENT_TARGET: &str = "np::event";
@@ -95,36 +101,35 @@ pub fn shows(threshold: LogLevel, severity: Severity) -> bool {
     severity >= floor
 }
 
-/// A wall-clock instant broken into calendar fields (local time when printed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LocalTime {
-    /// Full year, e.g. 2026.
-    pub year: i32,
-    /// 1..=12.
-    pub month: u8,
-    /// 1..=31.
-    pub day: u8,
-    /// 0..=23.
-    pub hour: u8,
-    /// 0..=59.
-    pub minute: u8,
-    /// 0..=60 (leap second).
-    pub second: u8,
-    /// 0..=999.
-    pub millis: u16,
-}
-
-/// One complete line, `\n` included, exactly as NodePass prints it.
+/// One complete line, `\n` included, exactly as NodePass prints it (level word in colour).
 pub fn format_line(time: &LocalTime, severity: Severity, msg: fmt::Arguments<'_>) -> String {
     let mut line = String::with_capacity(64);
-    write_line(&mut line, time, severity, msg);
+    write_line(&mut line, time, severity, true, msg);
     line
 }
 
-fn write_line(out: &mut String, t: &LocalTime, severity: Severity, msg: fmt::Arguments<'_>) {
+/// One complete line without ANSI escapes (what a pipe, a file or `NO_COLOR` gets).
+pub fn format_plain_line(time: &LocalTime, severity: Severity, msg: fmt::Arguments<'_>) -> String {
+    let mut line = String::with_capacity(64);
+    write_line(&mut line, time, severity, false, msg);
+    line
+}
+
+fn write_line(
+    out: &mut String,
+    t: &LocalTime,
+    severity: Severity,
+    colour: bool,
+    msg: fmt::Arguments<'_>,
+) {
+    let (start, end) = if colour {
+        (severity.colour(), "\x1b[0m")
+    } else {
+        ("", "")
+    };
     let _ = writeln!(
         out,
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}  {}{}\x1b[0m  {}",
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}  {start}{}{end}  {}",
         t.year,
         t.month,
         t.day,
@@ -132,11 +137,18 @@ fn write_line(out: &mut String, t: &LocalTime, severity: Severity, msg: fmt::Arg
         t.minute,
         t.second,
         t.millis,
-        severity.colour(),
         severity.word(),
         msg
     );
 }
+
+/// Whether the level word is coloured (default: yes, as Go NodePass). `main` turns it off
+/// when stdout is not a terminal or `NO_COLOR` is set.
+pub fn set_colour(on: bool) {
+    COLOUR.store(on, Ordering::Relaxed);
+}
+
+static COLOUR: AtomicBool = AtomicBool::new(true);
 
 /// Install the logger (first call) and set the level filter (every call).
 pub fn init(level: LogLevel) {
@@ -201,7 +213,8 @@ impl log::Log for NodepassLogger {
         let time = now_local();
         let emit = |buf: &mut String| {
             buf.clear();
-            write_line(buf, &time, severity, *record.args());
+            let colour = COLOUR.load(Ordering::Relaxed);
+            write_line(buf, &time, severity, colour, *record.args());
             // One write under the lock: stdout's LineWriter passes a complete line straight through.
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(buf.as_bytes());
@@ -228,59 +241,6 @@ impl log::Log for NodepassLogger {
 
 thread_local! {
     static LINE: RefCell<String> = RefCell::new(String::with_capacity(256));
-}
-
-fn now_local() -> LocalTime {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX);
-    let millis = since_epoch.subsec_millis() as u16;
-    local_fields(secs)
-        .map(|t| LocalTime { millis, ..t })
-        .unwrap_or_else(|| LocalTime {
-            millis,
-            ..utc_fields(secs)
-        })
-}
-
-/// Calendar fields of `secs` in the process's time zone (TZ, /etc/localtime), via libc.
-fn local_fields(secs: i64) -> Option<LocalTime> {
-    let tm = crate::sys::localtime(secs)?;
-    Some(LocalTime {
-        year: tm.tm_year + 1900,
-        month: u8::try_from(tm.tm_mon + 1).ok()?,
-        day: u8::try_from(tm.tm_mday).ok()?,
-        hour: u8::try_from(tm.tm_hour).ok()?,
-        minute: u8::try_from(tm.tm_min).ok()?,
-        second: u8::try_from(tm.tm_sec).ok()?,
-        millis: 0,
-    })
-}
-
-/// UTC calendar fields of `secs` since the epoch (the fallback when the local zone is
-/// unavailable; also the master's RFC 3339 event times).
-pub fn utc_fields(secs: i64) -> LocalTime {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    LocalTime {
-        year: year as i32,
-        month: month as u8,
-        day: day as u8,
-        hour: (rem / 3600) as u8,
-        minute: (rem % 3600 / 60) as u8,
-        second: (rem % 60) as u8,
-        millis: 0,
-    }
 }
 
 #[cfg(test)]
@@ -313,6 +273,12 @@ mod tests {
                 format!("2026-01-02 03:04:05.067  {word}  hello 42\n")
             );
         }
+    }
+
+    #[test]
+    fn plain_lines_have_the_same_layout_without_escapes() {
+        let line = format_plain_line(&T, Severity::Warn, format_args!("hello"));
+        assert_eq!(line, "2026-01-02 03:04:05.067  WARN  hello\n");
     }
 
     #[test]
@@ -367,38 +333,5 @@ mod tests {
             .store(level_code(LogLevel::Event), Ordering::Relaxed);
         assert!(!logger.enabled(&md(log::Level::Error, "nodepass::control")));
         assert!(logger.enabled(&md(log::Level::Error, EVENT_TARGET)));
-    }
-
-    #[test]
-    fn utc_fallback_computes_the_calendar() {
-        assert_eq!(
-            utc_fields(0),
-            LocalTime {
-                year: 1970,
-                month: 1,
-                day: 1,
-                hour: 0,
-                minute: 0,
-                second: 0,
-                millis: 0
-            }
-        );
-        // 2024-02-29 23:59:59 UTC (a leap day).
-        let t = utc_fields(1_709_251_199);
-        assert_eq!(
-            (t.year, t.month, t.day, t.hour, t.minute, t.second),
-            (2024, 2, 29, 23, 59, 59)
-        );
-        let t = utc_fields(-1);
-        assert_eq!((t.year, t.month, t.day, t.hour), (1969, 12, 31, 23));
-    }
-
-    #[test]
-    fn local_time_is_within_a_day_of_utc() {
-        let secs = 1_767_312_000; // 2026-01-02 00:00:00 UTC
-        let local = local_fields(secs).expect("localtime_r works");
-        assert!(local.year == 2026 || local.year == 2025);
-        assert!(local.month == 1 || local.month == 12);
-        assert!((1..=31).contains(&local.day));
     }
 }
