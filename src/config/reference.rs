@@ -73,6 +73,7 @@ pub const PARAMS: &[ParamDoc] = &[
     p("block", SC, "`0`", "refuse protocols, any of `1` SOCKS, `2` HTTP, `3` TLS (e.g. `block=123`)"),
     p("notcp", SC, "`0`", "`1` turns the TCP side off"),
     p("noudp", SC, "`0`", "`1` turns the UDP side off"),
+    p("auth", SC, "`auto`", "ours: `auto` uses the auth1 profile when the peer is ours (replay-proof handshake, every pool connection proves the key) and Go's protocol otherwise; `strict` refuses a peer without it (a Go peer, or a downgrade)"),
 ];
 
 /// Every environment variable nodepass reads, in the order `--help` and README list them.
@@ -195,5 +196,6 @@ mod tests {
         assert_eq!(of("min"), DEFAULT_MIN_POOL.to_string());
         assert_eq!(of("max"), DEFAULT_MAX_POOL.to_string());
         assert_eq!(of("slot"), DEFAULT_SLOT.to_string());
+        assert_eq!(of("auth"), crate::config::AuthPolicy::Auto.as_str());
     }
 }
