@@ -295,7 +295,7 @@ sample() { # W CONTENDER REP
 }
 
 start_backends
-((${#BACKEND[@]})) || { log "no backend could start (iperf3/nginx/sockperf missing)"; exit 1; }
+[[ -n "${BACKEND[*]-}" ]] || { log "no backend could start (iperf3/nginx/sockperf missing)"; exit 1; }
 start_contenders
 for w in "${WORKLOAD_LIST[@]}"; do workload "$w" 0 || skip "$w" "$WHY"; done
 

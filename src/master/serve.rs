@@ -17,7 +17,7 @@ use super::instances::atomic_file::Writer;
 use super::instances::core::{random_hex, Master};
 use super::instances::hub::Hub;
 use super::instances::model::Instance;
-use super::instances::process::ChildEvent;
+use super::instances::watch::ChildEvent;
 use super::instances::urls::{self, UrlDefaults};
 use super::instances::{saver, state, supervisor};
 use super::options::{Control, MasterError, MasterOptions};

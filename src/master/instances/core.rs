@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::atomic_file::Writer;
 use super::hub::Hub;
 use super::model::{Instance, KEY_ID};
-use super::process::ChildEvent;
+use super::watch::ChildEvent;
 use super::urls::UrlDefaults;
 use crate::config::Env;
 use crate::wake::QueueTx;

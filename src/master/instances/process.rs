@@ -9,31 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::watch::{self, Watched};
+use super::watch::{self, ChildEvent, Watched};
 use crate::wake::QueueTx;
-
-/// What a child reports to the supervisor.
-#[derive(Debug)]
-pub enum ChildEvent {
-    /// One output line (without the line ending).
-    Line {
-        /// Instance id.
-        id: String,
-        /// Spawn generation.
-        generation: u64,
-        /// The raw line, ANSI codes included.
-        line: String,
-    },
-    /// The child exited; `success` is false for a non-zero code or a signal.
-    Exited {
-        /// Instance id.
-        id: String,
-        /// Spawn generation.
-        generation: u64,
-        /// Exit code 0.
-        success: bool,
-    },
-}
 
 /// A live child: its pidfd (shared with the watcher thread), its pid and whether it has
 /// been reaped, so that a recycled pid is never signalled.

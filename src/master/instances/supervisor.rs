@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use super::core::Master;
 use super::model::Status;
 use super::output;
-use super::process::{self, ChildEvent};
+use super::process;
+use super::watch::ChildEvent;
 use crate::stats::CheckPoint;
 
 /// Pause between the stop and the start of a restart (Go's `baseDuration`).

@@ -31,10 +31,32 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::lines::LineBuf;
-use super::process::ChildEvent;
 use crate::stats::CheckPoint;
 use crate::sys::{self, Epoll};
 use crate::wake::{QueueTx, Rejected};
+
+/// What a child reports to the supervisor.
+#[derive(Debug)]
+pub enum ChildEvent {
+    /// One output line (without the line ending).
+    Line {
+        /// Instance id.
+        id: String,
+        /// Spawn generation.
+        generation: u64,
+        /// The raw line, ANSI codes included.
+        line: String,
+    },
+    /// The child exited; `success` is false for a non-zero code or a signal.
+    Exited {
+        /// Instance id.
+        id: String,
+        /// Spawn generation.
+        generation: u64,
+        /// Exit code 0.
+        success: bool,
+    },
+}
 
 /// How often held lines are offered again to a full queue.
 const RETRY: Duration = Duration::from_millis(5);
