@@ -14,8 +14,8 @@ use serde_json::Value;
 use super::atomic_file::Writer;
 use super::hub::Hub;
 use super::model::{Instance, KEY_ID};
-use super::watch::ChildEvent;
 use super::urls::UrlDefaults;
+use super::watch::ChildEvent;
 use crate::config::Env;
 use crate::wake::QueueTx;
 
