@@ -262,3 +262,69 @@ fn a_server_that_cannot_prove_the_key_is_refused() {
         .wait_for_line("the server did not prove the tunnel key", STEP)
         .expect("refused, in words");
 }
+
+/// A target that reads until the user's EOF, then answers with how many bytes it got: it
+/// works through a tunnel only if the user's half-close reaches it and the way back stays
+/// open.
+fn count_then_answer() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut got = Vec::new();
+                if s.read_to_end(&mut got).is_ok() {
+                    let _ = s.write_all(format!("got {} bytes", got.len()).as_bytes());
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Between our peers a user's half-close travels end to end, both flows, tls 0 and 1
+/// (Go drops it, PROTOCOL.md §9.15).
+fn half_close_travels_end_to_end(reverse: bool, tls: &str) {
+    let target = count_then_answer();
+    let opts = TunnelOpts {
+        reverse,
+        server_query: tls,
+        client_query: "",
+        env: vec![],
+    };
+    let pair = tunnel_pair(&opts, target);
+    for size in [0usize, 1, 70_000] {
+        let mut s = connect(pair.user);
+        s.set_read_timeout(Some(STEP)).unwrap();
+        s.write_all(&payload(size, 3)).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert_eq!(
+            answer,
+            format!("got {size} bytes"),
+            "reverse={reverse} {tls}"
+        );
+    }
+}
+
+#[test]
+fn half_close_travels_end_to_end_forward_tls0() {
+    half_close_travels_end_to_end(false, "");
+}
+
+#[test]
+fn half_close_travels_end_to_end_reverse_tls0() {
+    half_close_travels_end_to_end(true, "");
+}
+
+#[test]
+fn half_close_travels_end_to_end_forward_tls1() {
+    half_close_travels_end_to_end(false, "tls=1");
+}
+
+#[test]
+fn half_close_travels_end_to_end_reverse_tls1() {
+    half_close_travels_end_to_end(true, "tls=1");
+}
