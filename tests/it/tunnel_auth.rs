@@ -328,3 +328,72 @@ fn half_close_travels_end_to_end_forward_tls1() {
 fn half_close_travels_end_to_end_reverse_tls1() {
     half_close_travels_end_to_end(true, "tls=1");
 }
+
+/// tls=1 between our peers: the certificate a pool connection shows must be the one the
+/// server proved in its handshake reply. Someone in between who knows the key but serves
+/// another certificate (here: a fake server proving one fingerprint and presenting a
+/// different certificate) is refused by the client, and the run restarts.
+#[test]
+fn a_pool_certificate_other_than_the_proved_one_is_refused() {
+    use nodepass::proto::auth::{self, Announced, Session};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut client = NodepassProcess::start(
+        &format!("client://secret@127.0.0.1:{port}/127.0.0.1:1?mode=2"),
+        &TUNNEL_ENV,
+    );
+    let (mut s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(STEP)).unwrap();
+    let head = String::from_utf8_lossy(&read_http_head(&mut s)).into_owned();
+    let client_nonce = head
+        .split("\r\n")
+        .find_map(|l| l.strip_prefix("X-Np-Nonce: "))
+        .and_then(Nonce::from_hex)
+        .expect("our client sends its nonce");
+    let proved = nodepass::tls::server_config_self_signed().unwrap();
+    let presented = nodepass::tls::server_config_self_signed().unwrap();
+    assert_ne!(proved.fingerprint(), presented.fingerprint());
+    let session = Session {
+        client: client_nonce,
+        server: Nonce([5; 32]),
+    };
+    let announced = Announced {
+        flow: "+",
+        max: 8,
+        tls: 1,
+        pool_type: 0,
+    };
+    let proof = session.server_proof("secret", announced, &proved.fingerprint());
+    let body = format!(
+        "{{\"ext\":\"udp16,auth1\",\"flow\":\"+\",\"fp\":\"{}\",\"max\":8,\"nonce\":\"{}\",\"proof\":\"{}\",\"tls\":\"1\",\"type\":\"0\"}}\n",
+        proved.fingerprint(),
+        session.server.to_hex(),
+        auth::to_hex(&proof)
+    );
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(reply.as_bytes()).unwrap();
+    drop(s);
+    // Pool connections get the other certificate.
+    let config = presented.config.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten().take(64) {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut magic = [0u8; 4];
+                let _ = tls.read_exact(&mut magic);
+            });
+        }
+    });
+    client
+        .wait_for_line("not the sha256", STEP)
+        .expect("the swapped certificate is named");
+    client
+        .wait_for_line("Client error", STEP)
+        .expect("the run ends and restarts");
+}
