@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::bus::route::{self, NotRouted, Owners};
 use crate::bus::{post_all, Command, Event, QueueRx, TunnelCommand, TunnelShared, WorkerHandle};
 use crate::config::Config;
+use crate::logging::peer;
 use crate::proto::{encode_line, Action, PoolId, Signal};
 use crate::stats::{self, WorkerStats};
 use crate::{runtime, shutdown};
@@ -258,7 +259,7 @@ impl<'a, 'c> State<'a, 'c> {
                 self.errors = 0;
             }
             Action::Tcp | Action::Udp | Action::Verify => self.route(sig),
-            Action::Unknown(ref word) => log::debug!("unknown signal `{word}` skipped"),
+            Action::Unknown(ref word) => log::debug!("unknown signal `{}` skipped", peer(word)),
         }
         Ok(())
     }
@@ -271,7 +272,10 @@ impl<'a, 'c> State<'a, 'c> {
         let (id, cmd) = match route::command_for(&sig, own_fp) {
             Ok(routed) => routed,
             Err(NotRouted::BadId) | Err(NotRouted::NotForAWorker) => {
-                log::warn!("signal {} without a valid id skipped", sig.action.as_str());
+                log::warn!(
+                    "signal {} without a valid id skipped",
+                    peer(sig.action.as_str())
+                );
                 return;
             }
         };
