@@ -212,7 +212,9 @@ impl<'a, 'c> State<'a, 'c> {
         self.errors += before - self.waiting.len();
         if let Some(n) = self.dropped.summary_due(now) {
             let secs = self.dropped.every_secs();
-            log::warn!("{n} signals dropped in the last {secs} s (too many waiting, or queue full)");
+            log::warn!(
+                "{n} signals dropped in the last {secs} s (too many waiting, or queue full)"
+            );
         }
         if self.verify_due && !first {
             self.start_verify();

@@ -91,7 +91,10 @@ mod tests {
         let mut f = Flood::new(10 * s);
         assert_eq!(f.hit(t0), Hit::Log);
         for i in 0..50_000u32 {
-            assert_eq!(f.hit(t0 + Duration::from_micros(u64::from(i))), Hit::Counted);
+            assert_eq!(
+                f.hit(t0 + Duration::from_micros(u64::from(i))),
+                Hit::Counted
+            );
         }
         assert_eq!(f.summary_due(t0 + 9 * s), None);
         assert_eq!(f.summary_due(t0 + 10 * s), Some(50_000));

@@ -65,7 +65,8 @@ mod tests {
         assert!(!shown.contains('\n'), "{shown}");
         assert!(shown.parse::<CheckPoint>().is_err(), "{shown}");
         assert!(
-            shown.starts_with("1.2.3.4:5\\n2026-01-01 00:00:00.000  EVENT  CHECK_POINT\\|MODE=1\\|"),
+            shown
+                .starts_with("1.2.3.4:5\\n2026-01-01 00:00:00.000  EVENT  CHECK_POINT\\|MODE=1\\|"),
             "{shown}"
         );
     }
@@ -79,7 +80,10 @@ mod tests {
             ("a\r\tb", "a\\r\\tb"),
             ("\x1b[31mred", "\\u{1b}[31mred"),
             ("\0\x7f", "\\u{0}\\u{7f}"),
-            ("x\u{202e}y\u{2028}z\u{feff}", "x\\u{202e}y\\u{2028}z\\u{feff}"),
+            (
+                "x\u{202e}y\u{2028}z\u{feff}",
+                "x\\u{202e}y\\u{2028}z\\u{feff}",
+            ),
             ("héllo 世界", "héllo 世界"),
         ];
         for (raw, shown) in table {
@@ -93,6 +97,9 @@ mod tests {
         let shown = peer(&long).to_string();
         assert_eq!(shown.chars().count(), PEER_TEXT_MAX + 1);
         assert!(shown.ends_with('…'));
-        assert_eq!(peer(&long[..PEER_TEXT_MAX * 2]).to_string(), "é".repeat(PEER_TEXT_MAX));
+        assert_eq!(
+            peer(&long[..PEER_TEXT_MAX * 2]).to_string(),
+            "é".repeat(PEER_TEXT_MAX)
+        );
     }
 }

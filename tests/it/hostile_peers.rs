@@ -29,7 +29,11 @@ struct Hostile {
 }
 
 /// Start `server://KEY@…/target?mode=2` and connect a fake Go client with `pool` connections.
-fn hostile_client(target: SocketAddr, pool: usize, env: &[(&str, &str)]) -> (NodepassProcess, Hostile) {
+fn hostile_client(
+    target: SocketAddr,
+    pool: usize,
+    env: &[(&str, &str)],
+) -> (NodepassProcess, Hostile) {
     let port = free_port();
     let url = format!("server://{KEY}@127.0.0.1:{port}/{target}?mode=2&max=64");
     let mut all: Vec<(&str, &str)> = TUNNEL_ENV.to_vec();
@@ -134,8 +138,27 @@ fn hostile_forged_checkpoint_in_a_signal_address_stays_escaped_in_one_line() {
         "{line:?}"
     );
     assert!(line.contains("TCPRX=123456789012\\|TCPTX=0"), "{line:?}");
-    let with_forged: Vec<&String> = server.seen.iter().filter(|l| l.contains("TCPS=777")).collect();
-    assert_eq!(with_forged, vec![&line], "the forged text is in exactly one line");
+    let started = server
+        .seen
+        .iter()
+        .find(|l| l.contains("Server started: server://"))
+        .expect("a started line");
+    assert!(started.contains("server://****@127.0.0.1:"), "{started}");
+    assert!(
+        server.seen.iter().all(|l| !l.contains(KEY)),
+        "the key is masked in every line: {:#?}",
+        server.seen
+    );
+    let with_forged: Vec<&String> = server
+        .seen
+        .iter()
+        .filter(|l| l.contains("TCPS=777"))
+        .collect();
+    assert_eq!(
+        with_forged,
+        vec![&line],
+        "the forged text is in exactly one line"
+    );
 }
 
 #[test]
@@ -193,9 +216,14 @@ fn hostile_junk_and_signal_floods_cost_few_lines_and_little_memory() {
         "the first junk line is logged"
     );
     assert!(
-        lines.iter().any(|l| l.contains("malformed signals skipped in the last 10 s")),
+        lines
+            .iter()
+            .any(|l| l.contains("malformed signals skipped in the last 10 s")),
         "a summary counts the rest: {flood_lines:#?}"
     );
-    assert!(peak < 40 * 1024, "VmRSS peaked at {peak} KiB (before: {before} KiB)");
+    assert!(
+        peak < 40 * 1024,
+        "VmRSS peaked at {peak} KiB (before: {before} KiB)"
+    );
     drop(h.idle);
 }
