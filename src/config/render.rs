@@ -18,6 +18,21 @@ fn masked(key: &str) -> &'static str {
     }
 }
 
+/// `url` for a log line: the key (the userinfo of `scheme://key@host…`) replaced by
+/// [`MASKED_KEY`]; a URL without one is returned as it is.
+pub fn masked_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) if at > 0 => format!("{}{MASKED_KEY}{}", &url[..start], &url[start + at..]),
+        _ => url.to_owned(),
+    }
+}
+
 impl Config {
     /// The query Go prints after the started/restart prefix, every value filled in:
     /// server `dns=…&max=…&mode=…&type=…&dial=…&read=…&rate=…&slot=…&proxy=…&block=…&notcp=…&noudp=…`,

@@ -376,3 +376,23 @@ fn auth_is_auto_unless_strict_and_a_typo_is_an_error() {
         "invalid auth=strcit: auth takes auto or strict"
     );
 }
+
+#[test]
+fn masked_urls_hide_the_key_and_keep_the_rest() {
+    let table = [
+        (
+            "server://secret@:10101/127.0.0.1:8080?tls=1",
+            "server://****@:10101/127.0.0.1:8080?tls=1",
+        ),
+        ("client://k@[::1]:1/a@b:2", "client://****@[::1]:1/a@b:2"),
+        (
+            "client://127.0.0.1:1080/x:1?a=b@c",
+            "client://127.0.0.1:1080/x:1?a=b@c",
+        ),
+        ("client://@h:1/x:1", "client://@h:1/x:1"),
+        ("not a url", "not a url"),
+    ];
+    for (url, shown) in table {
+        assert_eq!(masked_url(url), shown, "{url}");
+    }
+}
