@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use nodepass::config::Driver;
 use nodepass::proto::handshake::encode_request;
 use nodepass::proto::{Action, Signal};
 use nodepass::stats::CheckPoint;
@@ -118,10 +119,12 @@ fn real_session_crosses(h: &mut Hostile) {
     assert!(got == data, "echo differs");
 }
 
-#[test]
-fn hostile_forged_checkpoint_in_a_signal_address_stays_escaped_in_one_line() {
+fn hostile_forged_checkpoint_in_a_signal_address_stays_escaped_in_one_line(driver: Driver) {
     let target = echo_tcp();
-    let env = [("NP_POOL_GET_TIMEOUT", "300ms")];
+    let env = [
+        ("NP_POOL_GET_TIMEOUT", "300ms"),
+        ("NP_DRIVER", np_driver(driver)),
+    ];
     let (mut server, h) = hostile_client(target, 3, &env);
     server
         .wait_for_line("CHECK_POINT|", STEP)
@@ -161,10 +164,14 @@ fn hostile_forged_checkpoint_in_a_signal_address_stays_escaped_in_one_line() {
     );
 }
 
-#[test]
-fn hostile_junk_and_signal_floods_cost_few_lines_and_little_memory() {
+on_both_drivers!(hostile_forged_checkpoint_in_a_signal_address_stays_escaped_in_one_line);
+
+fn hostile_junk_and_signal_floods_cost_few_lines_and_little_memory(driver: Driver) {
     let target = echo_tcp();
-    let env = [("NP_POOL_GET_TIMEOUT", "3s")];
+    let env = [
+        ("NP_POOL_GET_TIMEOUT", "3s"),
+        ("NP_DRIVER", np_driver(driver)),
+    ];
     let (mut server, mut h) = hostile_client(target, 3, &env);
     server
         .wait_for_line("CHECK_POINT|", STEP)
@@ -227,3 +234,5 @@ fn hostile_junk_and_signal_floods_cost_few_lines_and_little_memory() {
     );
     drop(h.idle);
 }
+
+on_both_drivers!(hostile_junk_and_signal_floods_cost_few_lines_and_little_memory);
