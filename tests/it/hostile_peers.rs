@@ -236,3 +236,101 @@ fn hostile_junk_and_signal_floods_cost_few_lines_and_little_memory(driver: Drive
 }
 
 on_both_drivers!(hostile_junk_and_signal_floods_cost_few_lines_and_little_memory);
+
+/// Play Go's server for our client (flow `-`, so the server names pool connections in
+/// `tcp` signals): answer the handshake, write ids to pool connections and keep them open;
+/// returns the client process and the control channel.
+fn hostile_server(target: SocketAddr, env: &[(&str, &str)]) -> (NodepassProcess, FakeControl) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let url = format!("client://{KEY}@127.0.0.1:{port}/{target}?mode=2&min=4");
+    let mut all: Vec<(&str, &str)> = TUNNEL_ENV.to_vec();
+    all.extend_from_slice(env);
+    let client = NodepassProcess::start(&url, &all);
+    let (mut hs, _) = listener.accept().unwrap();
+    hs.set_read_timeout(Some(STEP)).unwrap();
+    read_http_head(&mut hs);
+    let body = "{\"flow\":\"-\",\"max\":8,\"tls\":\"0\",\"type\":\"0\"}\n";
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    hs.write_all(reply.as_bytes()).unwrap();
+    drop(hs);
+    let (mut control, _) = listener.accept().unwrap();
+    control.write_all(&[0; 4]).unwrap();
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for n in 1u32.. {
+            let Ok((mut c, _)) = listener.accept() else {
+                return;
+            };
+            if c.write_all(&(n.wrapping_mul(0x9E37_79B9) | 1).to_be_bytes())
+                .is_ok()
+            {
+                kept.push(c);
+            }
+            if kept.len() > 64 {
+                return;
+            }
+        }
+    });
+    control
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    (
+        client,
+        FakeControl::start(control, KEY, Duration::from_secs(1)),
+    )
+}
+
+fn hostile_signal_flood_on_our_client_costs_few_lines_and_little_memory(driver: Driver) {
+    let target = echo_tcp();
+    let env = [
+        ("NP_POOL_GET_TIMEOUT", "3s"),
+        ("NP_DRIVER", np_driver(driver)),
+    ];
+    let (mut client, control) = hostile_server(target, &env);
+    client
+        .wait_for_line("CHECK_POINT|", STEP)
+        .unwrap_or_else(|| panic!("no CHECK_POINT: {:#?}", client.seen));
+    let pid = client.pid();
+    let before = vm_rss_kib(pid);
+    let start_lines = client.take_output();
+    let mut seed: u32 = 0x1234_5678;
+    for _ in 0..50_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        control.send(tcp_signal(&format!("{:08x}", seed & !1), "10.0.0.1:1234"));
+    }
+    let flood_sent = Instant::now();
+    let mut peak = before;
+    while flood_sent.elapsed() < Duration::from_secs(6) {
+        peak = peak.max(vm_rss_kib(pid));
+        client.watch_output_for(Duration::from_millis(100));
+    }
+    assert!(
+        control
+            .wait_for(STEP, |s| s.action == Action::Pong)
+            .is_some(),
+        "no pong after the flood"
+    );
+    let lines = &client.seen[start_lines..];
+    let flood_lines: Vec<&String> = lines
+        .iter()
+        .filter(|l| !l.contains("CHECK_POINT|"))
+        .collect();
+    eprintln!(
+        "client VmRSS before {before} KiB, peak {peak} KiB; {} lines: {flood_lines:#?}",
+        flood_lines.len()
+    );
+    assert!(flood_lines.len() < 100, "{flood_lines:#?}");
+    assert!(
+        peak < 40 * 1024,
+        "VmRSS peaked at {peak} KiB (before: {before} KiB)"
+    );
+}
+
+on_both_drivers!(hostile_signal_flood_on_our_client_costs_few_lines_and_little_memory);
