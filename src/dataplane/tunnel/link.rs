@@ -9,7 +9,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::pool::PoolConn;
 use super::pool_io::{PoolRead, PoolWrite};
-use super::waits::pooled_for_signal;
+use super::waits::{pooled_for_signal, Named};
 use super::{TunnelCtx, TunnelSide};
 use crate::bus::route::{self, Owners};
 use crate::bus::{Command, Event, QueueRx};
@@ -200,8 +200,7 @@ pub async fn check_verify(
     ctx: Rc<WorkerCtx>,
     t: Rc<TunnelCtx>,
 ) {
-    let what = "verify (the peer may have taken it too; skipped)";
-    let Some(p) = pooled_for_signal(id, &what, &ctx, &t).await else {
+    let Some(p) = pooled_for_signal(id, Named::Verify, &ctx, &t).await else {
         return;
     };
     let Some(expected) = own.or(p.seen_fp) else {

@@ -10,7 +10,7 @@ use monoio::net::{TcpListener, TcpStream};
 
 use super::pool::{PoolConn, Pooled};
 use super::pool_io::{PoolRead, PoolWrite};
-use super::waits::pooled_for_signal;
+use super::waits::{pooled_for_signal, Named};
 use super::TunnelCtx;
 use crate::bus::{Command, TunnelCommand};
 use crate::dataplane::accept::accept_until;
@@ -132,7 +132,7 @@ pub async fn serve_adopted(
 pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
     // `remote` is the peer's text: escaped wherever it is printed.
     let who = peer(&remote);
-    let Some(pooled) = pooled_for_signal(id, &who, &ctx, &t).await else {
+    let Some(pooled) = pooled_for_signal(id, Named::Session(&who), &ctx, &t).await else {
         return;
     };
     let Some(_slot) = take_slot(&ctx, &who) else {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use monoio::buf::IoBuf;
 use monoio::net::udp::UdpSocket;
 
-use super::waits::pooled_for_signal;
+use super::waits::{pooled_for_signal, Named};
 use super::TunnelCtx;
 use crate::dataplane::admit::{
     take_slot, udp_idle_limit, udp_meters, udp_next_stage, udp_target_socket, Gauge,
@@ -57,7 +57,9 @@ async fn watchdog(last: Rc<Cell<Instant>>, fds: [SocketFd; 2], ctx: Rc<WorkerCtx
 pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
     // `remote` is the peer's text: escaped wherever it is printed.
     let who = peer(&remote);
-    let Some(pooled) = pooled_for_signal(id, &format_args!("udp {who}"), &ctx, &t).await else {
+    let Some(pooled) =
+        pooled_for_signal(id, Named::Session(&format_args!("udp {who}")), &ctx, &t).await
+    else {
         return;
     };
     let Some(_slot) = take_slot(&ctx, &format_args!("udp {who}")) else {

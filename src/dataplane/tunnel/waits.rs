@@ -50,12 +50,21 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// The pool connection `id` that a signal of `what` (the escaped words for the log)
-/// names: at once if it is here, else after waiting up to `NP_POOL_GET_TIMEOUT` if fewer
-/// than [`MAX_WAITING_SIGNALS`] signals wait already. `None` after counting why.
+/// What a signal that names a pool connection is for.
+pub(super) enum Named<'a> {
+    /// A `tcp`/`udp` session for this user (the escaped words for the log); a connection
+    /// that never comes is a pool miss (the flush rule counts those).
+    Session(&'a dyn Display),
+    /// A `verify`: a connection that never comes is Go's verify race, only logged.
+    Verify,
+}
+
+/// The pool connection `id` that a signal names: at once if it is here, else after
+/// waiting up to `NP_POOL_GET_TIMEOUT` if fewer than [`MAX_WAITING_SIGNALS`] signals wait
+/// already. `None` after counting why.
 pub(super) async fn pooled_for_signal(
     id: PoolId,
-    what: &dyn Display,
+    named: Named<'_>,
     ctx: &Rc<WorkerCtx>,
     t: &Rc<TunnelCtx>,
 ) -> Option<Pooled> {
@@ -66,8 +75,8 @@ pub(super) async fn pooled_for_signal(
     if waits.waiting.get() >= MAX_WAITING_SIGNALS {
         if waits.dropped.borrow_mut().hit(Instant::now()) == Hit::Log {
             log::warn!(
-                "signal for pool connection {id} ({what}) dropped: {MAX_WAITING_SIGNALS} \
-                 signals already wait for theirs (more are counted)"
+                "signal for pool connection {id} dropped: {MAX_WAITING_SIGNALS} signals \
+                 already wait for theirs (more are counted)"
             );
         }
         plan_summary(ctx, t);
@@ -77,10 +86,19 @@ pub(super) async fn pooled_for_signal(
     let _waiting = Waiting(&waits.waiting);
     let found = t.shard.wait_id(id, t.spec.pool_get_timeout).await;
     if found.is_none() {
-        if waits.timed_out.borrow_mut().hit(Instant::now()) == Hit::Log {
-            log::warn!("request timeout: pool connection {id} for {what} not found");
+        let log_it = waits.timed_out.borrow_mut().hit(Instant::now()) == Hit::Log;
+        match named {
+            Named::Session(who) => {
+                if log_it {
+                    log::warn!("request timeout: pool connection {id} for {who} not found");
+                }
+                t.spec.shared.report(Event::PoolMiss);
+            }
+            Named::Verify if log_it => {
+                log::warn!("verify: pool connection {id} not found (peer took it too); skipped")
+            }
+            Named::Verify => {}
         }
-        t.spec.shared.report(Event::PoolMiss);
         plan_summary(ctx, t);
     }
     found
