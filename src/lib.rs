@@ -20,7 +20,8 @@
 //!    cross-thread queue whose receiver is awaited on a runtime.
 //!    [`bus`] — the only types that cross threads: the host's and each mode's commands to
 //!    workers, the tunnel's events back, and the signal router (which worker owns a pool id).
-//!    [`logging`] — NodePass's log line format and level names.
+//!    [`logging`] — NodePass's log line format and level names; escaping peer text and
+//!    counting floods.
 //!    [`shutdown`] — SIGINT/SIGTERM → a graceful-drain flag.
 //! 3. [`dataplane`] — per-core monoio workers: a worker host that knows no mode, the
 //!    admission steps every session takes, and the modes as siblings (`forward/`, `tunnel/`).

@@ -127,6 +127,8 @@ pub struct TunnelShared {
     /// Both ends are ours and agreed on the `auth1` profile: every pool connection proves
     /// the key.
     pub auth: std::sync::OnceLock<RunAuth>,
+    /// Events and signal lines dropped on a full queue (a flood): counted, summarised.
+    pub dropped: Mutex<crate::logging::Flood>,
 }
 
 /// Depth of the signal-line queue (Go: NP_SEMAPHORE_LIMIT).
@@ -149,6 +151,9 @@ impl TunnelShared {
             workers: std::sync::OnceLock::new(),
             framed_udp: std::sync::atomic::AtomicBool::new(false),
             auth: std::sync::OnceLock::new(),
+            dropped: Mutex::new(crate::logging::Flood::new(
+                crate::logging::FLOOD_REPORT_EVERY,
+            )),
         };
         (Arc::new(shared), inbox)
     }
@@ -171,15 +176,31 @@ impl TunnelShared {
     pub fn report(&self, ev: Event) {
         match self.events.try_post(ev) {
             Ok(()) => {}
-            Err(Rejected::Full(ev)) => log::warn!("control event queue full, dropped {ev:?}"),
-            Err(Rejected::Closed(ev)) => log::debug!("run ended, event dropped: {ev:?}"),
+            // The event is not printed: a signal in it holds the peer's text.
+            Err(Rejected::Full(_)) => self.count_drop(format_args!("control event")),
+            Err(Rejected::Closed(_)) => log::debug!("run ended, event dropped"),
         }
     }
 
     /// Queue a signal line for the control channel; a full queue drops it (logged), as Go.
     pub fn send_signal(&self, line: Vec<u8>) {
         if self.signals.post(line).is_err() {
-            log::warn!("signal queue full: signal dropped");
+            self.count_drop(format_args!("outgoing signal"));
+        }
+    }
+
+    /// A full queue dropped `what`: the first of a spell is logged, the rest counted and
+    /// summarised once per interval (a flooding peer must not flood the log too).
+    fn count_drop(&self, what: std::fmt::Arguments<'_>) {
+        let Ok(mut dropped) = self.dropped.lock() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let secs = dropped.every_secs();
+        if dropped.hit(now) == crate::logging::Hit::Log {
+            log::warn!("queue full: {what} dropped (more are counted)");
+        } else if let Some(n) = dropped.summary_due(now) {
+            log::warn!("queue full: {n} events or signals dropped in the last {secs} s");
         }
     }
 }

@@ -6,6 +6,33 @@ use std::fmt::Write as _;
 use super::duration::format_go_duration;
 use super::{AuthPolicy, Config, Scheme, TlsMode};
 
+/// What log lines print in place of a tunnel key.
+pub const MASKED_KEY: &str = "****";
+
+/// The key as a log line shows it: [`MASKED_KEY`], or nothing when there is none.
+fn masked(key: &str) -> &'static str {
+    if key.is_empty() {
+        ""
+    } else {
+        MASKED_KEY
+    }
+}
+
+/// `url` for a log line: the key (the userinfo of `scheme://key@host…`) replaced by
+/// [`MASKED_KEY`]; a URL without one is returned as it is.
+pub fn masked_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) if at > 0 => format!("{}{MASKED_KEY}{}", &url[..start], &url[start + at..]),
+        _ => url.to_owned(),
+    }
+}
+
 impl Config {
     /// The query Go prints after the started/restart prefix, every value filled in:
     /// server `dns=…&max=…&mode=…&type=…&dial=…&read=…&rate=…&slot=…&proxy=…&block=…&notcp=…&noudp=…`,
@@ -14,8 +41,9 @@ impl Config {
         self.query_with(|v| v.to_string())
     }
 
-    /// The first log line: `Server started: server://KEY@TUNNEL/TARGETS?QUERY`,
-    /// `Client started: …`, or `Master started: HOST:PORT/PREFIX/v1`.
+    /// The first log line: `Server started: server://****@TUNNEL/TARGETS?QUERY`,
+    /// `Client started: …`, or `Master started: HOST:PORT/PREFIX/v1`. Unlike Go, the key
+    /// is masked ([`MASKED_KEY`]): logs go to journals and dashboards.
     pub fn started_line(&self) -> String {
         self.announce_line("started")
     }
@@ -60,14 +88,14 @@ impl Config {
             Scheme::Master => format!("Master {what}: {}{}/v1", self.tunnel, self.master_prefix),
             Scheme::Server => format!(
                 "Server {what}: server://{}@{}/{}?{}",
-                self.key,
+                masked(&self.key),
                 self.tunnel,
                 self.targets_string(),
                 self.canonical_query()
             ),
             Scheme::Client => format!(
                 "Client {what}: client://{}@{}/{}?{}",
-                self.key,
+                masked(&self.key),
                 self.tunnel,
                 self.targets_string(),
                 self.canonical_query()

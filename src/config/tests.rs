@@ -294,19 +294,19 @@ fn started_lines_mirror_go_for_server_client_and_master() {
     let server = parse("server://:10101/127.0.0.1:8080,[::1]:9090?tls=1").unwrap();
     assert_eq!(
         server.started_line(),
-        "Server started: server://e68be2b4@:10101/127.0.0.1:8080,[::1]:9090?dns=5m0s&max=1024&mode=0\
+        "Server started: server://****@:10101/127.0.0.1:8080,[::1]:9090?dns=5m0s&max=1024&mode=0\
          &type=0&dial=auto&read=0s&rate=0&slot=65536&proxy=0&block=0&notcp=0&noudp=0"
     );
     let client = parse("client://k@127.0.0.1:1080/127.0.0.1:8080?mode=2&dns=1h&read=300ms&dial=10.0.0.1&rate=5&block=31&notcp=1&min=3")
         .unwrap();
     assert_eq!(
         client.started_line(),
-        "Client started: client://k@127.0.0.1:1080/127.0.0.1:8080?dns=1h0m0s&sni=none&min=3&mode=2\
+        "Client started: client://****@127.0.0.1:1080/127.0.0.1:8080?dns=1h0m0s&sni=none&min=3&mode=2\
          &dial=10.0.0.1&read=300ms&rate=5&slot=65536&proxy=0&block=13&notcp=1&noudp=0"
     );
     assert!(client
         .restart_line()
-        .starts_with("Client restart: client://k@127.0.0.1:1080/"));
+        .starts_with("Client restart: client://****@127.0.0.1:1080/"));
     let named = parse("client://tunnel.example:1080/x:1?sni=s+n").unwrap();
     assert!(named.canonical_query().contains("&sni=s n&"));
     let named = parse("client://tunnel.example:1080/x:1").unwrap();
@@ -375,4 +375,24 @@ fn auth_is_auto_unless_strict_and_a_typo_is_an_error() {
         err.to_string(),
         "invalid auth=strcit: auth takes auto or strict"
     );
+}
+
+#[test]
+fn masked_urls_hide_the_key_and_keep_the_rest() {
+    let table = [
+        (
+            "server://secret@:10101/127.0.0.1:8080?tls=1",
+            "server://****@:10101/127.0.0.1:8080?tls=1",
+        ),
+        ("client://k@[::1]:1/a@b:2", "client://****@[::1]:1/a@b:2"),
+        (
+            "client://127.0.0.1:1080/x:1?a=b@c",
+            "client://127.0.0.1:1080/x:1?a=b@c",
+        ),
+        ("client://@h:1/x:1", "client://@h:1/x:1"),
+        ("not a url", "not a url"),
+    ];
+    for (url, shown) in table {
+        assert_eq!(masked_url(url), shown, "{url}");
+    }
 }

@@ -79,7 +79,7 @@ pub async fn handshake(cfg: &Config, server: SocketAddr) -> Result<Agreed, Clien
     let framed_udp = handshake::has_feature(reply.extension.as_deref(), handshake::FEATURE_UDP16);
     log::debug!(
         "tunnel server extensions: {}",
-        reply.extension.as_deref().unwrap_or("none (Go)")
+        crate::logging::peer(reply.extension.as_deref().unwrap_or("none (Go)"))
     );
     let c = reply.config;
     log::info!(

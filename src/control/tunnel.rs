@@ -10,12 +10,17 @@ use std::time::{Duration, Instant};
 use crate::bus::route::{self, NotRouted, Owners};
 use crate::bus::{post_all, Command, Event, QueueRx, TunnelCommand, TunnelShared, WorkerHandle};
 use crate::config::Config;
+use crate::logging::{peer, Flood, Hit, FLOOD_REPORT_EVERY};
 use crate::proto::{encode_line, Action, PoolId, Signal};
 use crate::stats::{self, WorkerStats};
 use crate::{runtime, shutdown};
 
 use super::drain;
 use super::run_error::RunError;
+
+/// Signals the client's control loop keeps while their pool connection is not reported
+/// yet; beyond this many a flood of ids that never come is dropped (and counted).
+pub const MAX_WAITING_SIGNALS: usize = 4096;
 
 /// Which end runs the loop.
 #[derive(Debug, Clone)]
@@ -80,8 +85,11 @@ struct State<'a, 'c> {
     run: Run<'a>,
     /// Which worker holds each pool id.
     owners: Owners,
-    /// Client: signals whose pool id has not been reported yet.
+    /// Client: signals whose pool id has not been reported yet (at most
+    /// [`MAX_WAITING_SIGNALS`]).
     waiting: Vec<(Instant, PoolId, Signal)>,
+    /// Signals dropped: beyond `MAX_WAITING_SIGNALS`, or their worker's queue was full.
+    dropped: Flood,
     ping_sent: Option<Instant>,
     errors: usize,
     verify_due: bool,
@@ -106,6 +114,7 @@ impl<'a, 'c> State<'a, 'c> {
             run,
             owners,
             waiting: Vec::new(),
+            dropped: Flood::new(FLOOD_REPORT_EVERY),
             ping_sent: None,
             errors: 0,
             verify_due,
@@ -201,6 +210,12 @@ impl<'a, 'c> State<'a, 'c> {
         self.waiting
             .retain(|(t, _, _)| now.duration_since(*t) < limit);
         self.errors += before - self.waiting.len();
+        if let Some(n) = self.dropped.summary_due(now) {
+            let secs = self.dropped.every_secs();
+            log::warn!(
+                "{n} signals dropped in the last {secs} s (too many waiting, or queue full)"
+            );
+        }
         if self.verify_due && !first {
             self.start_verify();
         }
@@ -258,7 +273,7 @@ impl<'a, 'c> State<'a, 'c> {
                 self.errors = 0;
             }
             Action::Tcp | Action::Udp | Action::Verify => self.route(sig),
-            Action::Unknown(ref word) => log::debug!("unknown signal `{word}` skipped"),
+            Action::Unknown(ref word) => log::debug!("unknown signal `{}` skipped", peer(word)),
         }
         Ok(())
     }
@@ -271,17 +286,30 @@ impl<'a, 'c> State<'a, 'c> {
         let (id, cmd) = match route::command_for(&sig, own_fp) {
             Ok(routed) => routed,
             Err(NotRouted::BadId) | Err(NotRouted::NotForAWorker) => {
-                log::warn!("signal {} without a valid id skipped", sig.action.as_str());
+                log::warn!(
+                    "signal {} without a valid id skipped",
+                    peer(sig.action.as_str())
+                );
                 return;
             }
         };
         let Some(worker) = self.owners.take(id) else {
-            self.waiting.push((Instant::now(), id, sig));
+            if self.waiting.len() < MAX_WAITING_SIGNALS {
+                self.waiting.push((Instant::now(), id, sig));
+            } else if self.dropped.hit(Instant::now()) == Hit::Log {
+                log::warn!(
+                    "signal for pool connection {id} dropped: {MAX_WAITING_SIGNALS} signals \
+                     already wait for theirs (more are counted)"
+                );
+            }
             return;
         };
         match self.run.workers.get(worker) {
             Some(w) if w.post(Command::Mode(cmd)).is_ok() => {}
-            _ => log::warn!("worker {worker}: command queue full, signal dropped"),
+            _ if self.dropped.hit(Instant::now()) == Hit::Log => {
+                log::warn!("worker {worker}: command queue full, signal dropped (more are counted)")
+            }
+            _ => {}
         }
     }
 

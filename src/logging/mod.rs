@@ -17,8 +17,12 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::config::LogLevel;
 
+mod flood;
+mod peer;
 mod time;
 
+pub use flood::{Flood, Hit, FLOOD_REPORT_EVERY};
+pub use peer::{peer, PeerText, PEER_TEXT_MAX};
 use time::now_local;
 pub use time::{utc_fields, LocalTime};
 

@@ -277,3 +277,29 @@ fn a_failing_save_names_the_path_backs_off_and_recovers() {
     })
     .is_some());
 }
+
+#[test]
+fn the_state_file_and_its_backup_are_owner_only_even_where_an_old_one_was_0644() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("statemode");
+    let state = dir.0.join("state");
+    let mode = |p: &Path| Some(std::fs::metadata(p).ok()?.permissions().mode() & 0o777);
+    let file = state.join("nodepass.json");
+    let backup = state.join("nodepass.json.backup");
+    {
+        let _m = RealMaster::start(free_port(), &state);
+        poll(T3, || backup.exists().then_some(())).expect("a backup after the first save");
+        assert_eq!(mode(&file), Some(0o600), "state file");
+        assert_eq!(mode(&backup), Some(0o600), "backup");
+    }
+    // A file left 0644 (by Go, or an older nodepass) becomes 0600 at the next save.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let m = RealMaster::start(free_port(), &state);
+    let r = m.call("POST", "/info", Some(r#"{"alias":"y"}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        poll(T3, || (mode(&file) == Some(0o600)).then_some(())).is_some(),
+        "still {:o}",
+        mode(&file).unwrap_or(0)
+    );
+}

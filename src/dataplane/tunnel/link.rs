@@ -3,16 +3,21 @@
 //! writer task that drains the signal queue. Also the TLS fingerprint check's pool side.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::pool::PoolConn;
 use super::pool_io::{PoolRead, PoolWrite};
+use super::waits::{pooled_for_signal, Named};
 use super::{TunnelCtx, TunnelSide};
 use crate::bus::route::{self, Owners};
 use crate::bus::{Command, Event, QueueRx};
 use crate::dataplane::host::WorkerCtx;
-use crate::proto::{decode_line, encode_line, Action, LineBuf, PoolId, Signal, MAX_SIGNAL_LINE};
+use crate::logging::{peer, Flood, Hit, FLOOD_REPORT_EVERY};
+use crate::proto::{
+    decode_line, encode_line, Action, LineBuf, PoolId, Signal, SignalError, MAX_SIGNAL_LINE,
+};
 use crate::sys::SocketFd;
 
 /// Run the control channel on this worker (reader and writer tasks); `fd` is the socket
@@ -39,7 +44,7 @@ pub fn start(conn: PoolConn, fd: SocketFd, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx
 /// (we generated it), so the reader posts it there itself: one thread hop instead of two
 /// through the control thread, on every new session. The client needs the control
 /// thread's id → worker map (a Go server's ids carry no worker), so it does not.
-fn route_direct(t: &TunnelCtx, sig: &Signal) -> bool {
+fn route_direct(t: &TunnelCtx, sig: &Signal, full: &mut Flood) -> bool {
     if !matches!(t.spec.side, TunnelSide::Server { .. })
         || !matches!(sig.action, Action::Tcp | Action::Udp)
     {
@@ -57,7 +62,7 @@ fn route_direct(t: &TunnelCtx, sig: &Signal) -> bool {
     let Some(owner) = owners.take(id).and_then(|w| workers.get(w)) else {
         return false;
     };
-    if owner.post(Command::Mode(cmd)).is_err() {
+    if owner.post(Command::Mode(cmd)).is_err() && full.hit(Instant::now()) == Hit::Log {
         log::warn!("pool connection {id}: owner's command queue full, signal dropped");
     }
     true
@@ -72,6 +77,9 @@ async fn read_signals(mut r: PoolRead, fd: SocketFd, ctx: Rc<WorkerCtx>, t: Rc<T
     let idle = t.spec.report_interval * 3;
     let mut lines = LineBuf::new(MAX_SIGNAL_LINE);
     let mut buf = vec![0u8; 4096];
+    // Junk lines and signals beyond a full worker queue: counted, summarised.
+    let mut junk = Flood::new(FLOOD_REPORT_EVERY);
+    let mut full = Flood::new(FLOOD_REPORT_EVERY);
     loop {
         // The link dies on a timeout, so dropping the read in flight loses nothing we need.
         let read = monoio::select! {
@@ -93,14 +101,34 @@ async fn read_signals(mut r: PoolRead, fd: SocketFd, ctx: Rc<WorkerCtx>, t: Rc<T
         loop {
             match lines.next_line() {
                 Ok(Some(line)) => match decode_line(line, &t.spec.key) {
-                    Ok(sig) if route_direct(&t, &sig) => {}
+                    Ok(sig) if route_direct(&t, &sig, &mut full) => {}
                     Ok(sig) => t.spec.shared.report(Event::Signal(sig)),
-                    Err(e) => log::warn!("malformed signal skipped: {e}"),
+                    Err(e) => malformed(&mut junk, &e),
                 },
                 Ok(None) => break,
                 Err(e) => return lost(&t, fd, format!("control channel: {e}")),
             }
         }
+        let now = Instant::now();
+        let secs = junk.every_secs();
+        if let Some(n) = junk.summary_due(now) {
+            log::warn!("{n} malformed signals skipped in the last {secs} s");
+        }
+        if let Some(n) = full.summary_due(now) {
+            log::warn!("{n} signals dropped in the last {secs} s: their worker's queue was full");
+        }
+    }
+}
+
+/// A line that is not a signal: the first of a spell is logged (escaped: it may quote the
+/// peer's bytes), the rest only counted, so junk costs at most one line per interval.
+fn malformed(junk: &mut Flood, e: &SignalError) {
+    if junk.hit(Instant::now()) == Hit::Log {
+        let secs = junk.every_secs();
+        log::warn!(
+            "malformed signal skipped: {} (more are counted, reported every {secs} s)",
+            peer(&e.to_string())
+        );
     }
 }
 
@@ -165,9 +193,14 @@ fn no_conn(ctx: &WorkerCtx, t: &TunnelCtx) {
 /// `verify`, receiving side: compare the peer's fingerprint with ours (server) or with
 /// what we saw on that connection (client). A connection that never shows up is Go's
 /// verify race (§9.23): logged, never fatal.
-pub async fn check_verify(id: PoolId, fp: String, own: Option<String>, t: Rc<TunnelCtx>) {
-    let Some(p) = t.shard.wait_id(id, t.spec.pool_get_timeout).await else {
-        log::warn!("verify: pool connection {id} not found (peer took it too); skipped");
+pub async fn check_verify(
+    id: PoolId,
+    fp: String,
+    own: Option<String>,
+    ctx: Rc<WorkerCtx>,
+    t: Rc<TunnelCtx>,
+) {
+    let Some(p) = pooled_for_signal(id, Named::Verify, &ctx, &t).await else {
         return;
     };
     let Some(expected) = own.or(p.seen_fp) else {
@@ -178,9 +211,10 @@ pub async fn check_verify(id: PoolId, fp: String, own: Option<String>, t: Rc<Tun
         log::warn!("verify: peer sent an empty fingerprint (Go tls=2); skipped");
     } else if fp != expected {
         t.spec.shared.report(Event::VerifyFailed(format!(
-            "certificate fingerprint mismatch: peer {fp}, local {expected}"
+            "certificate fingerprint mismatch: peer {}, local {expected}",
+            peer(&fp)
         )));
     } else {
-        log::info!("TLS fingerprint verified: {fp}");
+        log::info!("TLS fingerprint verified: {}", peer(&fp));
     }
 }

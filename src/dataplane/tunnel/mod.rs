@@ -15,6 +15,7 @@ mod pool_io;
 mod session;
 mod strangers;
 mod udp;
+mod waits;
 mod watch;
 
 use std::io;
@@ -98,6 +99,8 @@ pub(super) struct TunnelCtx {
     /// Users arrive at this end: it takes any idle connection for them (the other end
     /// takes connections by the id a signal names).
     accepting: bool,
+    /// Signals waiting for their pool connection, bounded.
+    waits: waits::Waits,
 }
 
 /// A tunnel worker: its [`TunnelCtx`] and, where users send datagrams to this end, its
@@ -129,6 +132,7 @@ fn start(
     let t = Rc::new(TunnelCtx {
         shard: Shard::new(ctx.index, Arc::clone(&spec.shared)),
         accepting: socks.users.tcp.is_some() || socks.users.udp.is_some(),
+        waits: waits::Waits::new(),
         spec,
     });
     watch::start(ctx, &t);
@@ -203,7 +207,13 @@ impl ModeWorker for TunnelWorker {
             },
             TunnelCommand::SendVerify { fp } => link::send_verify(ctx, t, fp),
             TunnelCommand::CheckVerify { id, fp, own } => {
-                ctx.spawn(link::check_verify(id, fp, own, Rc::clone(t)));
+                ctx.spawn(link::check_verify(
+                    id,
+                    fp,
+                    own,
+                    Rc::clone(ctx),
+                    Rc::clone(t),
+                ));
             }
         }
     }

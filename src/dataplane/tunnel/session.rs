@@ -10,12 +10,14 @@ use monoio::net::{TcpListener, TcpStream};
 
 use super::pool::{PoolConn, Pooled};
 use super::pool_io::{PoolRead, PoolWrite};
+use super::waits::{pooled_for_signal, Named};
 use super::TunnelCtx;
-use crate::bus::{Command, Event, TunnelCommand};
+use crate::bus::{Command, TunnelCommand};
 use crate::dataplane::accept::accept_until;
 use crate::dataplane::admit::{dial_target, is_blocked, take_slot, tcp_meters, Gauge};
 use crate::dataplane::host::WorkerCtx;
 use crate::dataplane::relay::{copy_bidi, Dialled, Idle, Meter, Relay};
+use crate::logging::peer;
 use crate::net::{self, SocketExt};
 use crate::proto::{encode_line, Action, PoolId, Signal};
 use crate::runtime;
@@ -128,19 +130,19 @@ pub async fn serve_adopted(
 
 /// The `tcp` signal for pool connection `id`: dial a target and relay.
 pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
-    let Some(pooled) = t.shard.wait_id(id, t.spec.pool_get_timeout).await else {
-        log::warn!("request timeout: pool connection {id} for {remote} not found");
-        t.spec.shared.report(Event::PoolMiss);
+    // `remote` is the peer's text: escaped wherever it is printed.
+    let who = peer(&remote);
+    let Some(pooled) = pooled_for_signal(id, Named::Session(&who), &ctx, &t).await else {
         return;
     };
-    let Some(_slot) = take_slot(&ctx, &remote) else {
+    let Some(_slot) = take_slot(&ctx, &who) else {
         return;
     };
     let user = remote.parse::<SocketAddr>().ok();
-    let Some((target, target_addr)) = dial_target(&ctx, user, &remote).await else {
+    let Some((target, target_addr)) = dial_target(&ctx, user, &who).await else {
         return;
     };
-    log::debug!("tunnel tcp {remote} -> {target_addr} via pool {id}");
+    log::debug!("tunnel tcp {who} -> {target_addr} via pool {id}");
     log::info!(
         "Starting exchange: {} <-> {target_addr}",
         pooled.fd.peer_text()

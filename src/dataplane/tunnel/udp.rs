@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use monoio::buf::IoBuf;
 use monoio::net::udp::UdpSocket;
 
+use super::waits::{pooled_for_signal, Named};
 use super::TunnelCtx;
-use crate::bus::Event;
 use crate::dataplane::admit::{
     take_slot, udp_idle_limit, udp_meters, udp_next_stage, udp_target_socket, Gauge,
 };
 use crate::dataplane::host::WorkerCtx;
 use crate::dataplane::meter::Meter;
+use crate::logging::peer;
 use crate::proto::PoolId;
 use crate::sys::SocketFd;
 use frame::{DatagramReader, DatagramWriter};
@@ -54,18 +55,20 @@ async fn watchdog(last: Rc<Cell<Instant>>, fds: [SocketFd; 2], ctx: Rc<WorkerCtx
 
 /// The `udp` signal for pool connection `id`: relay its datagrams to a target.
 pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
-    let Some(pooled) = t.shard.wait_id(id, t.spec.pool_get_timeout).await else {
-        log::warn!("request timeout: pool connection {id} for udp {remote} not found");
-        t.spec.shared.report(Event::PoolMiss);
+    // `remote` is the peer's text: escaped wherever it is printed.
+    let who = peer(&remote);
+    let Some(pooled) =
+        pooled_for_signal(id, Named::Session(&format_args!("udp {who}")), &ctx, &t).await
+    else {
         return;
     };
-    let Some(_slot) = take_slot(&ctx, &format_args!("udp {remote}")) else {
+    let Some(_slot) = take_slot(&ctx, &format_args!("udp {who}")) else {
         return;
     };
     let socket = match udp_target_socket(&ctx) {
         Ok((s, _)) => s,
         Err(e) => {
-            log::warn!("udp {remote} dropped: {e}");
+            log::warn!("udp {who} dropped: {e}");
             return;
         }
     };

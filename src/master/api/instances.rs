@@ -135,7 +135,8 @@ async fn put(api: &Api, req: &Request, id: &str) -> Response {
         i.kind = new.kind.to_string();
         i.config = config;
     });
-    log::info!("Instance URL updated: {} [{id}]", new.enhanced);
+    let shown = crate::config::masked_url(&new.enhanced);
+    log::info!("Instance URL updated: {shown} [{id}]");
     m.mark_dirty();
     monoio::time::sleep(supervisor::RESTART_PAUSE).await;
     supervisor::start(m, id);

@@ -33,13 +33,26 @@ pub fn is_temp_of(entry_name: &str, file_name: &str) -> bool {
             .is_some_and(|rest| rest.starts_with(&format!("{file_name}.")))
 }
 
+/// Mode of every file written here: the state file holds the API key and tunnel keys
+/// (Go creates it 0644).
+pub const FILE_MODE: u32 = 0o600;
+
 /// Write `bytes` to `path` so that a crash at any point leaves the old or the new content.
+/// The file is [`FILE_MODE`] (owner only) from its first byte, and so is a file it replaces.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let tmp = temp_path(path);
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        // A leftover temp of the same name keeps its old mode through `open`: set it.
+        f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -111,6 +124,20 @@ mod tests {
         write_atomic(&file, b"two").unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"two");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn written_files_are_owner_only_even_over_a_world_readable_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmpdir("mode");
+        let file = dir.join("nodepass.json");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        write_atomic(&file, b"one").unwrap();
+        assert_eq!(mode(&file), 0o600);
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomic(&file, b"two").unwrap();
+        assert_eq!(mode(&file), 0o600, "a 0644 file rewritten becomes 0600");
         let _ = fs::remove_dir_all(dir);
     }
 

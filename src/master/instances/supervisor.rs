@@ -38,7 +38,8 @@ pub fn start(m: &Rc<Master>, id: &str) {
         inst.begin_child();
         inst.run.generation += 1;
         inst.run.last_checkpoint = None;
-        log::info!("Instance starting: {} [{}]", inst.url, inst.id);
+        let shown = crate::config::masked_url(&inst.url);
+        log::info!("Instance starting: {shown} [{}]", inst.id);
         match process::spawn(&exe, &inst.url, &inst.id, inst.run.generation, events) {
             Ok(child) => {
                 inst.run.child = Some(child);
