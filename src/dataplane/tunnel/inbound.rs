@@ -16,6 +16,7 @@ use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::bus::RunAuth;
 use crate::config::AuthPolicy;
+use crate::crowd::Crowd;
 use crate::dataplane::accept::accept_until;
 use crate::dataplane::host::WorkerCtx;
 use crate::net::SocketExt;
@@ -29,23 +30,77 @@ const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plai
 /// Our answer to a second valid handshake while a tunnel is running.
 const CONFLICT: &[u8] = b"HTTP/1.1 409 Conflict\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 9\r\n\r\nConflict\n";
 
-/// Accept on the tunnel port until the worker stops.
+/// Accept on the tunnel port until the worker stops. Connections that have not proved
+/// themselves (handshake attempts; pool connections before their proof, or before they
+/// enter the pool in a legacy run) wait in the worker's [`crate::crowd::Crowd`], capped per
+/// source IP and in total: the oldest is closed when a newcomer is over a cap.
 pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
     // Accepted streams are in the driver's mode already (`runtime`).
     accept_until(&listener, &ctx.closing, "tunnel", |stream, peer| {
         let owner = Rc::clone(&ctx);
         let t = Rc::clone(&t);
-        ctx.spawn(async move {
-            match t.spec.shared.client_ip.get() {
-                None => handshake(stream, peer, &t).await,
-                Some(ip) if *ip == peer.ip() => pool_conn(stream, peer, owner, t).await,
-                Some(_) => {
-                    log::warn!("tunnel connection from {peer} refused: not the tunnel client")
-                }
+        match t.spec.shared.client_ip.get() {
+            None => {
+                let (ticket, evicted) = t.crowd.admit(peer.ip());
+                ctx.spawn(async move {
+                    evicted.guard(handshake(stream, peer, &t)).await;
+                    drop(ticket);
+                });
             }
-        });
+            Some(ip) if *ip == peer.ip() => {
+                let (ticket, evicted) = t.crowd.admit_with(peer.ip(), t.client_ip_cap());
+                ctx.spawn(async move {
+                    evicted.guard(pool_conn(stream, peer, owner, t, ticket)).await;
+                });
+            }
+            Some(_) => t.refused.note(|n| {
+                format!(
+                    "tunnel port: {n} connection(s) refused, latest from {peer}: not the \
+                     tunnel client's IP"
+                )
+            }),
+        }
     })
     .await;
+}
+
+/// Waiting (not yet proved) connections of one source IP, process-wide: far above what a
+/// real client has waiting before its handshake (one), small enough that a flood from one
+/// host holds few descriptors.
+pub const UNPROVED_PER_IP: usize = 256;
+/// Waiting connections of all sources, process-wide (plus `max` once a run's client is
+/// known, for its pool burst).
+pub const UNPROVED_TOTAL: usize = 2048;
+
+/// This worker's share of the caps (SO_REUSEPORT spreads connections over the workers).
+fn share(cap: usize, workers: usize) -> usize {
+    cap.div_ceil(workers.max(1))
+}
+
+/// The crowd of a server worker's tunnel port.
+pub(super) fn crowd(spec: &super::TunnelSpec) -> Rc<Crowd> {
+    let max = match &spec.side {
+        TunnelSide::Server { reply, .. } => reply.max as usize,
+        TunnelSide::Client { .. } => 0,
+    };
+    Crowd::new(
+        "tunnel port",
+        share(UNPROVED_PER_IP, spec.workers),
+        share(UNPROVED_TOTAL + max, spec.workers),
+    )
+}
+
+impl TunnelCtx {
+    /// The per-IP cap for the tunnel client's IP: its whole pool (`max`) may arrive in
+    /// one burst after the handshake, each connection waiting until it proved the key,
+    /// so `max` of them are expected on top of the usual cap.
+    fn client_ip_cap(&self) -> usize {
+        let max = match &self.spec.side {
+            TunnelSide::Server { reply, .. } => reply.max as usize,
+            TunnelSide::Client { .. } => 0,
+        };
+        share(UNPROVED_PER_IP + max, self.spec.workers)
+    }
 }
 
 /// Read a request head within the handshake deadline (`head` holds what was read of it).
@@ -79,7 +134,7 @@ async fn handshake_from(mut stream: TcpStream, head: Vec<u8>, peer: SocketAddr, 
         return;
     };
     let read = read_request(&mut stream, head);
-    let req = match monoio::time::timeout(t.spec.handshake_timeout, read).await {
+    let req = match monoio::time::timeout(head_wait(t), read).await {
         Err(_) => {
             log::warn!("tunnel handshake from {peer} timed out");
             return;
@@ -139,6 +194,15 @@ async fn handshake_from(mut stream: TcpStream, head: Vec<u8>, peer: SocketAddr, 
     let _ = stream.flush().await;
     stream.shutdown_write();
 }
+
+/// How long a handshake attempt may take to send its whole request head: a real client
+/// (ours or Go's) sends it at once, so a slow one is a slowloris holding a place.
+fn head_wait(t: &TunnelCtx) -> std::time::Duration {
+    HEAD_WAIT.min(t.spec.handshake_timeout)
+}
+
+/// The longest [`head_wait`] (`NP_HANDSHAKE_TIMEOUT` when shorter).
+const HEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The `auth1` rules a proved request must pass before it may start a run: a strict
 /// server takes no client without the profile, and no client nonce is taken twice (a
@@ -314,7 +378,35 @@ async fn quiet_for_control(conn: &PoolConn, peer: SocketAddr) -> bool {
     }
 }
 
-async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
+/// Holds the control channel's place for a candidate; gives it back when dropped without
+/// [`ControlClaim::keep`] (the candidate failed, or was evicted from the crowd mid-way).
+struct ControlClaim<'a> {
+    taken: Option<&'a std::sync::atomic::AtomicBool>,
+}
+
+impl ControlClaim<'_> {
+    fn keep(mut self) {
+        self.taken = None;
+    }
+}
+
+impl Drop for ControlClaim<'_> {
+    fn drop(&mut self) {
+        if let Some(taken) = self.taken {
+            taken.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// A pool connection from the client's IP; `ticket` is its place among the connections
+/// that have not proved themselves, left once it did.
+async fn pool_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Rc<WorkerCtx>,
+    t: Rc<TunnelCtx>,
+    ticket: crate::crowd::Ticket,
+) {
     let TunnelSide::Server { reply, tls } = &t.spec.side else {
         return;
     };
@@ -365,12 +457,13 @@ async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: R
     {
         return;
     }
-    let control = t
-        .spec
-        .shared
-        .control_taken
+    let taken = &t.spec.shared.control_taken;
+    let control = taken
         .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
         .is_ok();
+    let claim = ControlClaim {
+        taken: control.then_some(taken),
+    };
     let id = if control {
         PoolId::CONTROL
     } else {
@@ -386,19 +479,16 @@ async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: R
     };
     if let Err(e) = conn.send_all(id.0.to_vec()).await {
         log::debug!("pool connection from {peer}: writing id failed: {e}");
-        if control {
-            t.spec.shared.control_taken.store(false, Ordering::Release);
-        }
         return;
     }
+    // Whoever fails here does not keep the control channel from the real client (the
+    // claim gives it back).
     if profile && !check_proof(&mut conn, id, peer, &t).await {
-        if control {
-            // Whoever failed does not keep the control channel from the real client.
-            t.spec.shared.control_taken.store(false, Ordering::Release);
-        }
         return;
     }
+    drop(ticket);
     if control {
+        claim.keep();
         link::start(conn, fd, &ctx, &t);
         return;
     }

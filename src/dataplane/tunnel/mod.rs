@@ -98,6 +98,10 @@ pub(super) struct TunnelCtx {
     /// Users arrive at this end: it takes any idle connection for them (the other end
     /// takes connections by the id a signal names).
     accepting: bool,
+    /// Server: tunnel-port connections that have not proved themselves yet.
+    crowd: Rc<crate::crowd::Crowd>,
+    /// Server: refusals of connections from other IPs than the client's, summed up.
+    refused: crate::crowd::RefusalLog,
 }
 
 /// A tunnel worker: its [`TunnelCtx`] and, where users send datagrams to this end, its
@@ -129,6 +133,8 @@ fn start(
     let t = Rc::new(TunnelCtx {
         shard: Shard::new(ctx.index, Arc::clone(&spec.shared)),
         accepting: socks.users.tcp.is_some() || socks.users.udp.is_some(),
+        crowd: inbound::crowd(&spec),
+        refused: crate::crowd::RefusalLog::default(),
         spec,
     });
     watch::start(ctx, &t);
