@@ -118,7 +118,7 @@ impl Crowd {
         }
         let due = inner
             .last_report
-            .is_none_or(|at| at.elapsed() >= REPORT_EVERY);
+            .map_or(true, |at| at.elapsed() >= REPORT_EVERY);
         if due {
             log::warn!(
                 "{}: {} connections that had not proved themselves closed over the caps \
@@ -174,7 +174,7 @@ impl RefusalLog {
     /// Count one refusal; say `what` with the count if the interval has passed.
     pub fn note(&self, what: impl FnOnce(u64) -> String) {
         self.count.set(self.count.get() + 1);
-        if self.last.get().is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+        if self.last.get().map_or(true, |at| at.elapsed() >= REPORT_EVERY) {
             log::warn!("{}", what(self.count.get()));
             self.count.set(0);
             self.last.set(Some(Instant::now()));
