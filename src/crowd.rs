@@ -81,7 +81,11 @@ impl Crowd {
     pub fn admit_with(self: &Rc<Self>, ip: IpAddr, per_ip: usize) -> (Ticket, Evicted) {
         let mut inner = self.inner.borrow_mut();
         if inner.per_ip.get(&ip).copied().unwrap_or(0) >= per_ip.max(1) {
-            let oldest = inner.order.iter().find(|(_, (i, _))| *i == ip).map(|(k, _)| *k);
+            let oldest = inner
+                .order
+                .iter()
+                .find(|(_, (i, _))| *i == ip)
+                .map(|(k, _)| *k);
             inner.evict(oldest);
         }
         if inner.order.len() >= self.total {
@@ -174,7 +178,11 @@ impl RefusalLog {
     /// Count one refusal; say `what` with the count if the interval has passed.
     pub fn note(&self, what: impl FnOnce(u64) -> String) {
         self.count.set(self.count.get() + 1);
-        if self.last.get().map_or(true, |at| at.elapsed() >= REPORT_EVERY) {
+        if self
+            .last
+            .get()
+            .map_or(true, |at| at.elapsed() >= REPORT_EVERY)
+        {
             log::warn!("{}", what(self.count.get()));
             self.count.set(0);
             self.last.set(Some(Instant::now()));

@@ -11,6 +11,7 @@
 mod common;
 
 mod config_cli;
+mod hostile_ports;
 mod master_api;
 mod master_children;
 mod master_http;

@@ -50,7 +50,9 @@ pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<Tunnel
             Some(ip) if *ip == peer.ip() => {
                 let (ticket, evicted) = t.crowd.admit_with(peer.ip(), t.client_ip_cap());
                 ctx.spawn(async move {
-                    evicted.guard(pool_conn(stream, peer, owner, t, ticket)).await;
+                    evicted
+                        .guard(pool_conn(stream, peer, owner, t, ticket))
+                        .await;
                 });
             }
             Some(_) => t.refused.note(|n| {

@@ -11,9 +11,9 @@ use monoio::io::AsyncWriteRent;
 use monoio::net::TcpListener;
 
 use super::conn;
-use crate::crowd::Crowd;
 use super::limits::HttpLimits;
 use super::message::{encode, write, Body, Handler, Response};
+use crate::crowd::Crowd;
 
 /// The accept loop's pause after a failed accept.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
