@@ -15,9 +15,9 @@ use crate::common::master::fake_master;
 use crate::common::*;
 use nodepass::config::Driver;
 
-/// Connections a flood keeps open at once (three in four of them silent: more than the
-/// per-IP cap of 256 waiting connections).
-const HELD: usize = 800;
+/// Connections a flood keeps open at once (three in four of them silent: 900, far more
+/// than the client host's cap of 256 + max waiting connections).
+const HELD: usize = 1200;
 
 /// A flood from 127.0.0.1 against `addr`: of every eight connections one sends garbage
 /// bytes, one a bad-path GET, the rest stay silent (slowloris); the newest [`HELD`] stay
@@ -150,8 +150,10 @@ fn a_flood_on_the_tunnel_port_neither_delays_the_handshake_nor_starves_the_pool(
     let peak = fds.join().expect("fd watcher");
     eprintln!("server descriptors: peak {peak} during a flood of {during} connections");
     // 256 + max waiting (the client host's cap) + the pool (max) + listeners and the
-    // runtime's own; without the caps the flood's 600 silent connections would all be held.
-    assert!(peak < 500, "server held {peak} descriptors");
+    // runtime's own, plus evicted sockets whose tasks have not run yet on a loaded machine
+    // (~360 seen alone, up to ~510 beside the whole suite); without the caps the flood's
+    // 900 silent connections would all be held.
+    assert!(peak < 700, "server held {peak} descriptors");
     assert!(
         server
             .wait_for_line("had not proved themselves closed over the caps", STEP)
