@@ -5,6 +5,10 @@
 //! a flood of silent or slow connections then only ever evicts itself, while a real peer,
 //! which proves itself within milliseconds, is never the oldest. Evictions are counted and
 //! reported in one WARN line per [`REPORT_EVERY`], not one line each.
+//!
+//! Only connections whose task has started are evicted while there are any: an accept loop
+//! that drains a full backlog in one go (epoll) would otherwise evict a real peer admitted
+//! early in the batch before its task ever read the request that is already waiting.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -33,7 +37,7 @@ pub struct Crowd {
 struct Inner {
     next: u64,
     /// Waiting connections, oldest first.
-    order: BTreeMap<u64, (IpAddr, Rc<LocalFlag>)>,
+    order: BTreeMap<u64, (IpAddr, Rc<Slot>)>,
     per_ip: HashMap<IpAddr, usize>,
     evicted: u64,
     last_report: Option<Instant>,
@@ -47,15 +51,25 @@ pub struct Ticket {
     ip: IpAddr,
 }
 
+/// One waiting connection's state as the crowd sees it.
+#[derive(Default)]
+struct Slot {
+    /// Raised when the connection is evicted.
+    evicted: LocalFlag,
+    /// Its task has run (it had its chance to read what the peer sent).
+    started: Cell<bool>,
+}
+
 /// Resolves when the connection is evicted; race the connection's work against it.
-pub struct Evicted(Rc<LocalFlag>);
+pub struct Evicted(Rc<Slot>);
 
 impl Evicted {
     /// Run `work` unless the connection is evicted first (`None` then).
     pub async fn guard<F: Future>(self, work: F) -> Option<F::Output> {
+        self.0.started.set(true);
         monoio::select! {
             out = work => Some(out),
-            _ = self.0.wait() => None,
+            _ = self.0.evicted.wait() => None,
         }
     }
 }
@@ -81,20 +95,16 @@ impl Crowd {
     pub fn admit_with(self: &Rc<Self>, ip: IpAddr, per_ip: usize) -> (Ticket, Evicted) {
         let mut inner = self.inner.borrow_mut();
         if inner.per_ip.get(&ip).copied().unwrap_or(0) >= per_ip.max(1) {
-            let oldest = inner
-                .order
-                .iter()
-                .find(|(_, (i, _))| *i == ip)
-                .map(|(k, _)| *k);
+            let oldest = inner.oldest(|i| i == ip);
             inner.evict(oldest);
         }
         if inner.order.len() >= self.total {
-            let oldest = inner.order.keys().next().copied();
+            let oldest = inner.oldest(|_| true);
             inner.evict(oldest);
         }
         let id = inner.next;
         inner.next += 1;
-        let flag = Rc::new(LocalFlag::default());
+        let flag = Rc::new(Slot::default());
         inner.order.insert(id, (ip, Rc::clone(&flag)));
         *inner.per_ip.entry(ip).or_insert(0) += 1;
         self.report(&mut inner);
@@ -139,13 +149,28 @@ impl Crowd {
 }
 
 impl Inner {
+    /// The oldest waiting connection whose IP matches, preferring one whose task started.
+    fn oldest(&self, matches: impl Fn(IpAddr) -> bool) -> Option<u64> {
+        let mut first = None;
+        for (id, (ip, slot)) in &self.order {
+            if !matches(*ip) {
+                continue;
+            }
+            if slot.started.get() {
+                return Some(*id);
+            }
+            first = first.or(Some(*id));
+        }
+        first
+    }
+
     fn evict(&mut self, id: Option<u64>) {
         let Some((ip, flag)) = id.and_then(|id| self.order.remove(&id)) else {
             return;
         };
         self.forget(ip);
         self.evicted += 1;
-        flag.raise();
+        flag.evicted.raise();
     }
 
     fn forget(&mut self, ip: IpAddr) {
@@ -205,8 +230,10 @@ mod tests {
         let (_b, eb) = crowd.admit(ip(1));
         let (_other, eo) = crowd.admit(ip(2));
         let (_c, ec) = crowd.admit(ip(1));
-        assert!(ea.0.is_raised());
-        assert!(!eb.0.is_raised() && !ec.0.is_raised() && !eo.0.is_raised());
+        assert!(ea.0.evicted.is_raised());
+        assert!(
+            !eb.0.evicted.is_raised() && !ec.0.evicted.is_raised() && !eo.0.evicted.is_raised()
+        );
         assert_eq!(crowd.len(), 3);
         drop(a);
         assert_eq!(crowd.len(), 3);
@@ -219,17 +246,27 @@ mod tests {
         let (b, eb) = crowd.admit(ip(2));
         drop(b);
         let (_c, ec) = crowd.admit(ip(3));
-        assert!(!ea.0.is_raised() && !eb.0.is_raised());
+        assert!(!ea.0.evicted.is_raised() && !eb.0.evicted.is_raised());
         let (_d, _) = crowd.admit(ip(4));
-        assert!(ea.0.is_raised() && !ec.0.is_raised());
+        assert!(ea.0.evicted.is_raised() && !ec.0.evicted.is_raised());
         assert_eq!(crowd.len(), 2);
+    }
+
+    #[test]
+    fn a_connection_whose_task_started_is_evicted_before_one_not_yet_served() {
+        let crowd = Crowd::new("test", 2, 10);
+        let (_a, ea) = crowd.admit(ip(1));
+        let (_b, eb) = crowd.admit(ip(1));
+        eb.0.started.set(true);
+        let (_c, _) = crowd.admit(ip(1));
+        assert!(!ea.0.evicted.is_raised() && eb.0.evicted.is_raised());
     }
 
     #[test]
     fn a_larger_cap_for_one_ip_lets_its_burst_in() {
         let crowd = Crowd::new("test", 1, 100);
         let tickets: Vec<_> = (0..50).map(|_| crowd.admit_with(ip(7), 64)).collect();
-        assert!(tickets.iter().all(|(_, e)| !e.0.is_raised()));
+        assert!(tickets.iter().all(|(_, e)| !e.0.evicted.is_raised()));
         assert_eq!(crowd.len(), 50);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use crate::common::master::fake_master;
 use crate::common::*;
 use nodepass::config::Driver;
+
+/// The client's host.
+const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 /// Connections a flood keeps open at once (three in four of them silent: 900, far more
 /// than the client host's cap of 256 + max waiting connections).
@@ -29,7 +32,7 @@ struct Flood {
 }
 
 impl Flood {
-    fn start(addr: SocketAddr) -> Flood {
+    fn start(addr: SocketAddr, from: IpAddr) -> Flood {
         let stop = Arc::new(AtomicBool::new(false));
         let made = Arc::new(AtomicUsize::new(0));
         let (s, m) = (Arc::clone(&stop), Arc::clone(&made));
@@ -37,7 +40,7 @@ impl Flood {
             let mut held = VecDeque::new();
             let mut i = 0usize;
             while !s.load(Ordering::Relaxed) {
-                let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+                let Ok(mut c) = connect_from(from, addr) else {
                     continue;
                 };
                 let _ = match i % 8 {
@@ -76,6 +79,15 @@ impl Drop for Flood {
             let _ = t.join();
         }
     }
+}
+
+/// A TCP connection to `addr` from the address `from` (any 127.x.y.z is loopback).
+fn connect_from(from: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    s.bind(&SocketAddr::new(from, 0).into())?;
+    s.connect_timeout(&addr.into(), Duration::from_secs(1))?;
+    Ok(s.into())
 }
 
 /// Open descriptors of process `pid`.
@@ -117,7 +129,7 @@ fn a_flood_on_the_tunnel_port_neither_delays_the_handshake_nor_starves_the_pool(
         .expect("server up");
     let stop_fds = Arc::new(AtomicBool::new(false));
     let fds = watch_fds(server.pid(), Arc::clone(&stop_fds));
-    let flood = Flood::start(SocketAddr::from(([127, 0, 0, 1], tunnel_port)));
+    let flood = Flood::start(SocketAddr::from(([127, 0, 0, 1], tunnel_port)), LOCAL);
     assert!(eventually(STEP, || flood.made() >= HELD), "flood running");
 
     let started = Instant::now();
@@ -205,4 +217,51 @@ fn idle_connections_do_not_lock_an_authenticated_caller_out_of_the_master() {
     let _ = events.next_frame(Duration::from_millis(200));
     assert!(!events.ended, "the event stream was cut");
     assert_eq!(m.call("GET", "/info", None).status, 200);
+}
+
+on_both_drivers!(a_go_client_handshakes_at_once_under_a_flood_and_gets_its_pool);
+
+/// Go's client (played over raw sockets, as in `tunnel_wire.rs`): its handshake request
+/// is answered at once while another host floods the port, and its pool connections get
+/// their ids while the flood goes on (now refused at once: not the client's IP).
+fn a_go_client_handshakes_at_once_under_a_flood_and_gets_its_pool(driver: Driver) {
+    use nodepass::proto::handshake::encode_request;
+    let (tunnel_port, user_port) = (free_port(), free_port());
+    let url = format!("server://mykey@127.0.0.1:{tunnel_port}/127.0.0.1:{user_port}?mode=1&max=64");
+    let mut env = TUNNEL_ENV.to_vec();
+    env.push(("NP_DRIVER", np_driver(driver)));
+    let mut server = NodepassProcess::start(&url, &env);
+    server
+        .wait_for_line("Pending tunnel handshake", STEP)
+        .expect("server up");
+    let tunnel = SocketAddr::from(([127, 0, 0, 1], tunnel_port));
+    // From another host (127.0.0.2): on the client's own host a silent stranger can take
+    // the control channel from a Go client (NodePass's protocol has no proof there).
+    let flood = Flood::start(tunnel, IpAddr::from([127, 0, 0, 2]));
+    assert!(eventually(STEP, || flood.made() >= HELD), "flood running");
+
+    let started = Instant::now();
+    let mut hs = connect(tunnel);
+    hs.write_all(&encode_request("none", "mykey", None))
+        .expect("request");
+    let mut reply = Vec::new();
+    hs.read_to_end(&mut reply).expect("reply");
+    let took = started.elapsed();
+    let reply = String::from_utf8_lossy(&reply);
+    eprintln!("Go handshake under a flood of {}: {took:?}", flood.made());
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(took < Duration::from_secs(1), "handshake took {took:?}");
+
+    // Go dials its refill round in parallel and sends nothing; every one gets its id.
+    let conns: Vec<TcpStream> = (0..8).map(|_| connect(tunnel)).collect();
+    let mut control = 0;
+    for mut c in conns {
+        let mut id = [0u8; 4];
+        c.read_exact(&mut id).expect("pool id");
+        control += usize::from(id == [0; 4]);
+    }
+    assert_eq!(control, 1, "one control channel");
+    drop(flood);
+    let restarts = server.seen.iter().filter(|l| l.contains("restart")).count();
+    assert_eq!(restarts, 0, "{:?}", server.seen);
 }
