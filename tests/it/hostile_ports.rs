@@ -265,3 +265,54 @@ fn a_go_client_handshakes_at_once_under_a_flood_and_gets_its_pool(driver: Driver
     let restarts = server.seen.iter().filter(|l| l.contains("restart")).count();
     assert_eq!(restarts, 0, "{:?}", server.seen);
 }
+
+on_both_drivers!(a_go_client_burst_of_max_pool_connections_all_get_ids);
+
+/// The caps leave room for the client's own burst: after its handshake a Go client dials
+/// `max` (1024) pool connections at once from its one IP, and each gets its id.
+fn a_go_client_burst_of_max_pool_connections_all_get_ids(driver: Driver) {
+    use nodepass::proto::handshake::encode_request;
+    let (tunnel_port, user_port) = (free_port(), free_port());
+    let url = format!(
+        "server://mykey@127.0.0.1:{tunnel_port}/127.0.0.1:{user_port}?mode=1&max=1024&log=debug"
+    );
+    let mut env = TUNNEL_ENV.to_vec();
+    env.push(("NP_DRIVER", np_driver(driver)));
+    let mut server = NodepassProcess::start(&url, &env);
+    server
+        .wait_for_line("Pending tunnel handshake", STEP)
+        .expect("server up");
+    let tunnel = SocketAddr::from(([127, 0, 0, 1], tunnel_port));
+    let mut hs = connect(tunnel);
+    hs.write_all(&encode_request("none", "mykey", None))
+        .expect("request");
+    let mut reply = Vec::new();
+    hs.read_to_end(&mut reply).expect("reply");
+    assert!(reply.starts_with(b"HTTP/1.1 200 OK\r\n"));
+
+    let started = Instant::now();
+    let conns: Vec<TcpStream> = (0..1024).map(|_| connect(tunnel)).collect();
+    let mut ids = std::collections::HashSet::new();
+    // Kept open to the end: the control channel among them must not be closed.
+    for c in &conns {
+        let mut c = c;
+        let mut id = [0u8; 4];
+        if let Err(e) = c.read_exact(&mut id) {
+            server.take_output();
+            let said: Vec<_> = server
+                .seen
+                .iter()
+                .filter(|l| !l.contains("CHECK_POINT"))
+                .collect();
+            panic!("pool connection {} got no id ({e}): {said:?}", ids.len());
+        }
+        assert!(ids.insert(id), "duplicate id");
+    }
+    eprintln!("1024 pool connections with ids in {:?}", started.elapsed());
+    assert!(ids.contains(&[0u8; 4]), "one control channel");
+    assert!(
+        !server.seen.iter().any(|l| l.contains("proved themselves")),
+        "no eviction: {:?}",
+        server.seen
+    );
+}
