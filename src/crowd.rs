@@ -215,6 +215,47 @@ impl RefusalLog {
     }
 }
 
+/// Individual WARN lines up to a budget per [`REPORT_EVERY`], then a count: a flood of bad
+/// connections cannot flood the log, while the first few (a wrong-key client) still show
+/// each peer and cause.
+#[derive(Default)]
+pub struct WarnBudget {
+    window: Cell<Option<Instant>>,
+    used: Cell<u32>,
+    suppressed: Cell<u64>,
+}
+
+/// Lines a [`WarnBudget`] lets through per interval.
+pub const WARN_BUDGET: u32 = 20;
+
+impl WarnBudget {
+    /// Log `line()` at WARN if the budget allows, else count it.
+    pub fn warn(&self, line: impl FnOnce() -> String) {
+        let fresh = self
+            .window
+            .get()
+            .map_or(true, |at| at.elapsed() >= REPORT_EVERY);
+        if fresh {
+            if self.suppressed.get() > 0 {
+                log::warn!(
+                    "{} more refusals like the above in the last {REPORT_EVERY:?} (not logged \
+                     one by one)",
+                    self.suppressed.get()
+                );
+            }
+            self.window.set(Some(Instant::now()));
+            self.used.set(0);
+            self.suppressed.set(0);
+        }
+        if self.used.get() < WARN_BUDGET {
+            self.used.set(self.used.get() + 1);
+            log::warn!("{}", line());
+        } else {
+            self.suppressed.set(self.suppressed.get() + 1);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +301,20 @@ mod tests {
         eb.0.started.set(true);
         let (_c, _) = crowd.admit(ip(1));
         assert!(!ea.0.evicted.is_raised() && eb.0.evicted.is_raised());
+    }
+
+    #[test]
+    fn a_warn_budget_lets_the_first_lines_through_and_counts_the_rest() {
+        let budget = WarnBudget::default();
+        let mut built = 0;
+        for _ in 0..WARN_BUDGET + 5 {
+            budget.warn(|| {
+                built += 1;
+                String::from("refused")
+            });
+        }
+        assert_eq!(built, WARN_BUDGET);
+        assert_eq!(budget.suppressed.get(), 5);
     }
 
     #[test]

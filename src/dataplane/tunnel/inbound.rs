@@ -138,12 +138,14 @@ async fn handshake_from(mut stream: TcpStream, head: Vec<u8>, peer: SocketAddr, 
     let read = read_request(&mut stream, head);
     let req = match monoio::time::timeout(head_wait(t), read).await {
         Err(_) => {
-            log::warn!("tunnel handshake from {peer} timed out");
+            t.warns
+                .warn(|| format!("tunnel handshake from {peer} timed out"));
             return;
         }
         Ok(Err(None)) => return,
         Ok(Err(Some(e))) => {
-            log::warn!("tunnel handshake from {peer} refused: {e}");
+            t.warns
+                .warn(|| format!("tunnel handshake from {peer} refused: {e}"));
             let _ = stream.write_all(BAD_REQUEST.to_vec()).await;
             return;
         }
@@ -155,7 +157,8 @@ async fn handshake_from(mut stream: TcpStream, head: Vec<u8>, peer: SocketAddr, 
     });
     let answer = match proved {
         Err(r) => {
-            log::warn!("tunnel handshake from {peer} refused: {r}");
+            t.warns
+                .warn(|| format!("tunnel handshake from {peer} refused: {r}"));
             handshake::encode_rejection(r)
         }
         Ok(proved) => {
@@ -312,7 +315,9 @@ async fn expect_magic(conn: PoolConn, peer: SocketAddr, t: &TunnelCtx) -> Option
         Ok(Ok(bytes)) => bytes,
         Ok(Err(_)) => return None,
         Err(_) => {
-            log::warn!("pool connection from {peer} refused: no proof of the key within {wait:?}");
+            t.warns.warn(|| {
+                format!("pool connection from {peer} refused: no proof of the key within {wait:?}")
+            });
             return None;
         }
     };
@@ -324,10 +329,12 @@ async fn expect_magic(conn: PoolConn, peer: SocketAddr, t: &TunnelCtx) -> Option
             // An HTTP method: a client retrying its handshake (wrong key, or a second one).
             handshake_from(stream, first.to_vec(), peer, t).await;
         }
-        _ => log::warn!(
-            "pool connection from {peer} refused: not a tunnel client (sent {:?})",
-            String::from_utf8_lossy(&first)
-        ),
+        _ => t.warns.warn(|| {
+            format!(
+                "pool connection from {peer} refused: not a tunnel client (sent {:?})",
+                String::from_utf8_lossy(&first)
+            )
+        }),
     }
     None
 }
@@ -341,7 +348,9 @@ async fn check_proof(conn: &mut PoolConn, id: PoolId, peer: SocketAddr, t: &Tunn
     let proof = match monoio::time::timeout(wait, conn.recv_exact::<{ auth::LEN }>()).await {
         Ok(Ok(proof)) => proof,
         Ok(Err(_)) | Err(_) => {
-            log::warn!("pool connection from {peer} refused: no proof of the key for {id}");
+            t.warns.warn(|| {
+                format!("pool connection from {peer} refused: no proof of the key for {id}")
+            });
             return false;
         }
     };
@@ -349,7 +358,9 @@ async fn check_proof(conn: &mut PoolConn, id: PoolId, peer: SocketAddr, t: &Tunn
     if auth::same_secret(&proof, &expected) {
         true
     } else {
-        log::warn!("pool connection from {peer} refused: wrong proof of the key for {id}");
+        t.warns.warn(|| {
+            format!("pool connection from {peer} refused: wrong proof of the key for {id}")
+        });
         false
     }
 }
@@ -360,7 +371,7 @@ async fn check_proof(conn: &mut PoolConn, id: PoolId, peer: SocketAddr, t: &Tunn
 /// client (ours or Go's) sends nothing before it has read its id; a garbage sender, an
 /// HTTP probe or a slowloris does. Plain TCP only: over TLS a stranger without the
 /// handshake's certificate exchange never gets this far.
-async fn quiet_for_control(conn: &PoolConn, peer: SocketAddr) -> bool {
+async fn quiet_for_control(conn: &PoolConn, peer: SocketAddr, t: &TunnelCtx) -> bool {
     let PoolConn::Plain(stream) = conn else {
         return true;
     };
@@ -371,10 +382,12 @@ async fn quiet_for_control(conn: &PoolConn, peer: SocketAddr) -> bool {
         Ok(0) | Err(_) => false,
         Ok(_) => {
             super::strangers::stranger_seen();
-            log::warn!(
-                "pool connection from {peer} sent bytes before its id: not a tunnel client, \
-                 closed"
-            );
+            t.warns.warn(|| {
+                format!(
+                    "pool connection from {peer} sent bytes before its id: not a tunnel \
+                     client, closed"
+                )
+            });
             false
         }
     }
@@ -455,7 +468,7 @@ async fn pool_conn(
             None => return,
         };
     } else if !t.spec.shared.control_taken.load(Ordering::Acquire)
-        && !quiet_for_control(&conn, peer).await
+        && !quiet_for_control(&conn, peer, &t).await
     {
         return;
     }

@@ -102,6 +102,8 @@ pub(super) struct TunnelCtx {
     crowd: Rc<crate::crowd::Crowd>,
     /// Server: refusals of connections from other IPs than the client's, summed up.
     refused: crate::crowd::RefusalLog,
+    /// Server: WARN lines about bad tunnel-port connections, within a budget.
+    warns: crate::crowd::WarnBudget,
 }
 
 /// A tunnel worker: its [`TunnelCtx`] and, where users send datagrams to this end, its
@@ -135,6 +137,7 @@ fn start(
         accepting: socks.users.tcp.is_some() || socks.users.udp.is_some(),
         crowd: inbound::crowd(&spec),
         refused: crate::crowd::RefusalLog::default(),
+        warns: crate::crowd::WarnBudget::default(),
         spec,
     });
     watch::start(ctx, &t);
