@@ -16,7 +16,7 @@ use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::bus::RunAuth;
 use crate::config::AuthPolicy;
-use crate::crowd::Crowd;
+use crate::crowd::{Crowd, Ticket};
 use crate::dataplane::accept::accept_until;
 use crate::dataplane::host::WorkerCtx;
 use crate::net::SocketExt;
@@ -43,8 +43,7 @@ pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<Tunnel
             None => {
                 let (ticket, evicted) = t.crowd.admit(peer.ip());
                 ctx.spawn(async move {
-                    evicted.guard(handshake(stream, peer, &t)).await;
-                    drop(ticket);
+                    evicted.guard(handshake(stream, peer, &t, ticket)).await;
                 });
             }
             Some(ip) if *ip == peer.ip() => {
@@ -126,12 +125,20 @@ async fn read_request(
     }
 }
 
-async fn handshake(stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
-    handshake_from(stream, Vec::with_capacity(512), peer, t).await;
+/// A handshake attempt; `ticket` is its place in the crowd, left once it succeeded (the
+/// reply to the run's client must not be cut by an eviction).
+async fn handshake(stream: TcpStream, peer: SocketAddr, t: &TunnelCtx, ticket: Ticket) {
+    handshake_from(stream, Vec::with_capacity(512), peer, t, Some(ticket)).await;
 }
 
 /// The handshake, `head` being the bytes of it already read.
-async fn handshake_from(mut stream: TcpStream, head: Vec<u8>, peer: SocketAddr, t: &TunnelCtx) {
+async fn handshake_from(
+    mut stream: TcpStream,
+    head: Vec<u8>,
+    peer: SocketAddr,
+    t: &TunnelCtx,
+    ticket: Option<Ticket>,
+) {
     let TunnelSide::Server { reply, tls } = &t.spec.side else {
         return;
     };
@@ -166,6 +173,7 @@ async fn handshake_from(mut stream: TcpStream, head: Vec<u8>, peer: SocketAddr, 
                 log::warn!("tunnel handshake from {peer} refused: a tunnel is already running");
                 CONFLICT.to_vec()
             } else {
+                drop(ticket);
                 // A Go client sends no marker and gets none back: plain v1.14.0.
                 let mut ext = handshake::common_features(req.extension.as_deref());
                 let auth = match proved {
@@ -327,7 +335,7 @@ async fn expect_magic(conn: PoolConn, peer: SocketAddr, t: &TunnelCtx) -> Option
     match conn {
         PoolConn::Plain(stream) if is_http_method(&first) => {
             // An HTTP method: a client retrying its handshake (wrong key, or a second one).
-            handshake_from(stream, first.to_vec(), peer, t).await;
+            handshake_from(stream, first.to_vec(), peer, t, None).await;
         }
         _ => t.warns.warn(|| {
             format!(
@@ -420,7 +428,7 @@ async fn pool_conn(
     peer: SocketAddr,
     ctx: Rc<WorkerCtx>,
     t: Rc<TunnelCtx>,
-    ticket: crate::crowd::Ticket,
+    ticket: Ticket,
 ) {
     let TunnelSide::Server { reply, tls } = &t.spec.side else {
         return;
@@ -436,7 +444,7 @@ async fn pool_conn(
         Some(_) if sends_http(&stream, t.spec.handshake_timeout).await => {
             // A client retrying its handshake in plain HTTP (a wrong key, or a second
             // client) gets its answer, not a failed TLS handshake.
-            handshake_from(stream, Vec::new(), peer, &t).await;
+            handshake_from(stream, Vec::new(), peer, &t, None).await;
             return;
         }
         Some(tls) => {
