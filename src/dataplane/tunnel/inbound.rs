@@ -10,13 +10,14 @@ use std::sync::atomic::Ordering;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
+use super::caps::ControlClaim;
 use super::pool::{PoolConn, Pooled};
 use super::strangers::settle;
 use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::bus::RunAuth;
 use crate::config::AuthPolicy;
-use crate::crowd::{Crowd, Ticket};
+use crate::crowd::Ticket;
 use crate::dataplane::accept::accept_until;
 use crate::dataplane::host::WorkerCtx;
 use crate::net::SocketExt;
@@ -63,45 +64,6 @@ pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<Tunnel
         }
     })
     .await;
-}
-
-/// Waiting (not yet proved) connections of one source IP, process-wide: far above what a
-/// real client has waiting before its handshake (one), small enough that a flood from one
-/// host holds few descriptors.
-pub const UNPROVED_PER_IP: usize = 256;
-/// Waiting connections of all sources, process-wide (plus `max` once a run's client is
-/// known, for its pool burst).
-pub const UNPROVED_TOTAL: usize = 2048;
-
-/// This worker's share of the caps (SO_REUSEPORT spreads connections over the workers).
-fn share(cap: usize, workers: usize) -> usize {
-    cap.div_ceil(workers.max(1))
-}
-
-/// The crowd of a server worker's tunnel port.
-pub(super) fn crowd(spec: &super::TunnelSpec) -> Rc<Crowd> {
-    let max = match &spec.side {
-        TunnelSide::Server { reply, .. } => reply.max as usize,
-        TunnelSide::Client { .. } => 0,
-    };
-    Crowd::new(
-        "tunnel port",
-        share(UNPROVED_PER_IP, spec.workers),
-        share(UNPROVED_TOTAL + max, spec.workers),
-    )
-}
-
-impl TunnelCtx {
-    /// The per-IP cap for the tunnel client's IP: its whole pool (`max`) may arrive in
-    /// one burst after the handshake, each connection waiting until it proved the key,
-    /// so `max` of them are expected on top of the usual cap.
-    fn client_ip_cap(&self) -> usize {
-        let max = match &self.spec.side {
-            TunnelSide::Server { reply, .. } => reply.max as usize,
-            TunnelSide::Client { .. } => 0,
-        };
-        share(UNPROVED_PER_IP + max, self.spec.workers)
-    }
 }
 
 /// Read a request head within the handshake deadline (`head` holds what was read of it).
@@ -397,26 +359,6 @@ async fn quiet_for_control(conn: &PoolConn, peer: SocketAddr, t: &TunnelCtx) -> 
                 )
             });
             false
-        }
-    }
-}
-
-/// Holds the control channel's place for a candidate; gives it back when dropped without
-/// [`ControlClaim::keep`] (the candidate failed, or was evicted from the crowd mid-way).
-struct ControlClaim<'a> {
-    taken: Option<&'a std::sync::atomic::AtomicBool>,
-}
-
-impl ControlClaim<'_> {
-    fn keep(mut self) {
-        self.taken = None;
-    }
-}
-
-impl Drop for ControlClaim<'_> {
-    fn drop(&mut self) {
-        if let Some(taken) = self.taken {
-            taken.store(false, Ordering::Release);
         }
     }
 }

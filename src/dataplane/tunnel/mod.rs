@@ -7,6 +7,7 @@
 //! `bus::route`); the control channel (pool id `00000000`) is read and written on the worker
 //! that owns it, which forwards decoded signals as [`crate::bus::Event::Signal`].
 
+mod caps;
 mod dialer;
 mod inbound;
 mod link;
@@ -135,7 +136,7 @@ fn start(
     let t = Rc::new(TunnelCtx {
         shard: Shard::new(ctx.index, Arc::clone(&spec.shared)),
         accepting: socks.users.tcp.is_some() || socks.users.udp.is_some(),
-        crowd: inbound::crowd(&spec),
+        crowd: caps::crowd(&spec),
         refused: crate::crowd::RefusalLog::default(),
         warns: crate::crowd::WarnBudget::default(),
         spec,
