@@ -18,6 +18,8 @@
 //!    [`proxy_proto`] — PROXY protocol v1/v2 header encoding.
 //!    [`wake`] — the wake-up primitives, one of each: a same-thread awaitable flag and the
 //!    cross-thread queue whose receiver is awaited on a runtime.
+//!    [`crowd`] — connections that have not proved themselves yet, capped per source IP and
+//!    in total (the oldest evicted), on the tunnel port and the master API.
 //!    [`bus`] — the only types that cross threads: the host's and each mode's commands to
 //!    workers, the tunnel's events back, and the signal router (which worker owns a pool id).
 //!    [`logging`] — NodePass's log line format and level names; escaping peer text and
@@ -40,6 +42,7 @@ pub mod app;
 pub mod bus;
 pub mod config;
 pub mod control;
+pub mod crowd;
 pub mod dataplane;
 pub mod limit;
 pub mod logging;

@@ -12,6 +12,7 @@ mod common;
 
 mod config_cli;
 mod hostile_peers;
+mod hostile_ports;
 mod master_api;
 mod master_children;
 mod master_http;

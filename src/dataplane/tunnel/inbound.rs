@@ -10,12 +10,14 @@ use std::sync::atomic::Ordering;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
+use super::caps::ControlClaim;
 use super::pool::{PoolConn, Pooled};
 use super::strangers::settle;
 use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::bus::RunAuth;
 use crate::config::AuthPolicy;
+use crate::crowd::Ticket;
 use crate::dataplane::accept::accept_until;
 use crate::dataplane::host::WorkerCtx;
 use crate::net::SocketExt;
@@ -29,21 +31,37 @@ const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plai
 /// Our answer to a second valid handshake while a tunnel is running.
 const CONFLICT: &[u8] = b"HTTP/1.1 409 Conflict\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 9\r\n\r\nConflict\n";
 
-/// Accept on the tunnel port until the worker stops.
+/// Accept on the tunnel port until the worker stops. Connections that have not proved
+/// themselves (handshake attempts; pool connections before their proof, or before they
+/// enter the pool in a legacy run) wait in the worker's [`crate::crowd::Crowd`], capped per
+/// source IP and in total: the oldest is closed when a newcomer is over a cap.
 pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
     // Accepted streams are in the driver's mode already (`runtime`).
     accept_until(&listener, &ctx.closing, "tunnel", |stream, peer| {
         let owner = Rc::clone(&ctx);
         let t = Rc::clone(&t);
-        ctx.spawn(async move {
-            match t.spec.shared.client_ip.get() {
-                None => handshake(stream, peer, &t).await,
-                Some(ip) if *ip == peer.ip() => pool_conn(stream, peer, owner, t).await,
-                Some(_) => {
-                    log::warn!("tunnel connection from {peer} refused: not the tunnel client")
-                }
+        match t.spec.shared.client_ip.get() {
+            None => {
+                let (ticket, evicted) = t.crowd.admit(peer.ip());
+                ctx.spawn(async move {
+                    evicted.guard(handshake(stream, peer, &t, ticket)).await;
+                });
             }
-        });
+            Some(ip) if *ip == peer.ip() => {
+                let (ticket, evicted) = t.crowd.admit_with(peer.ip(), t.client_ip_cap());
+                ctx.spawn(async move {
+                    evicted
+                        .guard(pool_conn(stream, peer, owner, t, ticket))
+                        .await;
+                });
+            }
+            Some(_) => t.refused.note(|n| {
+                format!(
+                    "tunnel port: {n} connection(s) refused, latest from {peer}: not the \
+                     tunnel client's IP"
+                )
+            }),
+        }
     })
     .await;
 }
@@ -69,24 +87,34 @@ async fn read_request(
     }
 }
 
-async fn handshake(stream: TcpStream, peer: SocketAddr, t: &TunnelCtx) {
-    handshake_from(stream, Vec::with_capacity(512), peer, t).await;
+/// A handshake attempt; `ticket` is its place in the crowd, left once it succeeded (the
+/// reply to the run's client must not be cut by an eviction).
+async fn handshake(stream: TcpStream, peer: SocketAddr, t: &TunnelCtx, ticket: Ticket) {
+    handshake_from(stream, Vec::with_capacity(512), peer, t, Some(ticket)).await;
 }
 
 /// The handshake, `head` being the bytes of it already read.
-async fn handshake_from(mut stream: TcpStream, head: Vec<u8>, peer: SocketAddr, t: &TunnelCtx) {
+async fn handshake_from(
+    mut stream: TcpStream,
+    head: Vec<u8>,
+    peer: SocketAddr,
+    t: &TunnelCtx,
+    ticket: Option<Ticket>,
+) {
     let TunnelSide::Server { reply, tls } = &t.spec.side else {
         return;
     };
     let read = read_request(&mut stream, head);
-    let req = match monoio::time::timeout(t.spec.handshake_timeout, read).await {
+    let req = match monoio::time::timeout(head_wait(t), read).await {
         Err(_) => {
-            log::warn!("tunnel handshake from {peer} timed out");
+            t.warns
+                .warn(|| format!("tunnel handshake from {peer} timed out"));
             return;
         }
         Ok(Err(None)) => return,
         Ok(Err(Some(e))) => {
-            log::warn!("tunnel handshake from {peer} refused: {e}");
+            t.warns
+                .warn(|| format!("tunnel handshake from {peer} refused: {e}"));
             let _ = stream.write_all(BAD_REQUEST.to_vec()).await;
             return;
         }
@@ -98,7 +126,8 @@ async fn handshake_from(mut stream: TcpStream, head: Vec<u8>, peer: SocketAddr, 
     });
     let answer = match proved {
         Err(r) => {
-            log::warn!("tunnel handshake from {peer} refused: {r}");
+            t.warns
+                .warn(|| format!("tunnel handshake from {peer} refused: {r}"));
             handshake::encode_rejection(r)
         }
         Ok(proved) => {
@@ -106,6 +135,7 @@ async fn handshake_from(mut stream: TcpStream, head: Vec<u8>, peer: SocketAddr, 
                 log::warn!("tunnel handshake from {peer} refused: a tunnel is already running");
                 CONFLICT.to_vec()
             } else {
+                drop(ticket);
                 // A Go client sends no marker and gets none back: plain v1.14.0.
                 let mut ext = handshake::common_features(req.extension.as_deref());
                 let auth = match proved {
@@ -139,6 +169,15 @@ async fn handshake_from(mut stream: TcpStream, head: Vec<u8>, peer: SocketAddr, 
     let _ = stream.flush().await;
     stream.shutdown_write();
 }
+
+/// How long a handshake attempt may take to send its whole request head: a real client
+/// (ours or Go's) sends it at once, so a slow one is a slowloris holding a place.
+fn head_wait(t: &TunnelCtx) -> std::time::Duration {
+    HEAD_WAIT.min(t.spec.handshake_timeout)
+}
+
+/// The longest [`head_wait`] (`NP_HANDSHAKE_TIMEOUT` when shorter).
+const HEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The `auth1` rules a proved request must pass before it may start a run: a strict
 /// server takes no client without the profile, and no client nonce is taken twice (a
@@ -246,7 +285,9 @@ async fn expect_magic(conn: PoolConn, peer: SocketAddr, t: &TunnelCtx) -> Option
         Ok(Ok(bytes)) => bytes,
         Ok(Err(_)) => return None,
         Err(_) => {
-            log::warn!("pool connection from {peer} refused: no proof of the key within {wait:?}");
+            t.warns.warn(|| {
+                format!("pool connection from {peer} refused: no proof of the key within {wait:?}")
+            });
             return None;
         }
     };
@@ -256,12 +297,14 @@ async fn expect_magic(conn: PoolConn, peer: SocketAddr, t: &TunnelCtx) -> Option
     match conn {
         PoolConn::Plain(stream) if is_http_method(&first) => {
             // An HTTP method: a client retrying its handshake (wrong key, or a second one).
-            handshake_from(stream, first.to_vec(), peer, t).await;
+            handshake_from(stream, first.to_vec(), peer, t, None).await;
         }
-        _ => log::warn!(
-            "pool connection from {peer} refused: not a tunnel client (sent {:?})",
-            String::from_utf8_lossy(&first)
-        ),
+        _ => t.warns.warn(|| {
+            format!(
+                "pool connection from {peer} refused: not a tunnel client (sent {:?})",
+                String::from_utf8_lossy(&first)
+            )
+        }),
     }
     None
 }
@@ -275,7 +318,9 @@ async fn check_proof(conn: &mut PoolConn, id: PoolId, peer: SocketAddr, t: &Tunn
     let proof = match monoio::time::timeout(wait, conn.recv_exact::<{ auth::LEN }>()).await {
         Ok(Ok(proof)) => proof,
         Ok(Err(_)) | Err(_) => {
-            log::warn!("pool connection from {peer} refused: no proof of the key for {id}");
+            t.warns.warn(|| {
+                format!("pool connection from {peer} refused: no proof of the key for {id}")
+            });
             return false;
         }
     };
@@ -283,7 +328,9 @@ async fn check_proof(conn: &mut PoolConn, id: PoolId, peer: SocketAddr, t: &Tunn
     if auth::same_secret(&proof, &expected) {
         true
     } else {
-        log::warn!("pool connection from {peer} refused: wrong proof of the key for {id}");
+        t.warns.warn(|| {
+            format!("pool connection from {peer} refused: wrong proof of the key for {id}")
+        });
         false
     }
 }
@@ -294,7 +341,7 @@ async fn check_proof(conn: &mut PoolConn, id: PoolId, peer: SocketAddr, t: &Tunn
 /// client (ours or Go's) sends nothing before it has read its id; a garbage sender, an
 /// HTTP probe or a slowloris does. Plain TCP only: over TLS a stranger without the
 /// handshake's certificate exchange never gets this far.
-async fn quiet_for_control(conn: &PoolConn, peer: SocketAddr) -> bool {
+async fn quiet_for_control(conn: &PoolConn, peer: SocketAddr, t: &TunnelCtx) -> bool {
     let PoolConn::Plain(stream) = conn else {
         return true;
     };
@@ -305,16 +352,26 @@ async fn quiet_for_control(conn: &PoolConn, peer: SocketAddr) -> bool {
         Ok(0) | Err(_) => false,
         Ok(_) => {
             super::strangers::stranger_seen();
-            log::warn!(
-                "pool connection from {peer} sent bytes before its id: not a tunnel client, \
-                 closed"
-            );
+            t.warns.warn(|| {
+                format!(
+                    "pool connection from {peer} sent bytes before its id: not a tunnel \
+                     client, closed"
+                )
+            });
             false
         }
     }
 }
 
-async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
+/// A pool connection from the client's IP; `ticket` is its place among the connections
+/// that have not proved themselves, left once it did.
+async fn pool_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Rc<WorkerCtx>,
+    t: Rc<TunnelCtx>,
+    ticket: Ticket,
+) {
     let TunnelSide::Server { reply, tls } = &t.spec.side else {
         return;
     };
@@ -329,7 +386,7 @@ async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: R
         Some(_) if sends_http(&stream, t.spec.handshake_timeout).await => {
             // A client retrying its handshake in plain HTTP (a wrong key, or a second
             // client) gets its answer, not a failed TLS handshake.
-            handshake_from(stream, Vec::new(), peer, &t).await;
+            handshake_from(stream, Vec::new(), peer, &t, None).await;
             return;
         }
         Some(tls) => {
@@ -361,16 +418,17 @@ async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: R
             None => return,
         };
     } else if !t.spec.shared.control_taken.load(Ordering::Acquire)
-        && !quiet_for_control(&conn, peer).await
+        && !quiet_for_control(&conn, peer, &t).await
     {
         return;
     }
-    let control = t
-        .spec
-        .shared
-        .control_taken
+    let taken = &t.spec.shared.control_taken;
+    let control = taken
         .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
         .is_ok();
+    let claim = ControlClaim {
+        taken: control.then_some(taken),
+    };
     let id = if control {
         PoolId::CONTROL
     } else {
@@ -386,19 +444,16 @@ async fn pool_conn(stream: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>, t: R
     };
     if let Err(e) = conn.send_all(id.0.to_vec()).await {
         log::debug!("pool connection from {peer}: writing id failed: {e}");
-        if control {
-            t.spec.shared.control_taken.store(false, Ordering::Release);
-        }
         return;
     }
+    // Whoever fails here does not keep the control channel from the real client (the
+    // claim gives it back).
     if profile && !check_proof(&mut conn, id, peer, &t).await {
-        if control {
-            // Whoever failed does not keep the control channel from the real client.
-            t.spec.shared.control_taken.store(false, Ordering::Release);
-        }
         return;
     }
+    drop(ticket);
     if control {
+        claim.keep();
         link::start(conn, fd, &ctx, &t);
         return;
     }

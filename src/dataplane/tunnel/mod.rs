@@ -7,6 +7,7 @@
 //! `bus::route`); the control channel (pool id `00000000`) is read and written on the worker
 //! that owns it, which forwards decoded signals as [`crate::bus::Event::Signal`].
 
+mod caps;
 mod dialer;
 mod inbound;
 mod link;
@@ -101,6 +102,12 @@ pub(super) struct TunnelCtx {
     accepting: bool,
     /// Signals waiting for their pool connection, bounded.
     waits: waits::Waits,
+    /// Server: tunnel-port connections that have not proved themselves yet.
+    crowd: Rc<crate::crowd::Crowd>,
+    /// Server: refusals of connections from other IPs than the client's, summed up.
+    refused: crate::crowd::RefusalLog,
+    /// Server: WARN lines about bad tunnel-port connections, within a budget.
+    warns: crate::crowd::WarnBudget,
 }
 
 /// A tunnel worker: its [`TunnelCtx`] and, where users send datagrams to this end, its
@@ -133,6 +140,9 @@ fn start(
         shard: Shard::new(ctx.index, Arc::clone(&spec.shared)),
         accepting: socks.users.tcp.is_some() || socks.users.udp.is_some(),
         waits: waits::Waits::new(),
+        crowd: caps::crowd(&spec),
+        refused: crate::crowd::RefusalLog::default(),
+        warns: crate::crowd::WarnBudget::default(),
         spec,
     });
     watch::start(ctx, &t);

@@ -11,17 +11,29 @@ use super::body;
 use super::limits::{HttpLimits, MAX_HEAD};
 use super::message::{encode, write, Body, Handler, Reject, Request, Response};
 use super::sse;
+use crate::crowd::Ticket;
 
 /// Serve one connection until it closes, errs, times out or becomes an event stream.
-pub async fn serve<S, H>(mut stream: S, handler: Rc<H>, limits: HttpLimits)
+/// `silent` is its place among connections without a request yet, left at the first one.
+pub async fn serve<S, H>(mut stream: S, handler: Rc<H>, limits: HttpLimits, silent: Ticket)
 where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
     H: Handler,
 {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut silent = Some(silent);
     loop {
-        let req = match read_request(&mut stream, &mut buf, &limits).await {
-            Ok(Some(r)) => r,
+        // A new connection gets the short wait for its first request; a caller that sent
+        // one keeps the keep-alive wait between requests.
+        let idle = match silent {
+            Some(_) => limits.first_request_wait,
+            None => limits.idle_timeout,
+        };
+        let req = match read_request(&mut stream, &mut buf, &limits, idle).await {
+            Ok(Some(r)) => {
+                silent = None;
+                r
+            }
             Ok(None) => return,
             Err(Reject(status, msg)) => {
                 let resp = Response::error(status, msg);
@@ -85,12 +97,13 @@ async fn read_request<S>(
     s: &mut S,
     buf: &mut Vec<u8>,
     limits: &HttpLimits,
+    idle: std::time::Duration,
 ) -> Result<Option<Request>, Reject>
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
     if buf.is_empty() {
-        let idle_deadline = Instant::now() + limits.idle_timeout;
+        let idle_deadline = Instant::now() + idle;
         match fill(s, buf, idle_deadline).await {
             Ok(true) => {}
             Ok(false) | Err(_) => return Ok(None),

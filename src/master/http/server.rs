@@ -1,5 +1,6 @@
-//! The accept loop: one monoio task per connection, TLS first when configured, and a cap
-//! on open connections (503 beyond it). The server knows nothing of what it serves: every
+//! The accept loop: one monoio task per connection, TLS first when configured, a cap on
+//! open connections (503 beyond it), and caps on connections that have not sent a request
+//! yet (per source IP and in total, the oldest closed; see [`Crowd`]). The server knows nothing of what it serves: every
 //! request goes to the [`Handler`].
 
 use std::cell::Cell;
@@ -12,6 +13,7 @@ use monoio::net::TcpListener;
 use super::conn;
 use super::limits::HttpLimits;
 use super::message::{encode, write, Body, Handler, Response};
+use crate::crowd::Crowd;
 
 /// The accept loop's pause after a failed accept.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -33,8 +35,9 @@ pub async fn run<H: Handler>(
     handler: Rc<H>,
 ) {
     let open = Rc::new(Cell::new(0usize));
+    let silent = Crowd::new("master API", limits.silent_per_ip, limits.silent_total);
     loop {
-        let (stream, _peer) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 log::debug!("accept failed: {e}");
@@ -52,18 +55,26 @@ pub async fn run<H: Handler>(
         let guard = ConnGuard(open.clone());
         let acceptor = acceptor.clone();
         let handler = handler.clone();
+        // Until its first whole request the connection is one of the silent crowd: the
+        // oldest silent ones make room for newcomers, so idle connections cannot lock
+        // callers out.
+        let (ticket, evicted) = silent.admit(peer.ip());
         monoio::spawn(async move {
             let _guard = guard;
-            match acceptor {
-                None => conn::serve(stream, handler, limits).await,
-                Some(acc) => {
-                    match monoio::time::timeout(limits.request_timeout, acc.accept(stream)).await {
-                        Ok(Ok(tls)) => conn::serve(tls, handler, limits).await,
-                        Ok(Err(e)) => log::debug!("HTTP: TLS handshake error: {e}"),
-                        Err(_) => log::debug!("HTTP: TLS handshake timeout"),
+            let work = async move {
+                match acceptor {
+                    None => conn::serve(stream, handler, limits, ticket).await,
+                    Some(acc) => {
+                        let tls = acc.accept(stream);
+                        match monoio::time::timeout(limits.first_request_wait, tls).await {
+                            Ok(Ok(tls)) => conn::serve(tls, handler, limits, ticket).await,
+                            Ok(Err(e)) => log::debug!("HTTP: TLS handshake error: {e}"),
+                            Err(_) => log::debug!("HTTP: TLS handshake timeout"),
+                        }
                     }
                 }
-            }
+            };
+            evicted.guard(work).await;
         });
     }
 }
