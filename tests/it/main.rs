@@ -11,6 +11,7 @@
 mod common;
 
 mod config_cli;
+mod fuzz_regressions;
 mod master_api;
 mod master_children;
 mod master_http;
