@@ -40,14 +40,16 @@ for t in "${targets[@]}"; do
     echo "== $t"
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
     rm -f fuzz/artifacts/"$t"/{crash,timeout,oom,leak}-*
-    log="fuzz/artifacts/$t/last-run.log"
-    status=0
+    # Beside the artifact directory, not in it: cargo-fuzz takes its newest file for a crash.
+    log="fuzz/artifacts/$t.last-run.log"
+    set +e
     cargo fuzz run --fuzz-dir fuzz -s "$FUZZ_SANITIZER" --debug-assertions "$t" \
         "fuzz/corpus/$t" -- \
         -max_total_time="$secs" -timeout=1 -malloc_limit_mb=64 -rss_limit_mb="$rss" \
         -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 2>&1 | tee "$log" \
-        | grep -E '^(#[0-9]+ +(INITED|DONE)|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)' || true
+        | grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)'
     status=${PIPESTATUS[0]}
+    set -e
     execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
     for a in fuzz/artifacts/"$t"/{crash,timeout,oom,leak}-*; do
         [ -e "$a" ] || continue

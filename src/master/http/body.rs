@@ -131,6 +131,10 @@ fn dechunk(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, Reject> {
         let line =
             std::str::from_utf8(&buf[pos..pos + eol]).map_err(|_| Reject(400, "Bad chunk size"))?;
         let hex = line.split(';').next().unwrap_or("").trim();
+        // Hex digits only, as Go's chunked reader: `from_str_radix` alone takes `+5`.
+        if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Reject(400, "Bad chunk size"));
+        }
         let size = usize::from_str_radix(hex, 16).map_err(|_| Reject(400, "Bad chunk size"))?;
         pos += eol + 2;
         if size == 0 {
@@ -184,6 +188,18 @@ mod tests {
             .unwrap();
         assert_eq!(body, b"Wikipedia");
         assert_eq!(buf, b"NEXT");
+    }
+
+    #[test]
+    fn a_chunk_size_is_hex_digits_only() {
+        // `from_str_radix` alone accepts a sign (found by auditing after a fuzz finding).
+        for bad in [&b"+4\r\nWiki\r\n0\r\n\r\n"[..], b"-0\r\n\r\n", b"\r\n\r\n"] {
+            let mut buf = bad.to_vec();
+            assert!(matches!(
+                take_body(&Framing::Chunked, &mut buf),
+                Err(Reject(400, _))
+            ));
+        }
     }
 
     #[test]
