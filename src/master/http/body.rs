@@ -83,9 +83,11 @@ fn framing(req: &Request) -> Result<Framing, Reject> {
     match cls.as_slice() {
         [] => Ok(Framing::None),
         [one] => {
-            let n: usize = one
-                .parse()
-                .map_err(|_| Reject(400, "Invalid Content-Length"))?;
+            // Digits only, as Go's `ParseUint`: Rust's `parse` would also take `+5`.
+            let n: usize = Some(*one)
+                .filter(|v| v.bytes().all(|c| c.is_ascii_digit()))
+                .and_then(|v| v.parse().ok())
+                .ok_or(Reject(400, "Invalid Content-Length"))?;
             if n > MAX_BODY {
                 return Err(Reject(413, "Request body too large"));
             }
@@ -200,6 +202,12 @@ mod tests {
                 Err(Reject(400, _))
             ));
         }
+    }
+
+    #[test]
+    fn a_content_length_is_digits_only() {
+        let plus = b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\nx";
+        assert!(matches!(parse_head(plus), Err(Reject(400, _))));
     }
 
     #[test]
