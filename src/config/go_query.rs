@@ -27,6 +27,10 @@ pub fn query_unescape(s: &str) -> Option<String> {
         match b[i] {
             b'%' => {
                 let hex = s.get(i + 1..i + 3)?;
+                // Two hex digits exactly: `from_str_radix` alone would take `%+e` as 0x0e.
+                if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                    return None;
+                }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }

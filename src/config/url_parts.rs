@@ -79,6 +79,10 @@ fn percent_decode(text: &str, part: &'static str) -> Result<String, ConfigError>
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+            // Two hex digits exactly: `from_str_radix` alone would take `%+e` as 0x0e.
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err(bad());
+            }
             let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
             out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
             i += 3;
@@ -175,6 +179,17 @@ mod tests {
                 query: "slot=3".into(),
             }
         );
+    }
+
+    #[test]
+    fn a_percent_escape_takes_two_hex_digits_and_no_sign() {
+        // Found by fuzzing (fuzz/regressions/config_url/crash-c18b…): `%+e` was byte 0x0e.
+        for bad in ["/a%+e", "/a%-1", "/a% 1", "/a%g0"] {
+            assert!(percent_decode(bad, "path").is_err(), "{bad}");
+            assert_eq!(crate::config::query_unescape(bad), None, "{bad}");
+        }
+        assert_eq!(percent_decode("/a%2c", "path").unwrap(), "/a,");
+        assert_eq!(crate::config::query_unescape("a%2C+b").unwrap(), "a, b");
     }
 
     #[test]

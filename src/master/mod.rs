@@ -18,6 +18,8 @@
 //! thread for tests and returns a [`MasterHandle`].
 
 mod api;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod instances;
 mod options;

@@ -11,6 +11,7 @@
 mod common;
 
 mod config_cli;
+mod fuzz_regressions;
 mod hostile_peers;
 mod hostile_ports;
 mod master_api;

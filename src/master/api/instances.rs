@@ -32,16 +32,27 @@ pub fn instances(api: &Api, req: &Request) -> Response {
 }
 
 /// The `url` (and optional `alias`) of a POST/PUT body, checked as Go does.
-struct NewUrl {
-    kind: &'static str,
-    enhanced: String,
-    alias: String,
+pub(crate) struct NewUrl {
+    pub(crate) kind: &'static str,
+    pub(crate) enhanced: String,
+    pub(crate) alias: String,
 }
 
 fn read_url_body(api: &Api, req: &Request) -> Result<NewUrl, Response> {
     let m = &api.m;
+    let env = api.validate_urls.then(|| m.env.clone());
+    decode_url_body(&req.body, &m.defaults, env)
+}
+
+/// The pure part of a POST/PUT body check (the fuzz target `master_json` calls it too):
+/// JSON, `url`, `alias`, scheme, the enhanced URL and, given an `env`, its full parse.
+pub(crate) fn decode_url_body(
+    body: &[u8],
+    defaults: &urls::UrlDefaults,
+    validate: Option<crate::config::Env>,
+) -> Result<NewUrl, Response> {
     let bad = || Response::error(400, "Invalid request body");
-    let v: Value = serde_json::from_slice(&req.body).map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(body).map_err(|_| bad())?;
     let url = match v.get("url") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err(bad()),
@@ -61,9 +72,9 @@ fn read_url_body(api: &Api, req: &Request) -> Result<NewUrl, Response> {
         UrlError::Format => Response::error(400, "Invalid URL format"),
         UrlError::Scheme => Response::error(400, "Invalid URL scheme"),
     })?;
-    let enhanced = urls::enhance(&url, kind, &m.defaults);
-    if api.validate_urls {
-        if let Err(e) = crate::config::parse_url(&enhanced, m.env.clone()) {
+    let enhanced = urls::enhance(&url, kind, defaults);
+    if let Some(env) = validate {
+        if let Err(e) = crate::config::parse_url(&enhanced, env) {
             return Err(Response::error(400, &format!("Invalid URL format: {e}")));
         }
     }

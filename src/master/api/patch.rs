@@ -15,13 +15,13 @@ use crate::master::instances::supervisor;
 
 /// The decoded body; `None` fields were absent or `null`.
 #[derive(Default)]
-struct Patch {
-    alias: Option<String>,
-    action: Option<String>,
-    restart: Option<bool>,
-    peer: Option<Peer>,
-    tags: Option<Vec<(String, String)>>,
-    has_meta: bool,
+pub(crate) struct Patch {
+    pub(crate) alias: Option<String>,
+    pub(crate) action: Option<String>,
+    pub(crate) restart: Option<bool>,
+    pub(crate) peer: Option<Peer>,
+    pub(crate) tags: Option<Vec<(String, String)>>,
+    pub(crate) has_meta: bool,
 }
 
 fn opt_str(v: Option<&Value>) -> Result<Option<String>, ()> {
@@ -32,7 +32,7 @@ fn opt_str(v: Option<&Value>) -> Result<Option<String>, ()> {
     }
 }
 
-fn decode(body: &[u8]) -> Result<Patch, ()> {
+pub(crate) fn decode(body: &[u8]) -> Result<Patch, ()> {
     let v: Value = serde_json::from_slice(body).map_err(|_| ())?;
     let Value::Object(obj) = v else {
         return Err(());

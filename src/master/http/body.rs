@@ -83,9 +83,11 @@ fn framing(req: &Request) -> Result<Framing, Reject> {
     match cls.as_slice() {
         [] => Ok(Framing::None),
         [one] => {
-            let n: usize = one
-                .parse()
-                .map_err(|_| Reject(400, "Invalid Content-Length"))?;
+            // Digits only, as Go's `ParseUint`: Rust's `parse` would also take `+5`.
+            let n: usize = Some(*one)
+                .filter(|v| v.bytes().all(|c| c.is_ascii_digit()))
+                .and_then(|v| v.parse().ok())
+                .ok_or(Reject(400, "Invalid Content-Length"))?;
             if n > MAX_BODY {
                 return Err(Reject(413, "Request body too large"));
             }
@@ -131,6 +133,10 @@ fn dechunk(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, Reject> {
         let line =
             std::str::from_utf8(&buf[pos..pos + eol]).map_err(|_| Reject(400, "Bad chunk size"))?;
         let hex = line.split(';').next().unwrap_or("").trim();
+        // Hex digits only, as Go's chunked reader: `from_str_radix` alone takes `+5`.
+        if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Reject(400, "Bad chunk size"));
+        }
         let size = usize::from_str_radix(hex, 16).map_err(|_| Reject(400, "Bad chunk size"))?;
         pos += eol + 2;
         if size == 0 {
@@ -184,6 +190,24 @@ mod tests {
             .unwrap();
         assert_eq!(body, b"Wikipedia");
         assert_eq!(buf, b"NEXT");
+    }
+
+    #[test]
+    fn a_chunk_size_is_hex_digits_only() {
+        // `from_str_radix` alone accepts a sign (found by auditing after a fuzz finding).
+        for bad in [&b"+4\r\nWiki\r\n0\r\n\r\n"[..], b"-0\r\n\r\n", b"\r\n\r\n"] {
+            let mut buf = bad.to_vec();
+            assert!(matches!(
+                take_body(&Framing::Chunked, &mut buf),
+                Err(Reject(400, _))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_content_length_is_digits_only() {
+        let plus = b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\nx";
+        assert!(matches!(parse_head(plus), Err(Reject(400, _))));
     }
 
     #[test]

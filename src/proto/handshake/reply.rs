@@ -131,7 +131,10 @@ fn framing(headers: &[httparse::Header<'_>]) -> Result<Framing, HandshakeError> 
         None => Ok(Framing::UntilClose),
         Some(h) => std::str::from_utf8(h.value)
             .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
+            .map(str::trim)
+            // Digits only, as Go's `ParseUint`: Rust's `parse` would also take `+5`.
+            .filter(|v| v.bytes().all(|c| c.is_ascii_digit()))
+            .and_then(|v| v.parse::<usize>().ok())
             .filter(|&n| n <= MAX_BODY)
             .map(Framing::Length)
             .ok_or(HandshakeError::BadContentLength),
@@ -374,11 +377,15 @@ mod tests {
             parse_reply(&body(r#"{"flow":"+","max":-1}"#)),
             Err(HandshakeError::BadField("max"))
         ));
-        let bad_len = b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n";
-        assert!(matches!(
-            parse_reply(bad_len),
-            Err(HandshakeError::BadContentLength)
-        ));
+        for bad_len in [&b"x"[..], b"+1", b"-0", b""] {
+            let mut head = b"HTTP/1.1 200 OK\r\nContent-Length: ".to_vec();
+            head.extend_from_slice(bad_len);
+            head.extend_from_slice(b"\r\n\r\n{");
+            assert!(matches!(
+                parse_reply(&head),
+                Err(HandshakeError::BadContentLength)
+            ));
+        }
         assert!(matches!(
             parse_reply(b"SSH-2.0-x\r\n"),
             Err(HandshakeError::BadHttp(_))

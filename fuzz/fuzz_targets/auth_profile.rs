@@ -1,0 +1,8 @@
+//! Fuzz target `auth_profile`: see `fuzz/harness` for what it checks.
+#![no_main]
+
+#[path = "../harness/mod.rs"]
+#[allow(dead_code)]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::auth_profile(data));
