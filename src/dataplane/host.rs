@@ -256,8 +256,9 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// How long a worker waits for sessions to finish after shutting their sockets down.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
-/// Commands a worker handles back to back before its other tasks get a turn.
-const MAILBOX_BATCH: usize = 64;
+/// Commands a worker handles back to back before its other tasks get a turn: as deep as
+/// the mailbox, so only a flood (never a burst of real sessions) pays the pause.
+const MAILBOX_BATCH: usize = 1024;
 
 /// The host's side of the mailbox: its own commands here, the mode's to the mode, until
 /// `CloseAll` or every handle is gone.
