@@ -5,7 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use monoio::net::udp::UdpSocket;
@@ -127,31 +127,25 @@ pub(crate) fn udp_target_socket(ctx: &WorkerCtx) -> io::Result<(UdpSocket, Socke
 /// The meters of a TCP session: `rx` counts (and paces) bytes read from the local socket
 /// (user or target), `tx` bytes written to it — NodePass's RX and TX.
 pub(crate) fn tcp_meters(ctx: &WorkerCtx) -> (Meter<'_>, Meter<'_>) {
-    let spec = &ctx.spec;
-    (
-        Meter {
-            counter: &ctx.stats.tcp_rx,
-            limiter: spec.rate_rx.as_ref(),
-        },
-        Meter {
-            counter: &ctx.stats.tcp_tx,
-            limiter: spec.rate_tx.as_ref(),
-        },
-    )
+    meters(ctx, &ctx.stats.tcp_rx, &ctx.stats.tcp_tx)
 }
 
 /// The meters of a UDP session, read the same way: `rx` for datagrams read from the local
 /// socket (user or target), `tx` for datagrams written to it.
 pub(crate) fn udp_meters(ctx: &WorkerCtx) -> (Meter<'_>, Meter<'_>) {
-    let spec = &ctx.spec;
+    meters(ctx, &ctx.stats.udp_rx, &ctx.stats.udp_tx)
+}
+
+/// `rx`/`tx` counters paced by the process-wide `rate=` limiters of each direction.
+fn meters<'a>(ctx: &'a WorkerCtx, rx: &'a AtomicU64, tx: &'a AtomicU64) -> (Meter<'a>, Meter<'a>) {
     (
         Meter {
-            counter: &ctx.stats.udp_rx,
-            limiter: spec.rate_rx.as_ref(),
+            counter: rx,
+            limiter: ctx.spec.rate_rx.as_ref(),
         },
         Meter {
-            counter: &ctx.stats.udp_tx,
-            limiter: spec.rate_tx.as_ref(),
+            counter: tx,
+            limiter: ctx.spec.rate_tx.as_ref(),
         },
     )
 }

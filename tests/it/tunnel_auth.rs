@@ -213,17 +213,10 @@ fn a_strict_client_refuses_a_server_without_the_profile() {
         &TUNNEL_ENV,
     );
     // A Go server: reads the request, answers without any marker.
-    let (mut s, _) = listener.accept().unwrap();
-    s.set_read_timeout(Some(STEP)).unwrap();
+    let mut s = accept_one(&listener);
     let request = String::from_utf8_lossy(&read_http_head(&mut s)).into_owned();
     let body = "{\"flow\":\"+\",\"max\":8,\"tls\":\"0\",\"type\":\"0\"}\n";
-    let reply = format!(
-        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(reply.as_bytes()).unwrap();
-    drop(s);
+    answer_with_json(s, body);
     assert!(
         !request.contains("Authorization"),
         "strict sends no static token: {request}"
@@ -243,21 +236,14 @@ fn a_server_that_cannot_prove_the_key_is_refused() {
         &TUNNEL_ENV,
     );
     // Claims the profile with a made-up proof (someone in between, or a wrong key).
-    let (mut s, _) = listener.accept().unwrap();
-    s.set_read_timeout(Some(STEP)).unwrap();
+    let mut s = accept_one(&listener);
     let _ = read_http_head(&mut s);
     let body = format!(
         "{{\"ext\":\"udp16,auth1\",\"flow\":\"+\",\"max\":8,\"nonce\":\"{}\",\"proof\":\"{}\",\"tls\":\"0\",\"type\":\"0\"}}\n",
         "11".repeat(32),
         "22".repeat(32)
     );
-    let reply = format!(
-        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(reply.as_bytes()).unwrap();
-    drop(s);
+    answer_with_json(s, &body);
     client
         .wait_for_line("the server did not prove the tunnel key", STEP)
         .expect("refused, in words");
@@ -329,6 +315,23 @@ fn half_close_travels_end_to_end_reverse_tls1() {
     half_close_travels_end_to_end(true, "tls=1");
 }
 
+/// Accept our client's handshake connection on a fake server.
+fn accept_one(listener: &TcpListener) -> TcpStream {
+    let (s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(STEP)).unwrap();
+    s
+}
+
+/// Answer a handshake as a server does: 200 with this JSON body, then close.
+fn answer_with_json(mut s: TcpStream, body: &str) {
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(reply.as_bytes()).unwrap();
+}
+
 /// tls=1 between our peers: the certificate a pool connection shows must be the one the
 /// server proved in its handshake reply. Someone in between who knows the key but serves
 /// another certificate (here: a fake server proving one fingerprint and presenting a
@@ -342,8 +345,7 @@ fn a_pool_certificate_other_than_the_proved_one_is_refused() {
         &format!("client://secret@127.0.0.1:{port}/127.0.0.1:1?mode=2"),
         &TUNNEL_ENV,
     );
-    let (mut s, _) = listener.accept().unwrap();
-    s.set_read_timeout(Some(STEP)).unwrap();
+    let mut s = accept_one(&listener);
     let head = String::from_utf8_lossy(&read_http_head(&mut s)).into_owned();
     let client_nonce = head
         .split("\r\n")
@@ -370,13 +372,7 @@ fn a_pool_certificate_other_than_the_proved_one_is_refused() {
         session.server.to_hex(),
         auth::to_hex(&proof)
     );
-    let reply = format!(
-        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(reply.as_bytes()).unwrap();
-    drop(s);
+    answer_with_json(s, &body);
     // Pool connections get the other certificate.
     let config = presented.config.clone();
     std::thread::spawn(move || {
