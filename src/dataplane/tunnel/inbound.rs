@@ -379,7 +379,6 @@ async fn pool_conn(
         log::debug!("pool connection from {peer} refused: pool is full");
         return;
     }
-    let _ = stream.tune_stream(ctx.spec.keepalive);
     let fd = SocketFd::of(&stream);
     let mut conn = match tls {
         None => PoolConn::Plain(stream),
