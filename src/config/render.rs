@@ -9,8 +9,9 @@ use super::{AuthPolicy, Config, Scheme, TlsMode};
 /// What log lines print in place of a tunnel key.
 pub const MASKED_KEY: &str = "****";
 
-/// The key as a log line shows it: [`MASKED_KEY`], or nothing when there is none.
-fn masked(key: &str) -> &'static str {
+/// A key (tunnel key, master API key) as a log line shows it: [`MASKED_KEY`], or nothing
+/// when there is none.
+pub fn masked_key(key: &str) -> &'static str {
     if key.is_empty() {
         ""
     } else {
@@ -88,14 +89,14 @@ impl Config {
             Scheme::Master => format!("Master {what}: {}{}/v1", self.tunnel, self.master_prefix),
             Scheme::Server => format!(
                 "Server {what}: server://{}@{}/{}?{}",
-                masked(&self.key),
+                masked_key(&self.key),
                 self.tunnel,
                 self.targets_string(),
                 self.canonical_query()
             ),
             Scheme::Client => format!(
                 "Client {what}: client://{}@{}/{}?{}",
-                masked(&self.key),
+                masked_key(&self.key),
                 self.tunnel,
                 self.targets_string(),
                 self.canonical_query()
