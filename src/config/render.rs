@@ -60,7 +60,11 @@ impl Config {
     pub fn full_url(&self) -> String {
         let query = self.query_with(encode_query_value);
         match self.scheme {
-            Scheme::Master => format!("master://{}{}?{query}", self.tunnel, self.master_prefix),
+            Scheme::Master => format!(
+                "master://{}{}?{query}",
+                self.tunnel,
+                encode_path(&self.master_prefix)
+            ),
             Scheme::Server | Scheme::Client => {
                 let mut url = format!(
                     "{}://{}@{}/{}?{query}&log={}",
@@ -164,6 +168,21 @@ impl Config {
 /// Go's `QueryEscape`: unreserved bytes stay, space is `+`, the rest `%XX`.
 fn encode_query_value(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// Percent-encode a path as Go's `EscapedPath` does: unreserved characters and
+/// `$&+,/:;=@` stay, everything else (`%`, `?`, `#`, controls, non-ASCII…) becomes `%XX`,
+/// so the parser's decoding gives the same path back.
+fn encode_path(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~$&+,/:;=@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 /// Percent-encode everything in a username except unreserved characters.
