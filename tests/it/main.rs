@@ -35,5 +35,6 @@ mod tunnel_relay;
 mod tunnel_tls;
 mod tunnel_udp;
 mod tunnel_udp_faults;
+mod tunnel_under_attack;
 mod tunnel_wire;
 mod tunnel_wire_server;
