@@ -127,6 +127,8 @@ pub struct TunnelShared {
     /// Both ends are ours and agreed on the `auth1` profile: every pool connection proves
     /// the key.
     pub auth: std::sync::OnceLock<RunAuth>,
+    /// Server: `auth1` handshakes answered while no run is committed (`client_ip` unset).
+    pub pending: Mutex<super::pending::Pending>,
     /// Events and signal lines dropped on a full queue (a flood): counted, summarised.
     pub dropped: Mutex<crate::logging::Flood>,
 }
@@ -151,6 +153,7 @@ impl TunnelShared {
             workers: std::sync::OnceLock::new(),
             framed_udp: std::sync::atomic::AtomicBool::new(false),
             auth: std::sync::OnceLock::new(),
+            pending: Mutex::new(super::pending::Pending::default()),
             dropped: Mutex::new(crate::logging::Flood::new(
                 crate::logging::FLOOD_REPORT_EVERY,
             )),
