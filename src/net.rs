@@ -85,13 +85,12 @@ pub fn bind_tcp_listeners(
     addr: SocketAddr,
     count: usize,
 ) -> io::Result<Vec<std::net::TcpListener>> {
-    let addr = probe_exclusive(addr, Type::STREAM, Protocol::TCP)?;
-    (0..count.max(1))
-        .map(|_| {
-            let s = new_socket(&addr, Type::STREAM, Protocol::TCP)?;
-            s.set_reuse_address(true)?;
-            s.set_reuse_port(true)?;
-            s.bind(&addr.into())?;
+    let sockets = bind_shared(addr, count, Type::STREAM, Protocol::TCP, |s| {
+        s.set_reuse_address(true)
+    })?;
+    sockets
+        .into_iter()
+        .map(|s| {
             s.listen(BACKLOG)?;
             Ok(s.into())
         })
@@ -101,15 +100,41 @@ pub fn bind_tcp_listeners(
 /// Bind `count` UDP sockets on one address with SO_REUSEPORT (the kernel keeps one
 /// client's datagrams on one socket, so a UDP session stays on one worker).
 pub fn bind_udp_sockets(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
-    let addr = probe_exclusive(addr, Type::DGRAM, Protocol::UDP)?;
-    (0..count.max(1))
-        .map(|_| {
-            let s = new_socket(&addr, Type::DGRAM, Protocol::UDP)?;
-            s.set_reuse_port(true)?;
-            s.bind(&addr.into())?;
-            Ok(s.into())
-        })
-        .collect()
+    let sockets = bind_shared(addr, count, Type::DGRAM, Protocol::UDP, |_| Ok(()))?;
+    Ok(sockets.into_iter().map(Into::into).collect())
+}
+
+/// `count` SO_REUSEPORT sockets bound to one address. A given port is first checked free
+/// by an exclusive probe (see [`probe_exclusive`]); for port 0 the first socket takes the
+/// port the kernel picks and the others join it, so no other socket can take that port
+/// in between (a probe closed and bound again could lose it under load).
+fn bind_shared(
+    addr: SocketAddr,
+    count: usize,
+    ty: Type,
+    protocol: Protocol,
+    tune: impl Fn(&Socket) -> io::Result<()>,
+) -> io::Result<Vec<Socket>> {
+    let mut addr = if addr.port() == 0 {
+        addr
+    } else {
+        probe_exclusive(addr, ty, protocol)?
+    };
+    let mut sockets = Vec::with_capacity(count.max(1));
+    for _ in 0..count.max(1) {
+        let s = new_socket(&addr, ty, protocol)?;
+        tune(&s)?;
+        s.set_reuse_port(true)?;
+        s.bind(&addr.into())?;
+        if addr.port() == 0 {
+            addr = s
+                .local_addr()?
+                .as_socket()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))?;
+        }
+        sockets.push(s);
+    }
+    Ok(sockets)
 }
 
 /// Start a non-blocking TCP connect to `target`, bound to `source` first when given.
