@@ -480,3 +480,27 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<
         Ok(())
     }
 }
+
+/// Copy as much of `src` as fits to the start of `dst` (an owned IO buffer, as a read
+/// fills it) and mark that many bytes initialised; the count. For readers that deliver
+/// bytes they decoded themselves (WebSocket payloads) into a caller's generic buffer.
+pub fn fill_buf<T: monoio::buf::IoBufMut>(dst: &mut T, src: &[u8]) -> usize {
+    let n = src.len().min(dst.bytes_total());
+    // SAFETY: `IoBufMut` promises `write_ptr()` is valid for `bytes_total()` bytes, and
+    // `n` is at most that; `src` is a live slice that cannot overlap `dst`, which we hold
+    // by `&mut`; the `n` bytes are written before `set_init(n)` declares them initialised.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.write_ptr(), n);
+        dst.set_init(n);
+    }
+    n
+}
+
+/// The initialised bytes of an owned IO buffer, as a write sends them (monoio keeps its
+/// own such view crate-private).
+pub fn buf_bytes<T: monoio::buf::IoBuf>(buf: &T) -> &[u8] {
+    // SAFETY: `IoBuf` (an unsafe trait) promises `read_ptr()` is valid for `bytes_init()`
+    // initialised bytes while the buffer lives and is not mutated; the returned slice
+    // borrows `buf`, so it cannot outlive it or see it mutated.
+    unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) }
+}

@@ -36,3 +36,5 @@ mod tunnel_udp;
 mod tunnel_udp_faults;
 mod tunnel_wire;
 mod tunnel_wire_server;
+mod tunnel_ws;
+mod tunnel_ws_wire;
