@@ -80,6 +80,37 @@ fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
+/// The remote ports of the TCP sockets `pid` holds open (by descriptor).
+fn held_peer_ports(pid: u32) -> Vec<u16> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 9 && inodes.contains(f[9]))
+        .filter_map(|f| u16::from_str_radix(f[2].rsplit(':').next()?, 16).ok())
+        .collect()
+}
+
+std::thread_local! {
+    /// Local ports of this test's hostile connections.
+    static HOSTILE: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn hostile(s: &TcpStream) {
+    HOSTILE.with(|h| h.borrow_mut().push(s.local_addr().unwrap().port()));
+}
+
 /// SIGKILL the client; started again, it heals the tunnel and bytes flow again.
 fn a_killed_client_started_again_heals_the_tunnel(driver: Driver) {
     let target = echo_tcp_udp();
@@ -115,6 +146,7 @@ on_both_drivers!(a_killed_client_started_again_heals_the_tunnel);
 /// Connect to the tunnel port, send `bytes`, and read whatever comes back within `wait`.
 fn poke(tunnel: SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
     let mut s = TcpStream::connect_timeout(&tunnel, STEP).expect("connect");
+    hostile(&s);
     s.set_read_timeout(Some(wait)).unwrap();
     s.write_all(bytes).unwrap();
     let mut out = Vec::new();
@@ -125,6 +157,7 @@ fn poke(tunnel: SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
 /// A valid upgrade followed by `frame`: the connection is closed by the server.
 fn upgrade_then(tunnel: SocketAddr, frame: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect_timeout(&tunnel, STEP).expect("connect");
+    hostile(&s);
     s.set_read_timeout(Some(STEP)).unwrap();
     s.write_all(&go_upgrade_request("127.0.0.1", WS_KEY))
         .unwrap();
@@ -222,8 +255,17 @@ fn hostile_input_gets_its_reason_and_the_tunnel_keeps_working(driver: Driver) {
         echo_through_ok(pair.user, &data),
         "no echo after the attacks"
     );
-    let settled = eventually(Duration::from_secs(8), || fds(pid) <= before + 4);
-    assert!(settled, "server fds {before} -> {}", fds(pid));
+    // No descriptor of a hostile connection is left (the pool itself may have grown).
+    let ports = HOSTILE.with(|h| h.borrow().clone());
+    assert_eq!(ports.len(), 10);
+    let settled = eventually(Duration::from_secs(8), || {
+        !held_peer_ports(pid).iter().any(|p| ports.contains(p))
+    });
+    assert!(
+        settled,
+        "server fds {before} -> {}, still holds a hostile peer",
+        fds(pid)
+    );
     let crashed = pair.server.wait_exit(Duration::ZERO);
     assert!(crashed.is_none(), "server exited: {:?}", pair.server.seen);
 }

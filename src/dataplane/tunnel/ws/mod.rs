@@ -12,20 +12,21 @@
 //! Control answers (pong, close) are queued by the read half and sent by the write half
 //! before its next frame or its close: Go never pings, so this costs nothing there.
 
+mod raw;
 mod upgrade;
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 
-use monoio::buf::{IoBuf, IoBufMut, SliceMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::BufResult;
 
 use super::pool::PoolConn;
 use super::pool_io::{PoolRead, PoolWrite};
 use crate::proto::ws::frame::{self, Decoder, Event, Masks, Role, CLOSE_AWAY, CLOSE_NORMAL};
 
+use raw::Raw;
 pub(super) use upgrade::{accept, connect, Accepted};
 
 /// State both halves see: control frames the read half wants sent, the peer's close.
@@ -56,98 +57,6 @@ struct Tx {
     masks: Option<Masks>,
     scratch: Vec<u8>,
     shared: Rc<Shared>,
-}
-
-/// The raw reads and writes under the frames (a plain or TLS pool connection or half).
-trait Raw {
-    async fn read_raw(&mut self, buf: SliceMut<Vec<u8>>) -> BufResult<usize, SliceMut<Vec<u8>>>;
-    async fn write_raw(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
-}
-
-impl Raw for PoolConn {
-    async fn read_raw(&mut self, buf: SliceMut<Vec<u8>>) -> BufResult<usize, SliceMut<Vec<u8>>> {
-        match self {
-            PoolConn::Plain(s) => s.read(buf).await,
-            PoolConn::ServerTls(t) => t.read(buf).await,
-            PoolConn::ClientTls(t) => t.read(buf).await,
-            PoolConn::Ws(_) => (Err(nested()), buf),
-        }
-    }
-
-    async fn write_raw(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let (res, buf) = match self {
-            PoolConn::Plain(s) => s.write_all(buf).await,
-            PoolConn::ServerTls(t) => t.write_all(buf).await,
-            PoolConn::ClientTls(t) => t.write_all(buf).await,
-            PoolConn::Ws(_) => return (Err(nested()), buf),
-        };
-        if let Err(e) = res {
-            return (Err(e), buf);
-        }
-        let flushed = match self {
-            PoolConn::ServerTls(t) => t.flush().await,
-            PoolConn::ClientTls(t) => t.flush().await,
-            _ => Ok(()),
-        };
-        (flushed, buf)
-    }
-}
-
-impl Raw for PoolRead {
-    async fn read_raw(&mut self, buf: SliceMut<Vec<u8>>) -> BufResult<usize, SliceMut<Vec<u8>>> {
-        match self {
-            PoolRead::Plain(r) => r.read(buf).await,
-            PoolRead::ServerTls(r) => r.read(buf).await,
-            PoolRead::ClientTls(r) => r.read(buf).await,
-            PoolRead::Ws(_) => (Err(nested()), buf),
-        }
-    }
-
-    async fn write_raw(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        (Err(nested()), buf)
-    }
-}
-
-impl Raw for PoolWrite {
-    async fn read_raw(&mut self, buf: SliceMut<Vec<u8>>) -> BufResult<usize, SliceMut<Vec<u8>>> {
-        (Err(nested()), buf)
-    }
-
-    async fn write_raw(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let (res, buf) = match self {
-            PoolWrite::Plain(w) => w.write_all(buf).await,
-            PoolWrite::ServerTls(w) => w.write_all(buf).await,
-            PoolWrite::ClientTls(w) => w.write_all(buf).await,
-            PoolWrite::Ws(_) => return (Err(nested()), buf),
-        };
-        if let Err(e) = res {
-            return (Err(e), buf);
-        }
-        (self.raw_flush().await, buf)
-    }
-}
-
-impl PoolWrite {
-    async fn raw_shutdown(&mut self) -> io::Result<()> {
-        match self {
-            PoolWrite::Plain(w) => w.shutdown().await,
-            PoolWrite::ServerTls(w) => w.shutdown().await,
-            PoolWrite::ClientTls(w) => w.shutdown().await,
-            PoolWrite::Ws(_) => Err(nested()),
-        }
-    }
-
-    async fn raw_flush(&mut self) -> io::Result<()> {
-        match self {
-            PoolWrite::ServerTls(w) => w.flush().await,
-            PoolWrite::ClientTls(w) => w.flush().await,
-            _ => Ok(()),
-        }
-    }
-}
-
-fn nested() -> io::Error {
-    io::Error::other("WebSocket inside WebSocket")
 }
 
 /// Room kept for a frame header and a control frame beside a read's payload.
