@@ -221,6 +221,20 @@ fn hostile_input_gets_its_reason_and_the_tunnel_keeps_working(driver: Driver) {
             .wait_for_line(reason, STEP)
             .unwrap_or_else(|| panic!("no line with {reason:?}: {:?}", pair.server.seen));
     }
+    // A handshake retry (a wrong key) on a pool connection gets the handshake's answer.
+    let retry = poke(
+        tunnel,
+        &nodepass::proto::handshake::encode_request("none", "wrong", None),
+        STEP,
+    );
+    let retry = String::from_utf8_lossy(&retry).into_owned();
+    assert!(
+        retry.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+        "{retry}"
+    );
+    pair.server
+        .wait_for_line("refused: 401 Unauthorized", STEP)
+        .unwrap_or_else(|| panic!("no 401 line: {:?}", pair.server.seen));
     // After a good upgrade: a text frame, a length with its top bit set, a wrong first
     // message (masked, as a client's must be).
     upgrade_then(tunnel, &[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
@@ -257,7 +271,7 @@ fn hostile_input_gets_its_reason_and_the_tunnel_keeps_working(driver: Driver) {
     );
     // No descriptor of a hostile connection is left (the pool itself may have grown).
     let ports = HOSTILE.with(|h| h.borrow().clone());
-    assert_eq!(ports.len(), 10);
+    assert_eq!(ports.len(), 11);
     let settled = eventually(Duration::from_secs(8), || {
         !held_peer_ports(pid).iter().any(|p| ports.contains(p))
     });

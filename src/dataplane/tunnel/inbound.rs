@@ -73,18 +73,23 @@ async fn read_request(
     mut head: Vec<u8>,
 ) -> Result<handshake::ParsedRequest, Option<handshake::HandshakeError>> {
     let mut buf = vec![0u8; 2048];
+    // A type 2 pool connection may hand over a whole request head already.
+    let mut parse = !head.is_empty();
     loop {
+        if parse {
+            match handshake::parse_request(&head) {
+                Ok(Parse::Complete(req)) => return Ok(req),
+                Ok(Parse::Partial) => {}
+                Err(e) => return Err(Some(e)),
+            }
+        }
         let (res, b) = stream.read(buf).await;
         buf = b;
         match res {
             Ok(0) | Err(_) => return Err(None),
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
-        match handshake::parse_request(&head) {
-            Ok(Parse::Complete(req)) => return Ok(req),
-            Ok(Parse::Partial) => {}
-            Err(e) => return Err(Some(e)),
-        }
+        parse = true;
     }
 }
 

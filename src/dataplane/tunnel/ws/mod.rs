@@ -160,6 +160,11 @@ impl Tx {
     /// Send `payload` as one binary message (after any queued control frames).
     async fn write<W: Raw>(&mut self, raw: &mut W, payload: &[u8]) -> io::Result<()> {
         if self.shared.close_sent.get() {
+            // A close the read half queued (after a protocol error) still goes out.
+            let out = self.take_outbox();
+            if !out.is_empty() {
+                let _ = self.send(raw, out).await;
+            }
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "WebSocket already closed",
