@@ -3,6 +3,7 @@
 //! the first ping as one binary message) against our server, and a fake Go server (the
 //! handshake answered with type 2, our upgrade request checked byte for byte, `101` and
 //! the id message) against our client; each relays TCP and UDP sessions over messages.
+//! A Go client at tls=1 (`wss://`: TLS 1.3, no ALPN, no SNI) gets its ids and a session.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -276,3 +277,107 @@ fn go_server_against_our_client(driver: Driver) {
 }
 
 on_both_drivers!(go_server_against_our_client);
+
+type GoTls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// Go's type 2 dial at tls=1: TLS 1.3 only, no ALPN, no verification, no SNI for an IP
+/// host (POOL_TYPES.md §2), then the upgrade and the id message.
+fn go_dial_wss(tunnel: SocketAddr) -> (GoTls, [u8; 4]) {
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(crate::master_http::insecure::AcceptAll))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let tcp = connect(tunnel);
+    tcp.set_read_timeout(Some(STEP)).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    s.write_all(&go_upgrade_request("127.0.0.1", WS_KEY))
+        .unwrap();
+    let head = read_head(&mut s);
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("Sec-Websocket-Accept: {WS_ACCEPT}\r\n")),
+        "{head}"
+    );
+    let mut msg = [0u8; 6];
+    s.read_exact(&mut msg).unwrap();
+    assert_eq!(msg[..2], [0x82, 0x04]);
+    assert_eq!(s.conn.alpn_protocol(), None, "no ALPN, as Go's server");
+    (s, [msg[2], msg[3], msg[4], msg[5]])
+}
+
+/// A Go client at tls=1 over `wss://`: the id messages, the control channel, a session.
+fn go_wss_client_against_our_server(driver: Driver) {
+    let (tun, user_port) = (free_port(), free_port());
+    let url =
+        format!("server://{KEY}@127.0.0.1:{tun}/127.0.0.1:{user_port}?mode=1&type=2&tls=1&max=64");
+    let mut server = NodepassProcess::start(&url, &env_for(driver));
+    server
+        .wait_for_line("Pending tunnel handshake", STEP)
+        .expect("server up");
+    let tunnel = SocketAddr::from(([127, 0, 0, 1], tun));
+    let mut hs = connect(tunnel);
+    hs.write_all(&encode_request("none", KEY, None)).unwrap();
+    let mut reply = Vec::new();
+    hs.read_to_end(&mut reply).unwrap();
+    let reply = String::from_utf8(reply).unwrap();
+    assert!(
+        reply.ends_with("{\"flow\":\"-\",\"max\":64,\"tls\":\"1\",\"type\":\"2\"}\n"),
+        "{reply}"
+    );
+    let (control, id) = go_dial_wss(tunnel);
+    assert_eq!(id, [0; 4]);
+    control
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let control = FakeControl::start(
+        WsStream::new(control, Role::Client, Vec::new()),
+        KEY,
+        Duration::from_secs(1),
+    );
+    control
+        .wait_for(STEP, |s| *s == Signal::new(Action::Pong))
+        .expect("the server answers our ping");
+    let mut idle: HashMap<String, GoTls> = (0..3)
+        .map(|_| {
+            let (s, id) = go_dial_wss(tunnel);
+            (id_hex(id), s)
+        })
+        .collect();
+    let mut user = connect(SocketAddr::from(([127, 0, 0, 1], user_port)));
+    user.set_read_timeout(Some(STEP)).unwrap();
+    let sig = control
+        .wait_for(STEP, |s| s.action == Action::Tcp)
+        .expect("a tcp signal");
+    let id = sig.id.expect("an id");
+    let mut link = WsStream::new(idle.remove(&id).expect("one of ours"), Role::Client, vec![]);
+    let up = payload(64 * 1024, 4);
+    user.write_all(&up).unwrap();
+    let mut got = vec![0u8; up.len()];
+    link.read_exact(&mut got).unwrap();
+    assert!(got == up, "user→pool bytes differ");
+    let down = payload(64 * 1024, 5);
+    for chunk in down.chunks(GO_CHUNK) {
+        link.write_all(chunk).unwrap();
+    }
+    let mut got = vec![0u8; down.len()];
+    user.read_exact(&mut got).unwrap();
+    assert!(got == down, "pool→user bytes differ");
+    let errors: Vec<_> = server
+        .seen
+        .iter()
+        .filter(|l| l.contains("Server error"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+on_both_drivers!(go_wss_client_against_our_server);
