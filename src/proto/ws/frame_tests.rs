@@ -163,3 +163,21 @@ fn masks_differ_from_one_frame_to_the_next() {
     let b = m.next_mask();
     assert_ne!(a, b);
 }
+
+#[test]
+fn word_masking_matches_the_byte_rule_at_every_phase_and_length() {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    for offset in 0..4 {
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let mut fast = data.clone();
+            apply_mask(&mut fast, mask, offset);
+            let slow: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[(offset + i) % 4])
+                .collect();
+            assert_eq!(fast, slow, "offset {offset} len {len}");
+        }
+    }
+}

@@ -63,6 +63,9 @@ struct Tx {
 const SLACK: usize = frame::MAX_HEADER + 125 + 16;
 /// Smallest read into the receive buffer.
 const MIN_READ: usize = 4096;
+/// Receive buffer of a connection that relays (allocated at its first large read, so an
+/// idle pool connection holds none).
+const RELAY_READ: usize = 64 * 1024;
 
 impl Rx {
     /// Read payload into `out`: `Ok(0)` at the peer's close or a clean end of stream.
@@ -135,7 +138,11 @@ impl Rx {
     async fn fill<R: Raw>(&mut self, raw: &mut R, max: usize) -> Result<(), io::Result<usize>> {
         self.buf.drain(..self.pos);
         self.pos = 0;
-        let want = self.buf.len() + max.saturating_add(SLACK);
+        let mut want = self.buf.len() + max.saturating_add(SLACK);
+        if max >= RELAY_READ / 4 {
+            // A relay's read: room for a few frames per system call.
+            want = want.max(RELAY_READ);
+        }
         if self.buf.capacity() < want || self.buf.capacity() - self.buf.len() < MIN_READ {
             self.buf
                 .reserve(want.max(self.buf.len() + MIN_READ) - self.buf.len());
