@@ -124,6 +124,18 @@ impl SocketFd {
         peek(self.borrow(), buf)
     }
 
+    /// Read and drop whatever is queued on the socket now (at most 64 KiB), so closing it
+    /// does not answer the peer with a reset for bytes nobody will read.
+    pub fn drain_now(self) {
+        let mut buf = [0u8; 4096];
+        for _ in 0..16 {
+            match recv_now(self.borrow(), &mut buf) {
+                Ok(n) if n > 0 => {}
+                _ => return,
+            }
+        }
+    }
+
     /// The peer's address as text for log lines (`?` if unknown), as
     /// [`crate::net::SocketExt::peer_text`].
     pub fn peer_text(self) -> String {

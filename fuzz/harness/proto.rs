@@ -19,7 +19,11 @@ pub fn handshake_request(data: &[u8]) {
         let _ = check_request(&req, "key");
     }
     let (host, rest) = take_field(data, 255);
-    let (key, ext) = take_field(rest, 255);
+    let (key, rest) = take_field(rest, 255);
+    // Our client's extension list is a few words: bounded like the other fields, so the
+    // encoded head stays under the server's head limit (an unbounded list overflowed it:
+    // regressions/handshake_request/crash-f3b5…, a harness error, not a parser one).
+    let (ext, _) = take_field(rest, 255);
     let (host, key) = (text(host), text(key));
     let ext = (!ext.is_empty()).then(|| text(ext));
     let wire = encode_request(&host, &key, ext.as_deref());

@@ -6,7 +6,10 @@
 //!   command type (`Mode`): the worker host knows no mode.
 //! - [`tunnel`]: the tunnel's commands, events and per-run shared state.
 //! - [`route`]: which worker owns a pool connection, and which command a signal becomes.
+//! - [`pending`]: a tunnel server's answered `auth1` handshakes that have not proved a
+//!   control connection yet.
 
+pub mod pending;
 pub mod route;
 pub mod tunnel;
 

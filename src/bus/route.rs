@@ -2,12 +2,15 @@
 //! connection ([`Owners`]), and which command a `tcp`/`udp`/`verify` signal becomes on
 //! that worker ([`command_for`]).
 //!
-//! The server generated its pool ids, so an id names its owner (`PoolId::worker_of`) and
-//! the control-channel reader posts session signals straight there. A client's ids come
-//! from the server (a Go server's carry no worker), so the control thread records which
-//! worker reported each one.
+//! The server generated its pool ids, so an id names its owner (`PoolId::worker_of`). A
+//! client's ids come from the server (a Go server's carry no worker), so the worker that
+//! reads an id records it in [`ClientOwners`]. Either way the control-channel reader posts
+//! session signals straight to the owner; only a signal that arrives before its id was
+//! recorded goes through the control thread, which retries it until the id shows up.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use super::tunnel::TunnelCommand;
 use crate::proto::{Action, PoolId, Signal};
@@ -20,35 +23,70 @@ pub enum Owners {
         /// Number of workers.
         workers: usize,
     },
-    /// Client: as reported by the workers that hold them.
-    Recorded(HashMap<PoolId, usize>),
+    /// Client: as recorded by the workers that hold them ([`ClientOwners`]).
+    Recorded,
 }
 
 impl Owners {
     /// The owner of `id`. A recorded owner is forgotten on the way: a pool connection
     /// carries one session.
-    pub fn take(&mut self, id: PoolId) -> Option<usize> {
+    pub fn take(&self, id: PoolId, recorded: &ClientOwners) -> Option<usize> {
         match self {
             Owners::ById { workers } => {
                 let n = u8::try_from(*workers).unwrap_or(u8::MAX);
                 Some(usize::from(id.worker_of(n)))
             }
-            Owners::Recorded(map) => map.remove(&id),
+            Owners::Recorded => recorded.take(id),
         }
     }
+}
 
-    /// Worker `worker` holds pool connection `id` (client).
-    pub fn record(&mut self, id: PoolId, worker: usize) {
-        if let Owners::Recorded(map) = self {
+/// Client: which worker holds each idle pool connection (a Go server's ids carry no
+/// worker). The worker that read an id records it; whoever routes the signal naming it
+/// (the control-channel reader, or the control thread for a signal that came before its
+/// id) takes it; a worker that uses or closes a connection itself forgets it. One
+/// uncontended lock per pool connection replaces two thread hand-offs per session.
+#[derive(Debug, Default)]
+pub struct ClientOwners {
+    map: Mutex<HashMap<PoolId, usize>>,
+    /// Set by the first record: a server never records, so it never takes the lock.
+    in_use: AtomicBool,
+}
+
+impl ClientOwners {
+    /// Worker `worker` holds pool connection `id`.
+    pub fn record(&self, id: PoolId, worker: usize) {
+        self.in_use.store(true, Ordering::Relaxed);
+        if let Ok(mut map) = self.map.lock() {
             map.insert(id, worker);
         }
     }
 
-    /// Forget every recorded owner (the pool was flushed).
-    pub fn clear(&mut self) {
-        if let Owners::Recorded(map) = self {
-            map.clear();
+    /// The owner of `id`, forgotten on the way.
+    pub fn take(&self, id: PoolId) -> Option<usize> {
+        if !self.in_use.load(Ordering::Relaxed) {
+            return None;
         }
+        self.map.lock().ok()?.remove(&id)
+    }
+
+    /// `id` was used or closed by its owner: no signal will name it for a session.
+    pub fn forget(&self, id: PoolId) {
+        if self.in_use.load(Ordering::Relaxed) {
+            if let Ok(mut map) = self.map.lock() {
+                map.remove(&id);
+            }
+        }
+    }
+
+    /// How many are recorded.
+    pub fn len(&self) -> usize {
+        self.map.lock().map_or(0, |m| m.len())
+    }
+
+    /// Whether none is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -147,18 +185,31 @@ mod tests {
 
     #[test]
     fn server_ids_name_their_worker_and_client_owners_are_used_once() {
-        let mut server = Owners::ById { workers: 4 };
+        let recorded = ClientOwners::default();
+        let server = Owners::ById { workers: 4 };
         let id = PoolId::from_hex("00000007").unwrap();
-        assert_eq!(server.take(id), Some(3));
-        assert_eq!(server.take(id), Some(3), "an id's bits do not change");
+        assert_eq!(server.take(id, &recorded), Some(3));
+        assert_eq!(
+            server.take(id, &recorded),
+            Some(3),
+            "an id's bits do not change"
+        );
 
-        let mut client = Owners::Recorded(HashMap::new());
-        assert_eq!(client.take(id), None);
-        client.record(id, 1);
-        assert_eq!(client.take(id), Some(1));
-        assert_eq!(client.take(id), None, "one session per pool connection");
-        client.record(id, 1);
-        client.clear();
-        assert_eq!(client.take(id), None);
+        let client = Owners::Recorded;
+        assert_eq!(client.take(id, &recorded), None);
+        recorded.record(id, 1);
+        assert_eq!(client.take(id, &recorded), Some(1));
+        assert_eq!(
+            client.take(id, &recorded),
+            None,
+            "one session per pool connection"
+        );
+        recorded.record(id, 1);
+        recorded.forget(id);
+        assert_eq!(client.take(id, &recorded), None);
+        assert!(
+            recorded.is_empty(),
+            "a used or closed connection leaves no entry"
+        );
     }
 }

@@ -78,13 +78,6 @@ pub enum Event {
     ControlLost(String),
     /// A decoded signal from the peer.
     Signal(crate::proto::Signal),
-    /// Tunnel client: worker `worker` holds pool connection `id`.
-    PoolConn {
-        /// The id the server wrote.
-        id: PoolId,
-        /// The owning worker.
-        worker: usize,
-    },
     /// A signal named a pool connection that never showed up (Go's error count).
     PoolMiss,
     /// The fingerprint check failed (fatal) with this reason.
@@ -127,6 +120,10 @@ pub struct TunnelShared {
     /// Both ends are ours and agreed on the `auth1` profile: every pool connection proves
     /// the key.
     pub auth: std::sync::OnceLock<RunAuth>,
+    /// Server: `auth1` handshakes answered while no run is committed (`client_ip` unset).
+    pub pending: Mutex<super::pending::Pending>,
+    /// Client: which worker holds each idle pool connection (see [`super::route`]).
+    pub owners: super::route::ClientOwners,
     /// Events and signal lines dropped on a full queue (a flood): counted, summarised.
     pub dropped: Mutex<crate::logging::Flood>,
 }
@@ -151,6 +148,8 @@ impl TunnelShared {
             workers: std::sync::OnceLock::new(),
             framed_udp: std::sync::atomic::AtomicBool::new(false),
             auth: std::sync::OnceLock::new(),
+            pending: Mutex::new(super::pending::Pending::default()),
+            owners: super::route::ClientOwners::default(),
             dropped: Mutex::new(crate::logging::Flood::new(
                 crate::logging::FLOOD_REPORT_EVERY,
             )),

@@ -27,7 +27,7 @@ pub use params::{
     parse_log_level, DEFAULT_DNS_TTL, DEFAULT_MAX_POOL, DEFAULT_MIN_POOL, DEFAULT_SLOT,
 };
 pub use parse::{derive_key, parse_url, DEFAULT_MASTER_PREFIX};
-pub use render::{masked_url, MASKED_KEY};
+pub use render::{masked_key, masked_url, MASKED_KEY};
 
 use std::time::Duration;
 

@@ -9,8 +9,9 @@ use super::{AuthPolicy, Config, Scheme, TlsMode};
 /// What log lines print in place of a tunnel key.
 pub const MASKED_KEY: &str = "****";
 
-/// The key as a log line shows it: [`MASKED_KEY`], or nothing when there is none.
-fn masked(key: &str) -> &'static str {
+/// A key (tunnel key, master API key) as a log line shows it: [`MASKED_KEY`], or nothing
+/// when there is none.
+pub fn masked_key(key: &str) -> &'static str {
     if key.is_empty() {
         ""
     } else {
@@ -59,7 +60,11 @@ impl Config {
     pub fn full_url(&self) -> String {
         let query = self.query_with(encode_query_value);
         match self.scheme {
-            Scheme::Master => format!("master://{}{}?{query}", self.tunnel, self.master_prefix),
+            Scheme::Master => format!(
+                "master://{}{}?{query}",
+                self.tunnel,
+                encode_path(&self.master_prefix)
+            ),
             Scheme::Server | Scheme::Client => {
                 let mut url = format!(
                     "{}://{}@{}/{}?{query}&log={}",
@@ -88,14 +93,14 @@ impl Config {
             Scheme::Master => format!("Master {what}: {}{}/v1", self.tunnel, self.master_prefix),
             Scheme::Server => format!(
                 "Server {what}: server://{}@{}/{}?{}",
-                masked(&self.key),
+                masked_key(&self.key),
                 self.tunnel,
                 self.targets_string(),
                 self.canonical_query()
             ),
             Scheme::Client => format!(
                 "Client {what}: client://{}@{}/{}?{}",
-                masked(&self.key),
+                masked_key(&self.key),
                 self.tunnel,
                 self.targets_string(),
                 self.canonical_query()
@@ -163,6 +168,21 @@ impl Config {
 /// Go's `QueryEscape`: unreserved bytes stay, space is `+`, the rest `%XX`.
 fn encode_query_value(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// Percent-encode a path as Go's `EscapedPath` does: unreserved characters and
+/// `$&+,/:;=@` stay, everything else (`%`, `?`, `#`, controls, non-ASCII…) becomes `%XX`,
+/// so the parser's decoding gives the same path back.
+fn encode_path(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~$&+,/:;=@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 /// Percent-encode everything in a username except unreserved characters.

@@ -324,6 +324,8 @@ fn full_urls_parse_back_to_the_same_settings() {
         "server://[::1]:1/x:2?type=1&read=2m&dial=::2",
         "client://k@127.0.0.1:1/x:2?mode=2&auth=strict",
         "master://:9090/admin?tls=1&log=warn",
+        // A prefix that needs escaping: `%00`, `?`, `#`, `%`, a space, non-ASCII.
+        "master://:9090/x%00y%3Fz%23%25%20%C3%A9/a@b:c?log=warn",
     ];
     for url in urls {
         let cfg = parse(url).unwrap();

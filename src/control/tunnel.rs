@@ -18,9 +18,12 @@ use crate::{runtime, shutdown};
 use super::drain;
 use super::run_error::RunError;
 
-/// Signals the client's control loop keeps while their pool connection is not reported
+/// Signals the client's control loop keeps while their pool connection is not recorded
 /// yet; beyond this many a flood of ids that never come is dropped (and counted).
 pub const MAX_WAITING_SIGNALS: usize = 4096;
+
+/// How often signals that wait for their pool id are looked at again.
+const WAITING_RETRY: Duration = Duration::from_millis(5);
 
 /// Which end runs the loop.
 #[derive(Debug, Clone)]
@@ -106,8 +109,8 @@ impl<'a, 'c> State<'a, 'c> {
             End::Server { .. } => Owners::ById {
                 workers: run.workers.len(),
             },
-            // A Go server's ids are random: remember who reported each.
-            End::Client { .. } => Owners::Recorded(Default::default()),
+            // A Go server's ids are random: the workers record who holds each.
+            End::Client { .. } => Owners::Recorded,
         };
         State {
             cfg,
@@ -142,13 +145,20 @@ impl<'a, 'c> State<'a, 'c> {
         let mut next_tick = Instant::now();
         let mut first = true;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            let mut wait = next_tick.saturating_duration_since(Instant::now());
+            if !self.waiting.is_empty() {
+                // A signal came before its pool id was recorded: look again soon.
+                wait = wait.min(WAITING_RETRY);
+            }
             let ev = monoio::select! {
                 ev = self.run.events.recv() => ev,
                 _ = monoio::time::sleep(wait) => {
-                    next_tick = Instant::now() + interval;
-                    self.tick(first);
-                    first = false;
+                    self.retry_waiting();
+                    if Instant::now() >= next_tick {
+                        next_tick = Instant::now() + interval;
+                        self.tick(first);
+                        first = false;
+                    }
                     continue;
                 }
                 _ = shutdown::wait() => return Outcome::Shutdown,
@@ -222,7 +232,6 @@ impl<'a, 'c> State<'a, 'c> {
     }
 
     fn flush_local(&mut self) {
-        self.owners.clear();
         post_all(self.run.workers, || Command::Mode(TunnelCommand::PoolFlush));
     }
 
@@ -246,13 +255,6 @@ impl<'a, 'c> State<'a, 'c> {
     fn on_event(&mut self, ev: Event) -> Result<(), RunError> {
         match ev {
             Event::Signal(sig) => self.on_signal(sig)?,
-            Event::PoolConn { id, worker } => {
-                self.owners.record(id, worker);
-                if let Some(pos) = self.waiting.iter().position(|(_, i, _)| *i == id) {
-                    let (_, _, sig) = self.waiting.remove(pos);
-                    self.on_signal(sig)?;
-                }
-            }
             Event::PoolMiss => self.errors += 1,
             Event::ControlLost(why) => return Err(RunError::ControlLost(why)),
             Event::VerifyFailed(why) => return Err(RunError::VerifyFailed(why)),
@@ -278,6 +280,20 @@ impl<'a, 'c> State<'a, 'c> {
         Ok(())
     }
 
+    /// Route the waiting signals whose pool id has been recorded since.
+    fn retry_waiting(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        for (since, id, sig) in waiting {
+            match self.owners.take(id, &self.run.shared.owners) {
+                Some(worker) => self.post_routed(worker, &sig),
+                None => self.waiting.push((since, id, sig)),
+            }
+        }
+    }
+
     fn route(&mut self, sig: Signal) {
         let own_fp = match &self.run.end {
             End::Server { fingerprint } => fingerprint.as_deref(),
@@ -293,7 +309,7 @@ impl<'a, 'c> State<'a, 'c> {
                 return;
             }
         };
-        let Some(worker) = self.owners.take(id) else {
+        let Some(worker) = self.owners.take(id, &self.run.shared.owners) else {
             if self.waiting.len() < MAX_WAITING_SIGNALS {
                 self.waiting.push((Instant::now(), id, sig));
             } else if self.dropped.hit(Instant::now()) == Hit::Log {
@@ -304,6 +320,21 @@ impl<'a, 'c> State<'a, 'c> {
             }
             return;
         };
+        self.post_command(worker, cmd);
+    }
+
+    /// Post the command of an already-routed signal (its id was valid when it waited).
+    fn post_routed(&mut self, worker: usize, sig: &Signal) {
+        let own_fp = match &self.run.end {
+            End::Server { fingerprint } => fingerprint.as_deref(),
+            End::Client { .. } => None,
+        };
+        if let Ok((_, cmd)) = route::command_for(sig, own_fp) {
+            self.post_command(worker, cmd);
+        }
+    }
+
+    fn post_command(&mut self, worker: usize, cmd: TunnelCommand) {
         match self.run.workers.get(worker) {
             Some(w) if w.post(Command::Mode(cmd)).is_ok() => {}
             _ if self.dropped.hit(Instant::now()) == Hit::Log => {

@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::bus::{self, Command, Mailbox, WorkerHandle};
+use crate::net::SocketExt;
 use crate::runtime::{self, ActiveDriver};
 use crate::stats::WorkerStats;
 
@@ -90,8 +91,16 @@ impl WorkerCtx {
     // How a socket enters this worker's runtime, and in which `O_NONBLOCK` mode, is
     // `runtime::adopt_*`'s one rule; these only supply the driver.
 
-    /// A listening socket on this worker's runtime.
+    /// A listening socket on this worker's runtime, given the stream options (TCP_NODELAY,
+    /// keepalive) once: every socket it accepts inherits them, so no session sets options
+    /// on an accepted stream.
     pub fn adopt_listener(&self, l: std::net::TcpListener) -> io::Result<monoio::net::TcpListener> {
+        if let Err(e) = l.tune_listener(self.spec.keepalive) {
+            log::warn!(
+                "worker {}: listener options (TCP_NODELAY, keepalive): {e}",
+                self.index
+            );
+        }
         runtime::adopt_tcp_listener(self.driver, l)
     }
 

@@ -149,7 +149,14 @@ impl Relay<'_> {
         self.set_modes(&user, &target, dialled)?;
         let idle = Idle::new(self.idle);
         match self.kind {
-            RelayKind::Splice => splice_both(&user, &target, &up, &down, &idle, self.pipes).await,
+            RelayKind::Splice => {
+                let ends = Ends {
+                    user: &user,
+                    target: &target,
+                    dialled,
+                };
+                splice_both(ends, &up, &down, &idle, self.pipes).await
+            }
             // The rarely used methods are boxed so their state does not size every task.
             RelayKind::Copy => {
                 Box::pin(copy_both(user, target, &up, &down, &idle, self.copy_buf)).await
@@ -192,10 +199,14 @@ fn shutdown_both(a: &TcpStream, b: &TcpStream) {
 }
 
 /// End of one direction: EOF becomes a FIN on the destination; an error ends the session.
-fn finish(r: io::Result<()>, src: &TcpStream, dst: &TcpStream) -> io::Result<()> {
+/// `other_done`: the opposite direction has already ended cleanly, so both sockets close
+/// right after this (the close sends the FIN: no shutdown call needed).
+fn finish(r: io::Result<()>, src: &TcpStream, dst: &TcpStream, other_done: bool) -> io::Result<()> {
     match r {
         Ok(()) => {
-            dst.shutdown_write();
+            if !other_done {
+                dst.shutdown_write();
+            }
             Ok(())
         }
         Err(e) => {
@@ -205,30 +216,65 @@ fn finish(r: io::Result<()>, src: &TcpStream, dst: &TcpStream) -> io::Result<()>
     }
 }
 
+/// The two streams of a spliced session and which of them was just dialled.
+struct Ends<'a> {
+    user: &'a TcpStream,
+    target: &'a TcpStream,
+    dialled: Dialled,
+}
+
 async fn splice_both(
-    user: &TcpStream,
-    target: &TcpStream,
+    ends: Ends<'_>,
     up: &Meter<'_>,
     down: &Meter<'_>,
     idle: &Idle,
     pipes: &PipePool,
 ) -> io::Result<()> {
+    let Ends {
+        user,
+        target,
+        dialled,
+    } = ends;
     // Both streams are non-blocking here (`Relay::set_modes`): our syscalls below must
     // never block the worker.
     let mut up_pipe = pipes.take()?;
     let mut down_pipe = pipes.take()?;
+    // A stream we just dialled has nothing to read yet (its peer answers what we send), so
+    // the direction reading it waits for readiness first instead of paying an EAGAIN.
+    let up_start = start_for(dialled == Dialled::First);
+    let down_start = start_for(dialled == Dialled::Second);
+    let clean_ends = Cell::new(0u8);
     let forward = async {
-        let r = splice_one_way(user, target, &mut up_pipe, pipes, up, idle).await;
-        finish(r, user, target)
+        let r = splice_one_way(user, target, &mut up_pipe, pipes, up, idle, up_start).await;
+        let other_done = clean_ends.get() > 0;
+        clean_ends.set(clean_ends.get() + u8::from(r.is_ok()));
+        finish(r, user, target, other_done)
     };
     let backward = async {
-        let r = splice_one_way(target, user, &mut down_pipe, pipes, down, idle).await;
-        finish(r, target, user)
+        let r = splice_one_way(target, user, &mut down_pipe, pipes, down, idle, down_start).await;
+        let other_done = clean_ends.get() > 0;
+        clean_ends.set(clean_ends.get() + u8::from(r.is_ok()));
+        finish(r, target, user, other_done)
     };
     let (r1, r2) = monoio::join!(forward, backward);
     pipes.give_back(up_pipe);
     pipes.give_back(down_pipe);
     r1.and(r2)
+}
+
+/// How a direction begins: read at once, or wait until its source is readable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    Read,
+    WaitFirst,
+}
+
+fn start_for(source_just_dialled: bool) -> Start {
+    if source_just_dialled {
+        Start::WaitFirst
+    } else {
+        Start::Read
+    }
 }
 
 async fn splice_one_way(
@@ -238,8 +284,12 @@ async fn splice_one_way(
     pipes: &PipePool,
     meter: &Meter<'_>,
     idle: &Idle,
+    start: Start,
 ) -> io::Result<()> {
     let chunk = meter.chunk(pipe.capacity);
+    if start == Start::WaitFirst {
+        idle.wait_readable(src).await?;
+    }
     // Small messages go through the worker's scratch buffer (recv + send): for a few KiB,
     // two copies are cheaper in the kernel than pipe bookkeeping plus two splices (HAProxy
     // makes the same call). A read that fills the scratch means bulk: switch to splice

@@ -120,13 +120,32 @@ fn hex_value(c: u8) -> Option<u8> {
     }
 }
 
+/// Four bytes from the system's secure random source, drawn from a per-thread batch so
+/// that a busy pool pays one `getrandom` per 64 ids instead of one per pool connection.
 fn random_bytes() -> Result<[u8; 4], PoolIdError> {
-    let mut seed = [0u8; 4];
-    rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(&mut seed)
-        .map_err(|_| PoolIdError::Random)?;
-    Ok(seed)
+    RANDOM_BATCH.with(|batch| {
+        let mut batch = batch.borrow_mut();
+        let (bytes, used) = &mut *batch;
+        if *used + 4 > bytes.len() {
+            rustls::crypto::ring::default_provider()
+                .secure_random
+                .fill(bytes)
+                .map_err(|_| PoolIdError::Random)?;
+            *used = 0;
+        }
+        let mut out = [0u8; 4];
+        out.copy_from_slice(&bytes[*used..*used + 4]);
+        // Each batch byte is handed out once.
+        bytes[*used..*used + 4].fill(0);
+        *used += 4;
+        Ok(out)
+    })
+}
+
+thread_local! {
+    /// Unused random bytes of this thread and how many of them are used (starts "all used").
+    static RANDOM_BATCH: std::cell::RefCell<([u8; 256], usize)> =
+        const { std::cell::RefCell::new(([0; 256], 256)) };
 }
 
 #[cfg(test)]

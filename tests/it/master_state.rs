@@ -303,3 +303,40 @@ fn the_state_file_and_its_backup_are_owner_only_even_where_an_old_one_was_0644()
         mode(&file).unwrap_or(0)
     );
 }
+
+/// The API key is printed once in full, when it is created (the one way an operator
+/// learns it, as Go); a regenerated key is logged masked (its caller has it in the answer).
+#[test]
+fn a_created_key_is_logged_once_and_a_regenerated_key_only_masked() {
+    let dir = TempDir::new("key-log");
+    let mut m = RealMaster::start(free_port(), &dir.0);
+    let created = m
+        .proc
+        .wait_for_line("API Key created:", STEP)
+        .expect("the first start prints its key");
+    assert!(created.ends_with(&m.key), "{created}");
+    let reply = m.call(
+        "PATCH",
+        "/instances/********",
+        Some(r#"{"action":"restart"}"#),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let new_key = reply.json()["url"].as_str().unwrap().to_string();
+    assert_eq!(new_key.len(), 32);
+    let regenerated = m
+        .proc
+        .wait_for_line("API Key regenerated", STEP)
+        .expect("the regeneration is logged");
+    assert!(
+        regenerated.ends_with("API Key regenerated: ****"),
+        "{regenerated}"
+    );
+    m.proc.watch_output_for(Duration::from_millis(300));
+    let leaks: Vec<&String> = m
+        .proc
+        .seen
+        .iter()
+        .filter(|l| l.contains(&new_key))
+        .collect();
+    assert!(leaks.is_empty(), "the new key is in the log: {leaks:?}");
+}

@@ -180,3 +180,59 @@ fn a_user_reset_ends_the_session_on_both_ends(driver: Driver) {
 }
 
 on_both_drivers!(a_user_reset_ends_the_session_on_both_ends);
+
+/// The sockets the tunnel server accepts (a user on its target port, the client's pool
+/// connections on the tunnel port) carry TCP keepalive, as dialled ones do: the listeners
+/// set it once and accepted sockets inherit it (seen by `ss -o` as a keepalive timer).
+fn accepted_user_and_pool_sockets_have_keepalive(driver: Driver) {
+    if std::process::Command::new("ss").arg("-V").output().is_err() {
+        eprintln!("skipped: no `ss` (iproute2) on this machine");
+        return;
+    }
+    let target = echo_tcp_udp();
+    let opts = TunnelOpts {
+        reverse: true,
+        server_query: "tls=0",
+        client_query: "",
+        env: vec![("NP_DRIVER", np_driver(driver))],
+    };
+    let pair = tunnel_pair(&opts, target);
+    let mut user = connect(pair.user);
+    user.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    user.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
+    // Established sockets whose local port is `port`, one line each, with their timers.
+    let accepted_on = |port: u16| -> Vec<String> {
+        let out = std::process::Command::new("ss")
+            .args([
+                "-tnoH",
+                "state",
+                "established",
+                "sport",
+                "=",
+                &format!(":{port}"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let user_side = accepted_on(pair.user.port());
+    assert_eq!(user_side.len(), 1, "{user_side:?}");
+    assert!(user_side[0].contains("timer:(keepalive"), "{user_side:?}");
+    // A socket with bytes in flight (Send-Q > 0) shows its retransmit timer instead.
+    let pool_side: Vec<String> = accepted_on(pair.tunnel_port)
+        .into_iter()
+        .filter(|l| l.split_whitespace().nth(1) == Some("0"))
+        .collect();
+    assert!(!pool_side.is_empty());
+    assert!(
+        pool_side.iter().all(|l| l.contains("timer:(keepalive")),
+        "{pool_side:?}"
+    );
+}
+
+on_both_drivers!(accepted_user_and_pool_sockets_have_keepalive);

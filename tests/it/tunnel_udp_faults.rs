@@ -286,3 +286,57 @@ fn udp_sessions_that_expire_leave_no_memory_behind() {
         "RSS grew {growth} kB over four rounds of 2000 sessions: {after:?} kB"
     );
 }
+
+/// When the far end of a UDP session closes its pool connection (here: its own, shorter
+/// NP_UDP_READ_TIMEOUT), the near end's session ends at once, not when its own 60 s idle
+/// timeout would look again: the server's CHECK_POINT shows UDPS back at 0 within seconds.
+fn a_udp_session_ends_when_its_pool_connection_closes(driver: Driver) {
+    let target = echo_tcp_udp();
+    let opts = TunnelOpts {
+        reverse: true,
+        server_query: "tls=0",
+        client_query: "",
+        env: vec![],
+    };
+    let (tunnel_port, user_port) = (free_port(), free_port());
+    let mut env = TUNNEL_ENV.to_vec();
+    env.push(("NP_DRIVER", np_driver(driver)));
+    let server_env = [env.as_slice(), &[("NP_UDP_READ_TIMEOUT", "60s")]].concat();
+    let client_env = [env.as_slice(), &[("NP_UDP_READ_TIMEOUT", "1s")]].concat();
+    let mut server = NodepassProcess::start(
+        &tunnel_server_url(&opts, tunnel_port, user_port, target),
+        &server_env,
+    );
+    server
+        .wait_for_line("Pending tunnel handshake", STEP)
+        .unwrap();
+    let mut client = NodepassProcess::start(
+        &tunnel_client_url(&opts, tunnel_port, user_port, target),
+        &client_env,
+    );
+    for p in [&mut server, &mut client] {
+        p.wait_for_line("Marking tunnel handshake as complete", STEP)
+            .unwrap_or_else(|| panic!("no handshake: {:?}", p.seen));
+    }
+    let user = SocketAddr::from(([127, 0, 0, 1], user_port));
+    assert_eq!(udp_round_trips(user, 3), 3);
+    server
+        .wait_for_line("UDPS=1", STEP)
+        .unwrap_or_else(|| panic!("no live UDP session: {:?}", server.seen));
+    let from = server.take_output();
+    // The client's session idles out after 1 s and closes its pool connection.
+    let ended = poll(Duration::from_secs(8), || {
+        server.take_output();
+        server.seen[from..]
+            .iter()
+            .any(|l| l.contains("CHECK_POINT") && l.contains("UDPS=0"))
+            .then_some(())
+    });
+    assert!(
+        ended.is_some(),
+        "the server kept the UDP session: {:?}",
+        &server.seen[from..]
+    );
+}
+
+on_both_drivers!(a_udp_session_ends_when_its_pool_connection_closes);

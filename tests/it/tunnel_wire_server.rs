@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
+use nodepass::config::Driver;
 use nodepass::proto::{Action, Signal};
 
 const KEY: &str = "mykey";
@@ -342,3 +343,59 @@ fn tls1_verify_race_is_tolerated_and_a_wrong_fingerprint_restarts_our_client() {
     assert!(again, "no new handshake after the restart");
     drop((idle, other));
 }
+
+/// A `tcp` signal can name a pool id before our client has read that id from its pool
+/// connection (a Go server publishes the id, then sends the signal; the id may still be
+/// in flight). The client holds the signal and serves it once the id arrives: here the
+/// id is written 300 ms after the signal, and the session still relays byte-exact.
+fn a_signal_that_comes_before_its_pool_id_is_served_when_the_id_arrives(driver: Driver) {
+    let target = echo_tcp_udp();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let url = format!("client://{KEY}@127.0.0.1:{port}/{target}?mode=2&min=4");
+    let mut env = TUNNEL_ENV.to_vec();
+    env.push(("NP_DRIVER", np_driver(driver)));
+    let mut client = NodepassProcess::start(&url, &env);
+    answer_handshake(&listener, 0);
+    let (mut control, _) = listener.accept().unwrap();
+    control.write_all(&[0; 4]).unwrap();
+    control
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let control = FakeControl::start(control, KEY, Duration::from_secs(1));
+    client
+        .wait_for_line("Marking tunnel handshake as complete", STEP)
+        .expect("control channel up");
+    let (mut late, _) = listener.accept().unwrap();
+    late.set_read_timeout(Some(STEP)).unwrap();
+    // Every other pool connection gets its id at once, and is kept open.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for n in 1u32..64 {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let _ = s.write_all(&(n.wrapping_mul(0x9E37_79B9) | 1).to_be_bytes());
+            held.push(s);
+        }
+    });
+    let mut sig = Signal::new(Action::Tcp);
+    sig.remote = Some("127.0.0.1:40000".into());
+    sig.id = Some("deadbeef".into());
+    control.send(sig);
+    client.watch_output_for(Duration::from_millis(300));
+    late.write_all(&[0xde, 0xad, 0xbe, 0xef]).unwrap();
+    let data = payload(64 * 1024, 9);
+    late.write_all(&data).unwrap();
+    late.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    late.read_to_end(&mut back).unwrap();
+    assert!(
+        back == data,
+        "{} of {} bytes came back",
+        back.len(),
+        data.len()
+    );
+}
+
+on_both_drivers!(a_signal_that_comes_before_its_pool_id_is_served_when_the_id_arrives);

@@ -44,12 +44,26 @@ fn carry(reverse: bool, tls: u8, driver: &str, mib: usize, datagrams: usize) {
         .expect("the client learns type 2");
     let data = payload(mib * 1024 * 1024, 7);
     let back = echo_through(pair.user, &data);
-    assert!(
-        back == data,
-        "TCP bytes differ ({} of {} back)",
-        back.len(),
-        data.len()
-    );
+    if back != data {
+        for p in [&mut pair.server, &mut pair.client] {
+            p.watch_output_for(Duration::from_millis(300));
+        }
+        let tail = |p: &NodepassProcess| {
+            let lines: Vec<_> = p
+                .seen
+                .iter()
+                .filter(|l| !l.contains("CHECK_POINT"))
+                .collect();
+            format!("{:#?}", &lines[lines.len().saturating_sub(30)..])
+        };
+        panic!(
+            "TCP bytes differ ({} of {} back); server: {}; client: {}",
+            back.len(),
+            data.len(),
+            tail(&pair.server),
+            tail(&pair.client)
+        );
+    }
     let ok = udp_round_trips(pair.user, datagrams);
     assert_eq!(ok, datagrams, "UDP datagrams lost");
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use super::host::{spawn_workers, DataPlane, ModeWorker, WorkerCtx, WorkerSockets};
 use super::spec::SessionSpec;
-use crate::net::SocketExt;
 use crate::runtime::ActiveDriver;
 
 /// A forwarding worker: everything it does runs in the tasks `start` spawned.
@@ -38,13 +37,6 @@ pub fn start_forwarder(
 
 fn start(ctx: &Rc<WorkerCtx>, socks: WorkerSockets) -> io::Result<Forwarder> {
     if let Some(l) = socks.tcp {
-        // Accepted users inherit these, so `serve_user` sets no options per connection.
-        if let Err(e) = l.tune_listener(ctx.spec.keepalive) {
-            log::warn!(
-                "worker {}: listener options (TCP_NODELAY, keepalive): {e}",
-                ctx.index
-            );
-        }
         let listener = ctx.adopt_listener(l)?;
         ctx.spawn(tcp::accept_loop(listener, Rc::clone(ctx)));
     }

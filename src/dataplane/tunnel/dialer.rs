@@ -177,7 +177,7 @@ async fn open(
         })??,
     };
     if let Some(host) = ws_host {
-        conn = monoio::time::timeout(t.spec.handshake_timeout, super::ws::connect(conn, host))
+        conn = monoio::time::timeout(t.spec.handshake_timeout, super::ws::connect(conn, fd, host))
             .await
             .map_err(|_| {
                 io::Error::new(io::ErrorKind::TimedOut, "WebSocket upgrade timed out")
@@ -244,11 +244,10 @@ async fn dial_one(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) -> io::Result<()> {
         return Ok(());
     }
     let id = p.id;
-    if t.shard.insert(p) {
-        t.spec.shared.report(Event::PoolConn {
-            id,
-            worker: ctx.index,
-        });
+    // Recorded before it can be taken: a signal naming it finds its owner at once.
+    t.spec.shared.owners.record(id, ctx.index);
+    if !t.shard.insert(p) {
+        t.spec.shared.owners.forget(id);
     }
     Ok(())
 }

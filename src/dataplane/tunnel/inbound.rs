@@ -2,6 +2,9 @@
 //! an HTTP handshake attempt (each under its own deadline, so a slow or bad peer costs only
 //! itself); afterwards connections from the handshake's IP become pool connections and
 //! everyone else is refused. The port stays bound throughout (no close-and-rebind gap).
+//! A legacy (Go token) handshake succeeds when answered; an `auth1` one only once its
+//! control connection proved the key (`pending`), so a replayed recording cannot take the
+//! run.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -11,12 +14,12 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
 use super::caps::ControlClaim;
+use super::pending::{self, Turn};
 use super::pool::{PoolConn, Pooled};
 use super::strangers::settle;
 use super::ws;
 use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
-use crate::bus::RunAuth;
 use crate::config::AuthPolicy;
 use crate::crowd::Ticket;
 use crate::dataplane::accept::accept_until;
@@ -30,7 +33,7 @@ use crate::sys::SocketFd;
 /// What Go's HTTP server answers to bytes that are not HTTP.
 const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
 /// Our answer to a second valid handshake while a tunnel is running.
-const CONFLICT: &[u8] = b"HTTP/1.1 409 Conflict\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 9\r\n\r\nConflict\n";
+pub(super) const CONFLICT: &[u8] = b"HTTP/1.1 409 Conflict\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 9\r\n\r\nConflict\n";
 
 /// Accept on the tunnel port until the worker stops. Connections that have not proved
 /// themselves (handshake attempts; pool connections before their proof, or before they
@@ -42,6 +45,15 @@ pub async fn accept_loop(listener: TcpListener, ctx: Rc<WorkerCtx>, t: Rc<Tunnel
         let owner = Rc::clone(&ctx);
         let t = Rc::clone(&t);
         match t.spec.shared.client_ip.get() {
+            // Answered `auth1` handshakes from this address wait for its pool connections.
+            None if pending::is_pending(&t, peer.ip()) => {
+                let (ticket, evicted) = t.crowd.admit_with(peer.ip(), t.client_ip_cap());
+                ctx.spawn(async move {
+                    evicted
+                        .guard(pool_conn(stream, peer, owner, t, ticket))
+                        .await;
+                });
+            }
             None => {
                 let (ticket, evicted) = t.crowd.admit(peer.ip());
                 ctx.spawn(async move {
@@ -136,22 +148,24 @@ async fn handshake_from(
                 .warn(|| format!("tunnel handshake from {peer} refused: {r}"));
             handshake::encode_rejection(r)
         }
-        Ok(proved) => {
+        Ok(handshake::Proved::Auth1(client)) => {
+            // Answered, not committed: the run waits for a control connection's proof.
+            drop(ticket);
+            pending::answer(client, req.extension.as_deref(), peer, reply, tls, t)
+        }
+        Ok(handshake::Proved::Token) => {
             if t.spec.shared.client_ip.set(peer.ip()).is_err() {
                 log::warn!("tunnel handshake from {peer} refused: a tunnel is already running");
                 CONFLICT.to_vec()
             } else {
                 drop(ticket);
-                // A Go client sends no marker and gets none back: plain v1.14.0.
-                let mut ext = handshake::common_features(req.extension.as_deref());
-                let auth = match proved {
-                    handshake::Proved::Auth1(client) => start_profile(client, reply, tls, t),
-                    handshake::Proved::Token => None,
-                };
-                if auth.is_none() {
-                    // Without a proof of the client's nonce there is no profile to agree on.
-                    ext = without_feature(ext, auth::FEATURE_AUTH1);
-                }
+                pending::drop_all(t, peer);
+                // A Go client sends no marker and gets none back: plain v1.14.0. Without a
+                // proof of the client's nonce there is no profile to agree on.
+                let ext = without_feature(
+                    handshake::common_features(req.extension.as_deref()),
+                    auth::FEATURE_AUTH1,
+                );
                 // Type 2 keeps datagram boundaries in its messages: no length prefix.
                 let framed = handshake::has_feature(ext.as_deref(), handshake::FEATURE_UDP16)
                     && reply.pool_type != 2;
@@ -168,7 +182,7 @@ async fn handshake_from(
                     reply.pool_type
                 );
                 t.spec.shared.report(Event::HandshakeDone(peer));
-                handshake::encode_reply(reply, ext.as_deref(), &auth.unwrap_or_default())
+                handshake::encode_reply(reply, ext.as_deref(), &Default::default())
             }
         }
     };
@@ -225,33 +239,6 @@ fn admit_profile(
 static SEEN_NONCES: std::sync::Mutex<auth::SeenNonces> =
     std::sync::Mutex::new(auth::SeenNonces::new());
 
-/// Record this run's `auth1` session and make the reply's fields: our nonce, our proof
-/// over the configuration and certificate, the certificate's fingerprint.
-fn start_profile(
-    client: auth::Nonce,
-    reply: &crate::proto::TunnelConfig,
-    tls: &Option<crate::tls::ServerTls>,
-    t: &TunnelCtx,
-) -> Option<handshake::AuthFields> {
-    let server = auth::Nonce::fresh()?;
-    let session = auth::Session { client, server };
-    let fp = tls.as_ref().map(|t| t.fingerprint()).unwrap_or_default();
-    let announced = auth::Announced {
-        flow: reply.flow.as_str(),
-        max: reply.max,
-        tls: reply.tls,
-        pool_type: reply.pool_type,
-    };
-    let proof = session.server_proof(&t.spec.key, announced, &fp);
-    let fields = handshake::AuthFields {
-        nonce: Some(server.to_hex()),
-        proof: Some(auth::to_hex(&proof)),
-        fp: (!fp.is_empty()).then(|| fp.clone()),
-    };
-    t.spec.shared.auth.set(RunAuth { session, fp }).ok()?;
-    Some(fields)
-}
-
 /// A feature list without `feature` (`None` when nothing is left).
 fn without_feature(list: Option<String>, feature: &str) -> Option<String> {
     let kept: Vec<&str> = list
@@ -281,7 +268,7 @@ fn is_http_method(first: &[u8; 4]) -> bool {
 }
 
 /// How long a pool connection of an `auth1` run may take to prove the key.
-const PROOF_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+pub(super) const PROOF_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `auth1`, first step: our client writes [`auth::POOL_MAGIC`] before anything else. A
 /// wrong-key client retrying its handshake gets its refusal (as an HTTP answer); anyone
@@ -401,7 +388,6 @@ async fn pool_conn(
         log::debug!("pool connection from {peer} refused: pool is full");
         return;
     }
-    let _ = stream.tune_stream(ctx.spec.keepalive);
     let fd = SocketFd::of(&stream);
     let mut conn = match tls {
         None => PoolConn::Plain(stream),
@@ -434,7 +420,7 @@ async fn pool_conn(
         }
     };
     if websocket {
-        conn = match ws::accept(conn, peer, head_wait(&t), &t).await {
+        conn = match ws::accept(conn, fd, peer, head_wait(&t), &t).await {
             ws::Accepted::Ws(conn) => conn,
             ws::Accepted::Handshake(stream, head) => {
                 return handshake_from(stream, head, peer, &t, None).await;
@@ -442,7 +428,9 @@ async fn pool_conn(
             ws::Accepted::Refused => return,
         };
     }
-    let profile = t.spec.shared.auth.get().is_some();
+    // Not committed yet: this address holds answered `auth1` handshakes (`pending`).
+    let committed = t.spec.shared.client_ip.get().is_some();
+    let profile = !committed || t.spec.shared.auth.get().is_some();
     if profile {
         conn = match expect_magic(conn, peer, &t).await {
             Some(c) => c,
@@ -452,6 +440,21 @@ async fn pool_conn(
         && !quiet_for_control(&conn, peer, &t).await
     {
         return;
+    }
+    if !committed {
+        match pending::wait_turn(peer, &t).await {
+            Turn::Control(candidate) => {
+                pending::prove_control(conn, fd, peer, &ctx, &t, ticket, candidate).await;
+                return;
+            }
+            Turn::Committed if pending::joins_run(peer, &t) => {}
+            Turn::Committed | Turn::Gone => {
+                log::debug!(
+                    "pool connection from {peer} closed: no pending handshake of its address"
+                );
+                return;
+            }
+        }
     }
     let taken = &t.spec.shared.control_taken;
     let control = taken

@@ -40,14 +40,13 @@ pub fn start(conn: PoolConn, fd: SocketFd, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx
     t.spec.shared.report(Event::ControlUp(ctx.index));
 }
 
-/// On the server a session signal's id names the worker that owns the pool connection
-/// (we generated it), so the reader posts it there itself: one thread hop instead of two
-/// through the control thread, on every new session. The client needs the control
-/// thread's id → worker map (a Go server's ids carry no worker), so it does not.
+/// A session signal goes from the reader straight to the worker that owns its pool
+/// connection: one thread hop instead of two through the control thread, on every new
+/// session. On the server the id names that worker (we generated it); on the client the
+/// worker that read the id recorded it (`TunnelShared::owners`). Verify signals, and a
+/// client id not recorded yet, go to the control thread.
 fn route_direct(t: &TunnelCtx, sig: &Signal, full: &mut Flood) -> bool {
-    if !matches!(t.spec.side, TunnelSide::Server { .. })
-        || !matches!(sig.action, Action::Tcp | Action::Udp)
-    {
+    if !matches!(sig.action, Action::Tcp | Action::Udp) {
         return false;
     }
     let Some(workers) = t.spec.shared.workers.get() else {
@@ -56,10 +55,17 @@ fn route_direct(t: &TunnelCtx, sig: &Signal, full: &mut Flood) -> bool {
     let Ok((id, cmd)) = route::command_for(sig, None) else {
         return false;
     };
-    let mut owners = Owners::ById {
-        workers: workers.len(),
+    let owners = match t.spec.side {
+        TunnelSide::Server { .. } => Owners::ById {
+            workers: workers.len(),
+        },
+        TunnelSide::Client { .. } => Owners::Recorded,
     };
-    let Some(owner) = owners.take(id).and_then(|w| workers.get(w)) else {
+    // A client id not recorded yet: the control thread holds the signal until it is.
+    let Some(owner) = owners
+        .take(id, &t.spec.shared.owners)
+        .and_then(|w| workers.get(w))
+    else {
         return false;
     };
     if owner.post(Command::Mode(cmd)).is_err() && full.hit(Instant::now()) == Hit::Log {

@@ -11,6 +11,7 @@ mod caps;
 mod dialer;
 mod inbound;
 mod link;
+mod pending;
 mod pool;
 mod pool_io;
 mod session;

@@ -155,6 +155,7 @@ impl Shard {
         drop(conns);
         self.order.borrow_mut().retain(|i| *i != id);
         self.watch_remove(&p);
+        self.shared.owners.forget(id);
         self.publish();
         self.taken.raise();
         Some(p)
@@ -245,6 +246,8 @@ impl Shard {
             order.pop_front();
             if let Some(p) = conns.remove(&id) {
                 self.watch_remove(&p);
+                // Used here (or closed): no signal will route to it.
+                self.shared.owners.forget(id);
                 if self.unfit(&p) {
                     log::debug!("idle pool connection {id} unfit at take (bytes or EOF): closed");
                     continue;
@@ -303,6 +306,7 @@ impl Shard {
         let drained: Vec<Pooled> = self.conns.borrow_mut().drain().map(|(_, p)| p).collect();
         for p in &drained {
             self.watch_remove(p);
+            self.shared.owners.forget(p.id);
         }
         self.order.borrow_mut().clear();
         self.retired.borrow_mut().clear();

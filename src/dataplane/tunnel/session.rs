@@ -18,7 +18,7 @@ use crate::dataplane::admit::{dial_target, is_blocked, take_slot, tcp_meters, Ga
 use crate::dataplane::host::WorkerCtx;
 use crate::dataplane::relay::{copy_bidi, Dialled, Idle, Meter, Relay};
 use crate::logging::peer;
-use crate::net::{self, SocketExt};
+use crate::net;
 use crate::proto::{encode_line, Action, PoolId, Signal};
 use crate::runtime;
 use crate::sys::{OwnsFd, SocketFd};
@@ -111,7 +111,6 @@ pub async fn serve_adopted(
     let Some(_slot) = take_slot(&ctx, &peer) else {
         return;
     };
-    let _ = user.tune_stream(ctx.spec.keepalive);
     if is_blocked(&user, peer, &ctx).await {
         return;
     }

@@ -26,6 +26,7 @@ use crate::dataplane::meter::Meter;
 use crate::logging::peer;
 use crate::proto::PoolId;
 use crate::sys::SocketFd;
+use crate::wake::LocalFlag;
 use frame::{DatagramReader, DatagramWriter};
 
 mod frame;
@@ -34,18 +35,25 @@ mod users;
 pub use users::{adopt, serve_users, UdpUsers};
 
 /// Shut `fds` down once nothing moved for `NP_UDP_READ_TIMEOUT` (`DRAIN_QUIET` once
-/// the worker stops accepting), or the worker closes: the pumps' reads then end on their
-/// own, so no read is ever dropped in flight.
-async fn watchdog(last: Rc<Cell<Instant>>, fds: [SocketFd; 2], ctx: Rc<WorkerCtx>) {
+/// the worker stops accepting), a pump ended (`ended`, raised by [`end_session`]), or the
+/// worker closes: the pumps' reads then end on their own, so no read is ever dropped in
+/// flight.
+async fn watchdog(
+    last: Rc<Cell<Instant>>,
+    ended: &LocalFlag,
+    fds: [SocketFd; 2],
+    ctx: Rc<WorkerCtx>,
+) {
     loop {
         let limit = udp_idle_limit(&ctx);
         let idle_for = last.get().elapsed();
-        if idle_for >= limit || ctx.closing.is_raised() {
+        if idle_for >= limit || ended.is_raised() || ctx.closing.is_raised() {
             break;
         }
         monoio::select! {
             _ = monoio::time::sleep(limit - idle_for) => {}
             _ = udp_next_stage(&ctx).wait() => {}
+            _ = ended.wait() => {}
         }
     }
     for fd in fds {
@@ -82,25 +90,33 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
     // (which may still shut `fds` down) has ended too.
     let mut r = DatagramReader::new(r, framed, ctx.spec.udp_buf_size);
     let mut w = DatagramWriter::new(w, framed);
-    let dog = watchdog(Rc::clone(&last), fds, Rc::clone(&ctx));
+    let ended = LocalFlag::default();
+    let dog = watchdog(Rc::clone(&last), &ended, fds, Rc::clone(&ctx));
     let (rx, tx) = udp_meters(&ctx);
     let pumps = async {
-        let up = pool_to_target(&mut r, &socket, &last, &tx, &ctx);
-        let down = target_to_pool(&mut w, &socket, &last, &rx, &ctx);
+        let up = pool_to_target(&mut r, &socket, (&last, &ended), &tx, &ctx);
+        let down = target_to_pool(&mut w, &socket, (&last, &ended), &rx, &ctx);
         monoio::join!(up, down);
     };
     monoio::join!(dog, pumps);
 }
 
-fn end_session(last: &Cell<Instant>) {
+/// A pump ended: the session ends at once (its watchdog shuts the sockets down, which
+/// ends the other pump), not when it would next have looked at the idle time.
+fn end_session((last, ended): Liveness<'_>) {
     last.set(Instant::now() - Duration::from_secs(86_400 * 365));
+    ended.raise();
 }
+
+/// A UDP session's liveness as its pumps see it: when a datagram last moved, and the
+/// flag that tells its watchdog a pump has ended.
+type Liveness<'a> = (&'a Cell<Instant>, &'a LocalFlag);
 
 /// Datagrams from the pool connection to the target: written to the local socket (TX).
 async fn pool_to_target(
     r: &mut DatagramReader,
     socket: &UdpSocket,
-    last: &Cell<Instant>,
+    (last, ended): Liveness<'_>,
     tx: &Meter<'_>,
     ctx: &WorkerCtx,
 ) {
@@ -117,14 +133,14 @@ async fn pool_to_target(
             tx.count(sent);
         }
     }
-    end_session(last);
+    end_session((last, ended));
 }
 
 /// Datagrams from the target to the pool connection: read from the local socket (RX).
 async fn target_to_pool(
     w: &mut DatagramWriter,
     socket: &UdpSocket,
-    last: &Cell<Instant>,
+    (last, ended): Liveness<'_>,
     rx: &Meter<'_>,
     ctx: &WorkerCtx,
 ) {
@@ -148,5 +164,5 @@ async fn target_to_pool(
             break;
         }
     }
-    end_session(last);
+    end_session((last, ended));
 }

@@ -180,10 +180,13 @@ async fn run_action(m: &Rc<Master>, id: &str, action: &str) -> Result<(), Respon
 }
 
 /// New API key: `update` event, then `shutdown` to every subscriber (their key is void).
+/// The log line masks it (unlike "API Key created", the one way an operator learns the
+/// first key).
 pub fn rotate_key(m: &Rc<Master>) {
     let key = random_hex(16);
     m.with(KEY_ID, |i| i.url = key.clone());
-    log::info!("API Key regenerated: {key}");
+    // The caller has the key in the answer; a log (journal, dashboard) must not.
+    log::info!("API Key regenerated: {}", crate::config::masked_key(&key));
     m.mark_dirty();
     m.emit("update", KEY_ID);
     m.hub.shutdown_all();

@@ -151,10 +151,12 @@ fn dechunk(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, Reject> {
                 }
             }
         }
-        if body.len() + size > MAX_BODY {
+        // `size` is the peer's number: compared without overflow (a huge one wrapped
+        // past this check and the slice below, found by fuzzing).
+        if size > MAX_BODY.saturating_sub(body.len()) {
             return Err(Reject(413, "Request body too large"));
         }
-        if buf.len() < pos + size + 2 {
+        if buf.len().saturating_sub(pos) < size + 2 {
             return Ok(None);
         }
         body.extend_from_slice(&buf[pos..pos + size]);
@@ -200,6 +202,19 @@ mod tests {
             assert!(matches!(
                 take_body(&Framing::Chunked, &mut buf),
                 Err(Reject(400, _))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_huge_chunk_size_is_too_large_not_an_overflow() {
+        // Found by fuzzing (fuzz/regressions/master_http/crash-6291…): the size added to
+        // the body length wrapped past the limit in release builds.
+        for size in ["ffffffffffffffff", "fffffffffffffff0", "1000000000"] {
+            let mut buf = format!("1\r\nx\r\n{size}\r\nabc").into_bytes();
+            assert!(matches!(
+                take_body(&Framing::Chunked, &mut buf),
+                Err(Reject(413, _))
             ));
         }
     }

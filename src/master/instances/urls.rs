@@ -185,13 +185,22 @@ fn join(head: &str, q: &[(String, String)], frag: &str) -> String {
         .iter()
         .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
         .collect();
-    let mut out = head.to_string();
+    let mut out = lower_scheme(head);
     if !enc.is_empty() {
         out.push('?');
         out.push_str(&enc.join("&"));
     }
     out.push_str(frag);
     out
+}
+
+/// `head` with its scheme lowercased, as Go's `url.Parse` stores it and `String()` writes
+/// it (`Client://…` is kept as `client://…`).
+fn lower_scheme(head: &str) -> String {
+    match head.split_once(':') {
+        Some((scheme, rest)) => format!("{}:{rest}", scheme.to_ascii_lowercase()),
+        None => head.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -243,6 +252,16 @@ mod tests {
         };
         let out = config_url("client://h:1/t:2?log=info&min=8", "client", &d);
         assert_eq!(out, "client://h:1/t:2?block=0&dial=auto&dns=5m0s&lbs=0&log=info&min=8&mode=0&notcp=0&noudp=0&proxy=0&rate=0&read=0s&slot=65536&sni=none");
+    }
+
+    #[test]
+    fn a_scheme_in_capitals_is_stored_lowercase_as_go_does() {
+        let d = UrlDefaults::default();
+        assert_eq!(instance_type("Client://h:1/t:2"), Ok("client"));
+        let out = enhance("Client://K@H:1/t:2?min=8", "client", &d);
+        assert_eq!(out, "client://K@H:1/t:2?min=8");
+        assert!(config_url("SERVER://:1/t:2", "server", &d).starts_with("server://:1/t:2?"));
+        assert_eq!(enhance("server://:1/t:2", "server", &d), "server://:1/t:2");
     }
 
     #[test]

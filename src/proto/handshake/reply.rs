@@ -152,7 +152,9 @@ fn dechunk(mut rest: &[u8]) -> Result<Option<(Vec<u8>, usize)>, HandshakeError> 
             Err(_) => return Err(HandshakeError::BadChunk),
         };
         let size = usize::try_from(size).map_err(|_| HandshakeError::BadChunk)?;
-        if body.len() + size > MAX_BODY {
+        // The peer's number: compared without overflow (the master's chunked reader
+        // wrapped here, found by fuzzing; this one is the same shape).
+        if size > MAX_BODY.saturating_sub(body.len()) {
             return Err(HandshakeError::BadContentLength);
         }
         rest = &rest[skip..];
@@ -321,6 +323,22 @@ mod tests {
         );
         let bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd";
         assert!(matches!(parse_reply(bad), Err(HandshakeError::BadChunk)));
+    }
+
+    #[test]
+    fn a_huge_chunk_size_is_refused_not_an_overflow() {
+        for size in ["ffffffffffffffff", "fffffffffffffffe", "100000"] {
+            let bytes = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{{\r\n{size}\r\nabc"
+            );
+            assert!(
+                matches!(
+                    parse_reply(bytes.as_bytes()),
+                    Err(HandshakeError::BadContentLength)
+                ),
+                "{size}"
+            );
+        }
     }
 
     #[test]

@@ -20,12 +20,13 @@ use super::super::session::session_signal;
 use super::super::TunnelCtx;
 use super::frame::{DatagramReader, DatagramWriter};
 use super::session::{close, enqueue, give_back, send_now, UserSession};
-use super::{end_session, watchdog};
+use super::{end_session, watchdog, Liveness};
 use crate::bus::{Command, TunnelCommand, WorkerHandle};
 use crate::dataplane::admit::{take_slot, udp_meters, Gauge};
 use crate::dataplane::host::WorkerCtx;
 use crate::limit::SlotGuard;
 use crate::proto::Action;
+use crate::wake::LocalFlag;
 
 /// This worker's user UDP socket and its flows.
 pub struct UdpUsers {
@@ -364,8 +365,9 @@ fn start_relay(
         // The pump borrows the reader, so the pool connection stays open until the
         // watchdog (which may still shut it down) has ended too.
         let mut r = r;
-        let dog = watchdog(Rc::clone(&last), [fd, fd], Rc::clone(&ctx));
-        let pump = pool_to_user(&mut r, &users.listener, client, &last, &ctx);
+        let ended = LocalFlag::default();
+        let dog = watchdog(Rc::clone(&last), &ended, [fd, fd], Rc::clone(&ctx));
+        let pump = pool_to_user(&mut r, &users.listener, client, (&last, &ended), &ctx);
         monoio::join!(dog, pump);
         close(&session);
         users.remove_session(&client, &session);
@@ -375,7 +377,7 @@ async fn pool_to_user(
     r: &mut DatagramReader,
     listener: &UdpSocket,
     to: SocketAddr,
-    last: &Cell<Instant>,
+    (last, ended): Liveness<'_>,
     ctx: &WorkerCtx,
 ) {
     let (_, tx) = udp_meters(ctx);
@@ -393,5 +395,5 @@ async fn pool_to_user(
         }
     }
     // Ends the watchdog (and with it the session) at once.
-    end_session(last);
+    end_session((last, ended));
 }

@@ -25,6 +25,7 @@ use monoio::BufResult;
 use super::pool::PoolConn;
 use super::pool_io::{PoolRead, PoolWrite};
 use crate::proto::ws::frame::{self, Decoder, Event, Masks, Role, CLOSE_AWAY, CLOSE_NORMAL};
+use crate::sys::SocketFd;
 
 use raw::Raw;
 pub(super) use upgrade::{accept, connect, Accepted};
@@ -219,12 +220,14 @@ pub struct WsConn {
     raw: PoolConn,
     rx: Rx,
     tx: Tx,
+    /// The TCP socket under `raw`.
+    fd: SocketFd,
 }
 
 impl WsConn {
     /// Frames over `raw` (upgraded already) for `role`; `early` are bytes read after the
     /// upgrade head; `seed` seeds a client's masks (one half each).
-    fn new(raw: PoolConn, role: Role, early: Vec<u8>, seed: [u8; 16]) -> WsConn {
+    fn new(raw: PoolConn, fd: SocketFd, role: Role, early: Vec<u8>, seed: [u8; 16]) -> WsConn {
         let shared = Rc::new(Shared::default());
         let client = role == Role::Client;
         let (a, b) = seed.split_at(8);
@@ -248,6 +251,7 @@ impl WsConn {
                 scratch: Vec::new(),
                 shared,
             },
+            fd,
         }
     }
 
@@ -296,6 +300,7 @@ impl WsConn {
             PoolRead::Ws(Box::new(WsRead {
                 raw: r,
                 rx: self.rx,
+                fd: self.fd,
             })),
             PoolWrite::Ws(Box::new(WsWrite {
                 raw: w,
@@ -309,6 +314,17 @@ impl WsConn {
 pub struct WsRead {
     raw: PoolRead,
     rx: Rx,
+    fd: SocketFd,
+}
+
+impl Drop for WsRead {
+    /// Bytes may follow the peer's close frame that no one reads (a TLS close_notify):
+    /// closing over them would reset the connection and could destroy data the peer has
+    /// not read yet, so they are drained first. The socket is open here (`raw` drops
+    /// after this).
+    fn drop(&mut self) {
+        self.fd.drain_now();
+    }
 }
 
 /// The writing half of a WebSocket pool connection.

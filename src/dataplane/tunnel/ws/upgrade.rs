@@ -13,6 +13,7 @@ use crate::dataplane::tunnel::pool::PoolConn;
 use crate::dataplane::tunnel::{TunnelCtx, TunnelSide};
 use crate::proto::handshake::Parse;
 use crate::proto::ws::{self, frame::Role, UpgradeError};
+use crate::sys::SocketFd;
 
 /// What the server made of a pool connection's first request.
 pub enum Accepted {
@@ -55,6 +56,7 @@ async fn read_head<T>(
 /// Server: take the upgrade on a (plain or TLS) pool connection from `peer` within `wait`.
 pub async fn accept(
     mut conn: PoolConn,
+    fd: SocketFd,
     peer: SocketAddr,
     wait: Duration,
     t: &TunnelCtx,
@@ -94,6 +96,7 @@ pub async fn accept(
     let early = got[upgrade.head_len..].to_vec();
     Accepted::Ws(PoolConn::Ws(Box::new(WsConn::new(
         conn,
+        fd,
         Role::Server,
         early,
         [0; 16],
@@ -112,7 +115,7 @@ async fn refuse(mut conn: PoolConn, peer: SocketAddr, t: &TunnelCtx, e: &Upgrade
 
 /// Client: upgrade a fresh (plain or TLS) pool connection; `host` is the tunnel host
 /// without port, as Go's `Host` header has it.
-pub async fn connect(mut conn: PoolConn, host: &str) -> io::Result<PoolConn> {
+pub async fn connect(mut conn: PoolConn, fd: SocketFd, host: &str) -> io::Result<PoolConn> {
     let mut random = [0u8; 32];
     rustls::crypto::ring::default_provider()
         .secure_random
@@ -136,6 +139,7 @@ pub async fn connect(mut conn: PoolConn, host: &str) -> io::Result<PoolConn> {
     let early = got[head_len..].to_vec();
     Ok(PoolConn::Ws(Box::new(WsConn::new(
         conn,
+        fd,
         Role::Client,
         early,
         seed.try_into().unwrap_or([1; 16]),
