@@ -70,6 +70,9 @@ const RELAY_READ: usize = 64 * 1024;
 
 impl Rx {
     /// Read payload into `out`: `Ok(0)` at the peer's close or a clean end of stream.
+    /// Like every read on a pool connection, it must not be dropped half way and the
+    /// stream read again (the receive buffer is in the raw read while it waits): the
+    /// tunnel ends such reads by shutting the socket down, never by dropping them.
     async fn read<R: Raw, T: IoBufMut>(&mut self, raw: &mut R, mut out: T) -> BufResult<usize, T> {
         let max = out.bytes_total();
         if self.done || max == 0 {
