@@ -184,6 +184,8 @@ start_np_tunnel() {
         case "$tok" in
         rev) rev=1 ;;
         tls) tls=1 ;;
+        # nodepass-tunnel-ws*: pool type 2 (WebSocket) on the server.
+        ws) q="&type=2$q" ;;
         esac
     done
     next_port

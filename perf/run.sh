@@ -22,7 +22,8 @@ usage: bash perf/run.sh [options]
   --reps N             repetitions (default 3)
   --duration S         seconds per tool run (default 5; 2 with --quick)
   --tunnel             add the tunnel contenders: nodepass-tunnel (flow +), nodepass-tunnel-rev (flow -),
-                       nodepass-tunnel-tls, nodepass-tunnel-rev-tls (tls=1), rathole, rathole-tls
+                       nodepass-tunnel-tls, nodepass-tunnel-rev-tls (tls=1), rathole, rathole-tls;
+                       add -ws for pool type 2 (WebSocket), e.g. nodepass-tunnel-ws, nodepass-tunnel-ws-tls
   --contenders LIST    comma list from: direct,nodepass,haproxy,nginx-stream,socat and the tunnels above;
                        variants nodepass-wN (NP_WORKERS=N), nodepass-legacy / nodepass-uring (NP_DRIVER),
                        combinable: nodepass-w1-legacy

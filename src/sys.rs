@@ -124,6 +124,18 @@ impl SocketFd {
         peek(self.borrow(), buf)
     }
 
+    /// Read and drop whatever is queued on the socket now (at most 64 KiB), so closing it
+    /// does not answer the peer with a reset for bytes nobody will read.
+    pub fn drain_now(self) {
+        let mut buf = [0u8; 4096];
+        for _ in 0..16 {
+            match recv_now(self.borrow(), &mut buf) {
+                Ok(n) if n > 0 => {}
+                _ => return,
+            }
+        }
+    }
+
     /// The peer's address as text for log lines (`?` if unknown), as
     /// [`crate::net::SocketExt::peer_text`].
     pub fn peer_text(self) -> String {
@@ -479,4 +491,28 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<
     } else {
         Ok(())
     }
+}
+
+/// Copy as much of `src` as fits to the start of `dst` (an owned IO buffer, as a read
+/// fills it) and mark that many bytes initialised; the count. For readers that deliver
+/// bytes they decoded themselves (WebSocket payloads) into a caller's generic buffer.
+pub fn fill_buf<T: monoio::buf::IoBufMut>(dst: &mut T, src: &[u8]) -> usize {
+    let n = src.len().min(dst.bytes_total());
+    // SAFETY: `IoBufMut` promises `write_ptr()` is valid for `bytes_total()` bytes, and
+    // `n` is at most that; `src` is a live slice that cannot overlap `dst`, which we hold
+    // by `&mut`; the `n` bytes are written before `set_init(n)` declares them initialised.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.write_ptr(), n);
+        dst.set_init(n);
+    }
+    n
+}
+
+/// The initialised bytes of an owned IO buffer, as a write sends them (monoio keeps its
+/// own such view crate-private).
+pub fn buf_bytes<T: monoio::buf::IoBuf>(buf: &T) -> &[u8] {
+    // SAFETY: `IoBuf` (an unsafe trait) promises `read_ptr()` is valid for `bytes_init()`
+    // initialised bytes while the buffer lives and is not mutated; the returned slice
+    // borrows `buf`, so it cannot outlive it or see it mutated.
+    unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) }
 }

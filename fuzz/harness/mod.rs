@@ -8,17 +8,19 @@
 mod master;
 mod misc;
 mod proto;
+mod ws;
 
 pub use master::{master_chunked, master_http, master_json};
 pub use misc::{checkpoint, config_url, proxy_v2};
 pub use proto::{auth_profile, handshake_reply, handshake_request, signal_line};
+pub use ws::{ws_frames, ws_upgrade};
 
 /// A target's body: the raw fuzzer input in, a panic if an invariant breaks.
 pub type Target = fn(&[u8]);
 
 /// Every target by name, in the order `scripts/fuzz.sh` runs them.
 #[allow(dead_code)]
-pub const TARGETS: [(&str, Target); 10] = [
+pub const TARGETS: [(&str, Target); 12] = [
     ("config_url", config_url),
     ("handshake_request", handshake_request),
     ("handshake_reply", handshake_reply),
@@ -29,6 +31,8 @@ pub const TARGETS: [(&str, Target); 10] = [
     ("master_json", master_json),
     ("checkpoint", checkpoint),
     ("proxy_v2", proxy_v2),
+    ("ws_upgrade", ws_upgrade),
+    ("ws_frames", ws_frames),
 ];
 
 /// Splits off a length-prefixed field: the first byte (mod `max + 1`) says how many of

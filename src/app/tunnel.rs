@@ -43,7 +43,7 @@ pub(super) fn run_tunnel(cfg: Config, end: End) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    if end == End::Server && cfg.params.pool_type != 0 {
+    if end == End::Server && !matches!(cfg.params.pool_type, 0 | 2) {
         log::error!(
             "Server error: pool type {} is not supported yet",
             cfg.params.pool_type
@@ -169,7 +169,7 @@ fn server_once(
         flow,
         max: cfg.params.max,
         tls: server_tls.as_ref().map_or(0, |t| t.mode.code()),
-        pool_type: 0,
+        pool_type: cfg.params.pool_type,
     };
     let fingerprint = server_tls.as_ref().map(|t| t.fingerprint());
     let sockets = tunnel
@@ -213,7 +213,12 @@ fn client_once(
     } else {
         no_user_sockets(workers)
     };
+    let websocket = tc.pool_type == 2;
     let client_tls = match tc.tls {
+        // Go's type 2 client takes a tunnel on port 443 for a TLS front: wss, verifying.
+        0 if websocket && cfg.tunnel.port == 443 => Some(tls::client_config_verifying(
+            cfg.env.ssl_cert_file.as_deref(),
+        )?),
         0 => None,
         1 => Some(tls::client_config_insecure()?),
         // Like Go's system pool, SSL_CERT_FILE adds a CA bundle to the system roots.
@@ -231,11 +236,17 @@ fn client_once(
     let side = TunnelSide::Client {
         server,
         tls: client_tls,
-        sni: cfg.sni_name(),
+        // Type 2 names the tunnel host as Go does (an IP: no SNI), unless `sni=` is given.
+        sni: if websocket && cfg.params.sni.is_empty() && !cfg.tunnel.host.is_empty() {
+            cfg.tunnel.host.clone()
+        } else {
+            cfg.sni_name()
+        },
         min: cfg.params.min,
         max: tc.max,
         min_interval: cfg.env.min_pool_interval,
         max_interval: cfg.env.max_pool_interval,
+        ws_host: websocket.then(|| cfg.tunnel.host.clone()),
     };
     let end = tunnel_control::End::Client {
         started,
@@ -243,7 +254,8 @@ fn client_once(
     };
     let plane = PlaneArgs {
         mode: RunMode::Two.code(),
-        framed_udp: agreed.framed_udp,
+        // Type 2 keeps datagram boundaries in its messages: no length prefix.
+        framed_udp: agreed.framed_udp && !websocket,
         auth: agreed.auth,
     };
     run_plane(cfg, driver, side, sockets, end, plane, stats)

@@ -8,6 +8,7 @@ pub mod handshake;
 mod line;
 pub mod pool_id;
 pub mod signal;
+pub mod ws;
 
 pub use handshake::{Flow, HandshakeError, Parse, TunnelConfig};
 pub use line::{LineBuf, MAX_SIGNAL_LINE};

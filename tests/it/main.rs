@@ -38,3 +38,5 @@ mod tunnel_udp_faults;
 mod tunnel_under_attack;
 mod tunnel_wire;
 mod tunnel_wire_server;
+mod tunnel_ws;
+mod tunnel_ws_wire;

@@ -189,7 +189,7 @@ fn connections_beyond_the_cap_get_503() {
     .is_some());
 }
 
-mod insecure {
+pub(crate) mod insecure {
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
     use rustls::{DigitallySignedStruct, SignatureScheme};

@@ -8,12 +8,12 @@ use crate::common::*;
 use nodepass::config::Driver;
 
 /// A CA and a leaf for `tunnel.test` signed by it, as PEM files in a fresh directory.
-struct Pki {
+pub(crate) struct Pki {
     dir: TempDir,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
         let dir = TempDir::new("pki");
         let ca_key = KeyPair::generate().unwrap();
@@ -31,7 +31,7 @@ impl Pki {
         Pki { dir }
     }
 
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         self.dir.path(name)
     }
 }

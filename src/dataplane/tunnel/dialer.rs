@@ -153,6 +153,7 @@ async fn open(
     server: SocketAddr,
     tls: &Option<ClientTls>,
     sni: &str,
+    ws_host: Option<&str>,
 ) -> io::Result<Pooled> {
     let stream = dial(server, &SourcePolicy::new(None), ctx.spec.tcp_dial_timeout).await?;
     // The TLS handshake and the id are read with monoio's ops; so is a copy relay later.
@@ -175,6 +176,13 @@ async fn open(
             io::Error::new(io::ErrorKind::TimedOut, e)
         })??,
     };
+    if let Some(host) = ws_host {
+        conn = monoio::time::timeout(t.spec.handshake_timeout, super::ws::connect(conn, fd, host))
+            .await
+            .map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, "WebSocket upgrade timed out")
+            })??;
+    }
     let profile = t.spec.shared.auth.get();
     if let Some(run) = profile {
         check_certificate(run, seen_fp.as_deref(), t)?;
@@ -213,12 +221,16 @@ fn check_certificate(run: &RunAuth, seen: Option<&str>, t: &TunnelCtx) -> io::Re
 
 async fn dial_one(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) -> io::Result<()> {
     let TunnelSide::Client {
-        server, tls, sni, ..
+        server,
+        tls,
+        sni,
+        ws_host,
+        ..
     } = &t.spec.side
     else {
         return Ok(());
     };
-    let p = open(&ctx, &t, *server, tls, sni).await?;
+    let p = open(&ctx, &t, *server, tls, sni, ws_host.as_deref()).await?;
     if p.id.is_control() {
         let first = t
             .spec

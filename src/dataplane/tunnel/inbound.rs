@@ -17,6 +17,7 @@ use super::caps::ControlClaim;
 use super::pending::{self, Turn};
 use super::pool::{PoolConn, Pooled};
 use super::strangers::settle;
+use super::ws;
 use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::Event;
 use crate::config::AuthPolicy;
@@ -84,18 +85,23 @@ async fn read_request(
     mut head: Vec<u8>,
 ) -> Result<handshake::ParsedRequest, Option<handshake::HandshakeError>> {
     let mut buf = vec![0u8; 2048];
+    // A type 2 pool connection may hand over a whole request head already.
+    let mut parse = !head.is_empty();
     loop {
+        if parse {
+            match handshake::parse_request(&head) {
+                Ok(Parse::Complete(req)) => return Ok(req),
+                Ok(Parse::Partial) => {}
+                Err(e) => return Err(Some(e)),
+            }
+        }
         let (res, b) = stream.read(buf).await;
         buf = b;
         match res {
             Ok(0) | Err(_) => return Err(None),
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
-        match handshake::parse_request(&head) {
-            Ok(Parse::Complete(req)) => return Ok(req),
-            Ok(Parse::Partial) => {}
-            Err(e) => return Err(Some(e)),
-        }
+        parse = true;
     }
 }
 
@@ -160,7 +166,9 @@ async fn handshake_from(
                     handshake::common_features(req.extension.as_deref()),
                     auth::FEATURE_AUTH1,
                 );
-                let framed = handshake::has_feature(ext.as_deref(), handshake::FEATURE_UDP16);
+                // Type 2 keeps datagram boundaries in its messages: no length prefix.
+                let framed = handshake::has_feature(ext.as_deref(), handshake::FEATURE_UDP16)
+                    && reply.pool_type != 2;
                 t.spec.shared.framed_udp.store(framed, Ordering::Release);
                 log::debug!(
                     "tunnel client {peer} extensions: {}",
@@ -270,6 +278,12 @@ async fn expect_magic(conn: PoolConn, peer: SocketAddr, t: &TunnelCtx) -> Option
     let wait = PROOF_WAIT.min(t.spec.handshake_timeout);
     let first = match monoio::time::timeout(wait, conn.recv_exact::<4>()).await {
         Ok(Ok(bytes)) => bytes,
+        // Only type 2 reads can be invalid (a frame that breaks the rules).
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            t.warns
+                .warn(|| format!("pool connection from {peer} refused: {e}"));
+            return None;
+        }
         Ok(Err(_)) => return None,
         Err(_) => {
             t.warns.warn(|| {
@@ -329,25 +343,31 @@ async fn check_proof(conn: &mut PoolConn, id: PoolId, peer: SocketAddr, t: &Tunn
 /// HTTP probe or a slowloris does. Plain TCP only: over TLS a stranger without the
 /// handshake's certificate exchange never gets this far.
 async fn quiet_for_control(conn: &PoolConn, peer: SocketAddr, t: &TunnelCtx) -> bool {
-    let PoolConn::Plain(stream) = conn else {
-        return true;
+    let stream = match conn {
+        PoolConn::Plain(stream) => stream,
+        PoolConn::Ws(ws) => match ws.plain_stream() {
+            Some(_) if ws.has_early_bytes() => return early_bytes(peer, t),
+            Some(stream) => stream,
+            None => return true,
+        },
+        _ => return true,
     };
     monoio::time::sleep(settle()).await;
     let mut byte = [0u8; 1];
     match stream.peek_now(&mut byte) {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
         Ok(0) | Err(_) => false,
-        Ok(_) => {
-            super::strangers::stranger_seen();
-            t.warns.warn(|| {
-                format!(
-                    "pool connection from {peer} sent bytes before its id: not a tunnel \
-                     client, closed"
-                )
-            });
-            false
-        }
+        Ok(_) => early_bytes(peer, t),
     }
+}
+
+/// A control candidate sent bytes before its id: a stranger.
+fn early_bytes(peer: SocketAddr, t: &TunnelCtx) -> bool {
+    super::strangers::stranger_seen();
+    t.warns.warn(|| {
+        format!("pool connection from {peer} sent bytes before its id: not a tunnel client, closed")
+    });
+    false
 }
 
 /// A pool connection from the client's IP; `ticket` is its place among the connections
@@ -362,7 +382,9 @@ async fn pool_conn(
     let TunnelSide::Server { reply, tls } = &t.spec.side else {
         return;
     };
-    if t.spec.shared.idle_total() >= reply.max as usize {
+    let websocket = reply.pool_type == 2;
+    // Type 2 answers a full pool after the upgrade request, with Go's 503.
+    if !websocket && t.spec.shared.idle_total() >= reply.max as usize {
         log::debug!("pool connection from {peer} refused: pool is full");
         return;
     }
@@ -397,6 +419,15 @@ async fn pool_conn(
             }
         }
     };
+    if websocket {
+        conn = match ws::accept(conn, fd, peer, head_wait(&t), &t).await {
+            ws::Accepted::Ws(conn) => conn,
+            ws::Accepted::Handshake(stream, head) => {
+                return handshake_from(stream, head, peer, &t, None).await;
+            }
+            ws::Accepted::Refused => return,
+        };
+    }
     // Not committed yet: this address holds answered `auth1` handshakes (`pending`).
     let committed = t.spec.shared.client_ip.get().is_some();
     let profile = !committed || t.spec.shared.auth.get().is_some();

@@ -19,6 +19,7 @@ mod strangers;
 mod udp;
 mod waits;
 mod watch;
+mod ws;
 
 use std::io;
 use std::net::SocketAddr;
@@ -61,6 +62,9 @@ pub enum TunnelSide {
         min_interval: Duration,
         /// `NP_MAX_POOL_INTERVAL`.
         max_interval: Duration,
+        /// Pool type 2: the tunnel host (without port) for the WebSocket `Host` header;
+        /// `None` for the TCP pool.
+        ws_host: Option<String>,
     },
 }
 

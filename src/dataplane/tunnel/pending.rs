@@ -68,7 +68,9 @@ pub(super) fn answer(
     let pending = PendingSession {
         peer,
         run: RunAuth { session, fp },
-        framed_udp: handshake::has_feature(ext.as_deref(), handshake::FEATURE_UDP16),
+        // Type 2 keeps datagram boundaries in its messages: no length prefix.
+        framed_udp: handshake::has_feature(ext.as_deref(), handshake::FEATURE_UDP16)
+            && reply.pool_type != 2,
         deadline: Instant::now() + t.spec.handshake_timeout,
     };
     let added = with_pending(t, |p| p.add(pending));

@@ -26,6 +26,8 @@ pub enum PoolConn {
     ServerTls(Box<ServerTlsStream<TcpStream>>),
     /// tls=1/2, client end.
     ClientTls(Box<ClientTlsStream<TcpStream>>),
+    /// Pool type 2: WebSocket frames over one of the above (`ws.rs`).
+    Ws(Box<super::ws::WsConn>),
 }
 
 /// An idle pool connection.

@@ -1,5 +1,6 @@
 //! Read and write halves of a pool connection, plain or TLS, behind one type each so the
-//! copy relay, the UDP pumps and the control channel are written once for both.
+//! copy relay, the UDP pumps and the control channel are written once for both, and for
+//! pool type 2, whose frames live in `ws.rs`.
 
 use std::io;
 
@@ -10,6 +11,7 @@ use monoio::BufResult;
 use monoio_rustls::{ClientTlsStream, ServerTlsStream};
 
 use super::pool::PoolConn;
+use super::ws::{WsRead, WsWrite};
 
 /// The reading half of a pool connection.
 pub enum PoolRead {
@@ -19,6 +21,8 @@ pub enum PoolRead {
     ServerTls(OwnedReadHalf<ServerTlsStream<TcpStream>>),
     /// TLS, client end.
     ClientTls(OwnedReadHalf<ClientTlsStream<TcpStream>>),
+    /// WebSocket frames over one of the above.
+    Ws(Box<WsRead>),
 }
 
 /// The writing half of a pool connection.
@@ -29,6 +33,8 @@ pub enum PoolWrite {
     ServerTls(OwnedWriteHalf<ServerTlsStream<TcpStream>>),
     /// TLS, client end.
     ClientTls(OwnedWriteHalf<ClientTlsStream<TcpStream>>),
+    /// WebSocket frames over one of the above.
+    Ws(Box<WsWrite>),
 }
 
 impl PoolConn {
@@ -47,10 +53,11 @@ impl PoolConn {
                 let (r, w) = Splitable::into_split(*t);
                 (PoolRead::ClientTls(r), PoolWrite::ClientTls(w))
             }
+            PoolConn::Ws(ws) => ws.into_split(),
         }
     }
 
-    /// Write all of `bytes` (the 4-byte id) and flush.
+    /// Write all of `bytes` (the 4-byte id) and flush; on type 2, as one message.
     pub async fn send_all(&mut self, bytes: Vec<u8>) -> io::Result<()> {
         use monoio::io::AsyncWriteRentExt;
         match self {
@@ -63,10 +70,11 @@ impl PoolConn {
                 t.write_all(bytes).await.0?;
                 t.flush().await
             }
+            PoolConn::Ws(ws) => ws.send_message(&bytes).await,
         }
     }
 
-    /// Read exactly `N` bytes (the id).
+    /// Read exactly `N` bytes (the id); on type 2, of message payload.
     pub async fn recv_exact<const N: usize>(&mut self) -> io::Result<[u8; N]> {
         use monoio::io::AsyncReadRentExt;
         let buf = vec![0u8; N];
@@ -74,6 +82,7 @@ impl PoolConn {
             PoolConn::Plain(s) => s.read_exact(buf).await,
             PoolConn::ServerTls(t) => t.read_exact(buf).await,
             PoolConn::ClientTls(t) => t.read_exact(buf).await,
+            PoolConn::Ws(ws) => return ws.recv_exact::<N>().await,
         };
         res?;
         let mut out = [0u8; N];
@@ -88,6 +97,7 @@ impl AsyncReadRent for PoolRead {
             PoolRead::Plain(r) => r.read(buf).await,
             PoolRead::ServerTls(r) => r.read(buf).await,
             PoolRead::ClientTls(r) => r.read(buf).await,
+            PoolRead::Ws(r) => r.read(buf).await,
         }
     }
 
@@ -96,6 +106,7 @@ impl AsyncReadRent for PoolRead {
             PoolRead::Plain(r) => r.readv(buf).await,
             PoolRead::ServerTls(r) => r.readv(buf).await,
             PoolRead::ClientTls(r) => r.readv(buf).await,
+            PoolRead::Ws(_) => (Err(no_vectored()), buf),
         }
     }
 }
@@ -106,6 +117,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::Plain(w) => w.write(buf).await,
             PoolWrite::ServerTls(w) => w.write(buf).await,
             PoolWrite::ClientTls(w) => w.write(buf).await,
+            PoolWrite::Ws(w) => w.write(buf).await,
         }
     }
 
@@ -114,6 +126,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::Plain(w) => w.writev(buf).await,
             PoolWrite::ServerTls(w) => w.writev(buf).await,
             PoolWrite::ClientTls(w) => w.writev(buf).await,
+            PoolWrite::Ws(_) => (Err(no_vectored()), buf),
         }
     }
 
@@ -122,6 +135,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::Plain(w) => w.flush().await,
             PoolWrite::ServerTls(w) => w.flush().await,
             PoolWrite::ClientTls(w) => w.flush().await,
+            PoolWrite::Ws(w) => w.flush().await,
         }
     }
 
@@ -130,6 +144,16 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::Plain(w) => w.shutdown().await,
             PoolWrite::ServerTls(w) => w.shutdown().await,
             PoolWrite::ClientTls(w) => w.shutdown().await,
+            PoolWrite::Ws(w) => w.shutdown().await,
         }
     }
+}
+
+/// Vectored IO on a WebSocket connection: nothing in the tunnel uses it (a message per
+/// write is the contract).
+fn no_vectored() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "vectored IO on a WebSocket pool connection",
+    )
 }
