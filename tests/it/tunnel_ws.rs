@@ -301,3 +301,31 @@ fn hostile_input_gets_its_reason_and_the_tunnel_keeps_working(driver: Driver) {
 on_both_drivers!(hostile_input_gets_its_reason_and_the_tunnel_keeps_working);
 
 use nodepass::config::Driver;
+
+/// With the pool at `max`, one more upgrade is answered as Go's server does: `503` with
+/// `pool full`, and nothing is taken from the pool (the tunnel keeps carrying bytes).
+fn a_full_pool_answers_an_upgrade_with_503(driver: Driver) {
+    let target = echo_tcp_udp();
+    let o = opts(
+        true,
+        "type=2&tls=0&max=4",
+        vec![("NP_DRIVER", np_driver(driver))],
+    );
+    let mut pair = tunnel_pair(&o, target);
+    pair.server
+        .wait_for_line("POOL=4", STEP)
+        .unwrap_or_else(|| panic!("pool never full: {:?}", pair.server.seen));
+    let tunnel = SocketAddr::from(([127, 0, 0, 1], pair.tunnel_port));
+    let answer = poke(
+        tunnel,
+        &go_upgrade_request("127.0.0.1", WS_KEY),
+        Duration::from_secs(2),
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+    assert!(text.contains("pool full"), "{text}");
+    let data = payload(64 * 1024, 7);
+    assert!(echo_through_ok(pair.user, &data), "no echo after the 503");
+}
+
+on_both_drivers!(a_full_pool_answers_an_upgrade_with_503);
