@@ -46,6 +46,8 @@ for t in "${targets[@]}"; do
     # Beside the artifact directory, not in it: cargo-fuzz takes its newest file for a crash.
     log="fuzz/artifacts/$t.last-run.log"
     : >"$log"
+    # Built first, so the build does not eat into the target's fuzzing time.
+    cargo fuzz build --fuzz-dir fuzz -s "$FUZZ_SANITIZER" --debug-assertions "$t" >>"$log" 2>&1 || true
     total=0 spurious=0 started=$SECONDS status=0
     # libFuzzer's -timeout is wall-clock: on a loaded machine an input can be descheduled
     # past 1 s. A timeout input that replays alone in under 1 s is such a case: it is
