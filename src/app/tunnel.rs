@@ -255,7 +255,7 @@ fn client_once(
     let plane = PlaneArgs {
         mode: RunMode::Two.code(),
         // Type 2 keeps datagram boundaries in its messages: no length prefix.
-        framed_udp: agreed.framed_udp && !websocket,
+        framed_udp: agreed.framed_udp,
         auth: agreed.auth,
     };
     run_plane(cfg, driver, side, sockets, end, plane, stats)

@@ -9,6 +9,7 @@
 //! - [`pending`]: a tunnel server's answered `auth1` handshakes that have not proved a
 //!   control connection yet.
 
+pub mod owners;
 pub mod pending;
 pub mod route;
 pub mod tunnel;

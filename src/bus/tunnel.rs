@@ -123,7 +123,7 @@ pub struct TunnelShared {
     /// Server: `auth1` handshakes answered while no run is committed (`client_ip` unset).
     pub pending: Mutex<super::pending::Pending>,
     /// Client: which worker holds each idle pool connection (see [`super::route`]).
-    pub owners: super::route::ClientOwners,
+    pub owners: super::owners::ClientOwners,
     /// Events and signal lines dropped on a full queue (a flood): counted, summarised.
     pub dropped: Mutex<crate::logging::Flood>,
 }
@@ -149,7 +149,7 @@ impl TunnelShared {
             framed_udp: std::sync::atomic::AtomicBool::new(false),
             auth: std::sync::OnceLock::new(),
             pending: Mutex::new(super::pending::Pending::default()),
-            owners: super::route::ClientOwners::default(),
+            owners: super::owners::ClientOwners::default(),
             dropped: Mutex::new(crate::logging::Flood::new(
                 crate::logging::FLOOD_REPORT_EVERY,
             )),

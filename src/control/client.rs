@@ -76,7 +76,6 @@ pub async fn handshake(cfg: &Config, server: SocketAddr) -> Result<Agreed, Clien
     let reply = monoio::time::timeout(limit, exchange(cfg, server, &nonce))
         .await
         .map_err(|_| ClientHandshakeError::Timeout)??;
-    let framed_udp = handshake::has_feature(reply.extension.as_deref(), handshake::FEATURE_UDP16);
     log::debug!(
         "tunnel server extensions: {}",
         crate::logging::peer(reply.extension.as_deref().unwrap_or("none (Go)"))
@@ -101,7 +100,7 @@ pub async fn handshake(cfg: &Config, server: SocketAddr) -> Result<Agreed, Clien
     };
     Ok(Agreed {
         config: c,
-        framed_udp,
+        framed_udp: handshake::frames_udp(reply.extension.as_deref(), c.pool_type),
         auth,
     })
 }

@@ -18,7 +18,7 @@ use super::pending::{self, Turn};
 use super::pool::{PoolConn, Pooled};
 use super::strangers::settle;
 use super::ws;
-use super::{link, TunnelCtx, TunnelSide};
+use super::{link, TunnelCtx, TunnelSide, CONFLICT, PROOF_WAIT};
 use crate::bus::Event;
 use crate::config::AuthPolicy;
 use crate::crowd::Ticket;
@@ -32,8 +32,6 @@ use crate::sys::SocketFd;
 
 /// What Go's HTTP server answers to bytes that are not HTTP.
 const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
-/// Our answer to a second valid handshake while a tunnel is running.
-pub(super) const CONFLICT: &[u8] = b"HTTP/1.1 409 Conflict\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 9\r\n\r\nConflict\n";
 
 /// Accept on the tunnel port until the worker stops. Connections that have not proved
 /// themselves (handshake attempts; pool connections before their proof, or before they
@@ -166,21 +164,13 @@ async fn handshake_from(
                     handshake::common_features(req.extension.as_deref()),
                     auth::FEATURE_AUTH1,
                 );
-                // Type 2 keeps datagram boundaries in its messages: no length prefix.
-                let framed = handshake::has_feature(ext.as_deref(), handshake::FEATURE_UDP16)
-                    && reply.pool_type != 2;
+                let framed = handshake::frames_udp(ext.as_deref(), reply.pool_type);
                 t.spec.shared.framed_udp.store(framed, Ordering::Release);
                 log::debug!(
                     "tunnel client {peer} extensions: {}",
                     ext.as_deref().unwrap_or("none (Go)")
                 );
-                log::info!(
-                    "Sending tunnel config: FLOW={}|MAX={}|TLS={}|TYPE={}",
-                    reply.flow.as_str(),
-                    reply.max,
-                    reply.tls,
-                    reply.pool_type
-                );
+                super::log_sending_config(reply);
                 t.spec.shared.report(Event::HandshakeDone(peer));
                 handshake::encode_reply(reply, ext.as_deref(), &Default::default())
             }
@@ -266,9 +256,6 @@ async fn sends_http(stream: &TcpStream, limit: std::time::Duration) -> bool {
 fn is_http_method(first: &[u8; 4]) -> bool {
     first.iter().all(|b| b.is_ascii_uppercase() || *b == b' ')
 }
-
-/// How long a pool connection of an `auth1` run may take to prove the key.
-pub(super) const PROOF_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `auth1`, first step: our client writes [`auth::POOL_MAGIC`] before anything else. A
 /// wrong-key client retrying its handshake gets its refusal (as an HTTP answer); anyone

@@ -237,3 +237,21 @@ impl ModeWorker for TunnelWorker {
         self.t.shard.flush();
     }
 }
+
+/// Go's INFO line for the configuration a handshake is answered with (dashboards show it).
+fn log_sending_config(reply: &TunnelConfig) {
+    log::info!(
+        "Sending tunnel config: FLOW={}|MAX={}|TLS={}|TYPE={}",
+        reply.flow.as_str(),
+        reply.max,
+        reply.tls,
+        reply.pool_type
+    );
+}
+
+/// Our answer to a second valid handshake while a tunnel is running (or while too many
+/// `auth1` handshakes wait for their proof).
+const CONFLICT: &[u8] = b"HTTP/1.1 409 Conflict\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 9\r\n\r\nConflict\n";
+
+/// How long a pool connection of an `auth1` run may take to prove the key.
+const PROOF_WAIT: Duration = Duration::from_secs(5);

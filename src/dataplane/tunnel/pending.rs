@@ -10,9 +10,8 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::inbound::{CONFLICT, PROOF_WAIT};
 use super::pool::PoolConn;
-use super::{link, TunnelCtx};
+use super::{link, TunnelCtx, CONFLICT, PROOF_WAIT};
 use crate::bus::pending::{Pending, PendingSession};
 use crate::bus::{Event, RunAuth, TunnelShared};
 use crate::crowd::Ticket;
@@ -68,9 +67,7 @@ pub(super) fn answer(
     let pending = PendingSession {
         peer,
         run: RunAuth { session, fp },
-        // Type 2 keeps datagram boundaries in its messages: no length prefix.
-        framed_udp: handshake::has_feature(ext.as_deref(), handshake::FEATURE_UDP16)
-            && reply.pool_type != 2,
+        framed_udp: handshake::frames_udp(ext.as_deref(), reply.pool_type),
         deadline: Instant::now() + t.spec.handshake_timeout,
     };
     let added = with_pending(t, |p| p.add(pending));
@@ -87,13 +84,7 @@ pub(super) fn answer(
         "tunnel client {peer} extensions: {}; pending until a control connection proves the key",
         ext.as_deref().unwrap_or("none")
     );
-    log::info!(
-        "Sending tunnel config: FLOW={}|MAX={}|TLS={}|TYPE={}",
-        reply.flow.as_str(),
-        reply.max,
-        reply.tls,
-        reply.pool_type
-    );
+    super::log_sending_config(reply);
     handshake::encode_reply(reply, ext.as_deref(), &fields)
 }
 

@@ -69,6 +69,13 @@ pub fn has_feature(marker: Option<&str>, feature: &str) -> bool {
     marker.is_some_and(|m| m.split(',').any(|f| f.trim() == feature))
 }
 
+/// Whether UDP over this run's pool connections is length-framed: both ends agreed on
+/// `udp16` (`agreed`, the features both sides list), and the pool type does not keep
+/// datagram boundaries itself (type 2: one WebSocket message per datagram).
+pub fn frames_udp(agreed: Option<&str>, pool_type: u8) -> bool {
+    has_feature(agreed, FEATURE_UDP16) && pool_type != 2
+}
+
 /// The result of feeding bytes to a parser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parse<T> {
