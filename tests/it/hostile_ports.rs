@@ -90,17 +90,12 @@ fn connect_from(from: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
     Ok(s.into())
 }
 
-/// Open descriptors of process `pid`.
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
 /// Samples the descriptors of `pid` every 20 ms; the peak comes back at the end.
 fn watch_fds(pid: u32, stop: Arc<AtomicBool>) -> JoinHandle<usize> {
     std::thread::spawn(move || {
         let mut peak = 0;
         while !stop.load(Ordering::Relaxed) {
-            peak = peak.max(fd_count(pid));
+            peak = peak.max(open_fds(pid));
             std::thread::park_timeout(Duration::from_millis(20));
         }
         peak

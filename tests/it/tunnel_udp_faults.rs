@@ -205,19 +205,6 @@ fn sigterm_does_not_wait_for_an_idle_udp_session_in_a_tunnel(driver: Driver) {
 
 on_both_drivers!(sigterm_does_not_wait_for_an_idle_udp_session_in_a_tunnel);
 
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
 /// The fd count once it stops changing (two readings 500 ms apart agree; the probe
 /// session expires after 300 ms idle).
 fn settled_fds(pid: u32) -> usize {
@@ -278,7 +265,7 @@ fn udp_sessions_that_expire_leave_no_memory_behind() {
             eventually(STEP, || open_fds(pid) <= idle_fds),
             "sessions did not expire"
         );
-        after.push(rss_kb(pid));
+        after.push(rss_kib(pid));
     }
     let growth = after[4].saturating_sub(after[0]);
     assert!(

@@ -13,21 +13,6 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use nodepass::config::Driver;
 
-/// Open descriptors of process `pid`.
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-/// Resident memory of process `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// A pool connection that sends the magic and, once given an id, a proof of nothing;
 /// reads until the server closes it. Returns what it read after its id (a refused
 /// connection reads nothing).
@@ -171,14 +156,14 @@ fn five_hundred_refused_pool_proofs_leave_no_descriptors_and_little_memory(drive
     let data = payload(64 * 1024, 1);
     assert_eq!(echo_through(pair.user, &data), data);
     // Let the client's pool settle (min=8) before taking the baseline.
-    let mut last = fd_count(pid);
+    let mut last = open_fds(pid);
     let settled = eventually(STEP, || {
         std::thread::park_timeout(Duration::from_millis(300));
-        let now = fd_count(pid);
+        let now = open_fds(pid);
         std::mem::replace(&mut last, now) == now
     });
     assert!(settled, "descriptors never settled");
-    let (fds_before, rss_before) = (fd_count(pid), rss_kib(pid));
+    let (fds_before, rss_before) = (open_fds(pid), rss_kib(pid));
     let mut refused = 0;
     for _batch in 0..10 {
         let batch: Vec<JoinHandle<Option<usize>>> = (0..50)
@@ -197,8 +182,8 @@ fn five_hundred_refused_pool_proofs_leave_no_descriptors_and_little_memory(drive
     // The tunnel still carries bytes.
     assert_eq!(echo_through(pair.user, &data), data);
     let slack = 8;
-    let back = eventually(STEP, || fd_count(pid) <= fds_before + slack);
-    let (fds_after, rss_after) = (fd_count(pid), rss_kib(pid));
+    let back = eventually(STEP, || open_fds(pid) <= fds_before + slack);
+    let (fds_after, rss_after) = (open_fds(pid), rss_kib(pid));
     eprintln!(
         "server after {refused} refused proofs: fds {fds_before} -> {fds_after}, RSS {rss_before} -> {rss_after} KiB"
     );

@@ -89,11 +89,6 @@ carries! {
     flow_minus_tls2_carries_tcp_and_udp_on_epoll: true, 2, "legacy", 1, 50;
 }
 
-/// Open descriptors of `pid`.
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
 /// The remote ports of the TCP sockets `pid` holds open (by descriptor).
 fn held_peer_ports(pid: u32) -> Vec<u16> {
     let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -199,7 +194,7 @@ fn hostile_input_gets_its_reason_and_the_tunnel_keeps_working(driver: Driver) {
     let data = payload(64 * 1024, 5);
     assert!(echo_through_ok(pair.user, &data), "no echo before");
     let pid = pair.server.pid();
-    let before = fds(pid);
+    let before = open_fds(pid);
     let bad = |headers: &str| format!("GET /x HTTP/1.1\r\nHost: a\r\n{headers}\r\n").into_bytes();
     let good = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
     let key = format!("Sec-WebSocket-Key: {WS_KEY}\r\n");
@@ -292,7 +287,7 @@ fn hostile_input_gets_its_reason_and_the_tunnel_keeps_working(driver: Driver) {
     assert!(
         settled,
         "server fds {before} -> {}, still holds a hostile peer",
-        fds(pid)
+        open_fds(pid)
     );
     let crashed = pair.server.wait_exit(Duration::ZERO);
     assert!(crashed.is_none(), "server exited: {:?}", pair.server.seen);
