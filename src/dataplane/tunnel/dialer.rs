@@ -183,6 +183,49 @@ async fn open(
                 io::Error::new(io::ErrorKind::TimedOut, "WebSocket upgrade timed out")
             })??;
     }
+    finish_entry(conn, fd, seen_fp, t).await
+}
+
+/// A pool type 1 entry: a stream of this worker's QUIC connection, Go's `0x00` first.
+async fn open_quic(ctx: &Rc<WorkerCtx>, t: &TunnelCtx) -> io::Result<Pooled> {
+    let client = t.quic.client(ctx, || match &t.spec.side {
+        TunnelSide::Client {
+            server,
+            tls,
+            max,
+            quic_name: Some(name),
+            ..
+        } => {
+            let tls = match tls {
+                Some(tls) => tls.clone(),
+                None => crate::tls::client_config_insecure().map_err(io::Error::other)?,
+            };
+            Ok((*server, name.clone(), tls, *max))
+        }
+        _ => Err(io::Error::other("not a QUIC pool client")),
+    })?;
+    let (stream, seen_fp) = client.open(t.spec.handshake_timeout).await?;
+    let ch = stream.connection();
+    let fd = stream.fd();
+    let mut conn = PoolConn::Quic(Box::new(stream));
+    let made = match conn.send_all(vec![0]).await {
+        Ok(()) => finish_entry(conn, fd, seen_fp, t).await,
+        Err(e) => Err(e),
+    };
+    if made.is_err() {
+        // Go leaks the connection and dials a new one; ours is retired (closed once idle).
+        client.fail(ch);
+    }
+    made
+}
+
+/// The common end of every entry: the `auth1` proof of the key, the id.
+async fn finish_entry(
+    mut conn: PoolConn,
+    fd: SocketFd,
+    seen_fp: Option<String>,
+    t: &TunnelCtx,
+) -> io::Result<Pooled> {
     let profile = t.spec.shared.auth.get();
     if let Some(run) = profile {
         check_certificate(run, seen_fp.as_deref(), t)?;
@@ -225,12 +268,17 @@ async fn dial_one(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) -> io::Result<()> {
         tls,
         sni,
         ws_host,
+        quic_name,
         ..
     } = &t.spec.side
     else {
         return Ok(());
     };
-    let p = open(&ctx, &t, *server, tls, sni, ws_host.as_deref()).await?;
+    let p = if quic_name.is_some() {
+        open_quic(&ctx, &t).await?
+    } else {
+        open(&ctx, &t, *server, tls, sni, ws_host.as_deref()).await?
+    };
     if p.id.is_control() {
         let first = t
             .spec

@@ -415,6 +415,19 @@ async fn pool_conn(
             ws::Accepted::Refused => return,
         };
     }
+    pool_entry(conn, fd, peer, ctx, t, ticket).await;
+}
+
+/// A pool connection (or QUIC stream) from the client's IP after its transport setup:
+/// the `auth1` proof or the control-channel quiet rule, the id, then the pool.
+pub(super) async fn pool_entry(
+    mut conn: PoolConn,
+    fd: SocketFd,
+    peer: SocketAddr,
+    ctx: Rc<WorkerCtx>,
+    t: Rc<TunnelCtx>,
+    ticket: Ticket,
+) {
     // Not committed yet: this address holds answered `auth1` handshakes (`pending`).
     let committed = t.spec.shared.client_ip.get().is_some();
     let profile = !committed || t.spec.shared.auth.get().is_some();
