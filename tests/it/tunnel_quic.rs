@@ -6,8 +6,12 @@
 
 use std::time::Duration;
 
+use std::net::{SocketAddr, UdpSocket};
+
+use crate::common::quic;
 use crate::common::*;
 use crate::tunnel_relay::Pki;
+use nodepass::config::Driver;
 
 fn opts<'a>(reverse: bool, server_query: &'a str, env: Vec<(&'a str, &'a str)>) -> TunnelOpts<'a> {
     TunnelOpts {
@@ -85,3 +89,158 @@ carries! {
     flow_plus_tls1_carries_tcp_and_udp_on_epoll: false, 1, "legacy", 1, 50;
     flow_minus_tls2_carries_tcp_and_udp_on_epoll: true, 2, "legacy", 1, 50;
 }
+
+fn kill(p: &mut NodepassProcess) {
+    let _ = std::process::Command::new("kill")
+        .arg("-KILL")
+        .arg(p.pid().to_string())
+        .status();
+    assert!(p.wait_exit(STEP).is_some(), "not killed");
+}
+
+/// SIGKILL the server, start it again: the client's run ends (its control stream goes
+/// silent) and the tunnel heals; then the same with the client.
+fn a_killed_end_started_again_heals_the_tunnel(driver: Driver) {
+    let target = echo_tcp_udp();
+    let o = opts(true, "type=1&tls=1", vec![("NP_DRIVER", np_driver(driver))]);
+    let mut pair = tunnel_pair(&o, target);
+    let data = payload(256 * 1024, 3);
+    assert!(
+        echo_through_ok(pair.user, &data),
+        "no echo before the kills"
+    );
+    let mut env: Vec<(&str, &str)> = TUNNEL_ENV.to_vec();
+    env.push(("NP_DRIVER", np_driver(driver)));
+    kill(&mut pair.server);
+    pair.server = NodepassProcess::start(&pair.server_url, &env);
+    pair.server
+        .wait_for_line(
+            "Marking tunnel handshake as complete",
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|| {
+            panic!(
+                "no handshake after the server restart: {:?}",
+                pair.server.seen
+            )
+        });
+    assert!(
+        eventually(Duration::from_secs(15), || echo_through_ok(
+            pair.user, &data
+        )),
+        "no echo after the server restart; server: {:?}",
+        pair.server.seen
+    );
+    kill(&mut pair.client);
+    pair.client = NodepassProcess::start(&pair.client_url, &env);
+    pair.client
+        .wait_for_line(
+            "Marking tunnel handshake as complete",
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|| {
+            panic!(
+                "no handshake after the client restart: {:?}",
+                pair.client.seen
+            )
+        });
+    assert!(
+        eventually(Duration::from_secs(15), || echo_through_ok(
+            pair.user, &data
+        )),
+        "no echo after the client restart; server: {:?}",
+        pair.server.seen
+    );
+}
+
+on_both_drivers!(a_killed_end_started_again_heals_the_tunnel);
+
+/// A QUIC client of ours (quinn-proto, blocking) from `bind` to the tunnel port with
+/// `alpn`: why its connection ended, if it did within `limit`.
+fn quic_attempt(tunnel: SocketAddr, bind: &str, alpn: &[u8], limit: Duration) -> Option<String> {
+    let mut p = quic::Peer::client(bind);
+    let ch = p.connect(tunnel, quic::client_config(alpn), "127.0.0.1");
+    p.pump_until(limit, |p| p.lost.contains_key(&ch));
+    p.lost.get(&ch).cloned()
+}
+
+/// Garbage and random datagrams on the UDP tunnel port, a burst of Initials from new
+/// ports, a wrong ALPN and a connection from another IP: each logged with its reason,
+/// fds and RSS bounded, the tunnel still echoing.
+fn hostile_datagrams_get_their_reason_and_the_tunnel_keeps_working(driver: Driver) {
+    let target = echo_tcp_udp();
+    let o = opts(true, "type=1&tls=1", vec![("NP_DRIVER", np_driver(driver))]);
+    let mut pair = tunnel_pair(&o, target);
+    let tunnel = SocketAddr::from(([127, 0, 0, 1], pair.tunnel_port));
+    let data = payload(64 * 1024, 5);
+    assert!(echo_through_ok(pair.user, &data), "no echo before");
+    let pid = pair.server.pid();
+    let (fds0, rss0) = (open_fds(pid), rss_kib(pid));
+    // Garbage: short datagrams, and datagrams without QUIC's fixed bit.
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..2000u32 {
+        let mut d = vec![(i as u8) & 0x3f; 1 + (i as usize % 1400)];
+        d[0] &= 0xbf;
+        let _ = s.send_to(&d, tunnel);
+    }
+    pair.server
+        .wait_for_line("datagram(s) dropped", STEP)
+        .unwrap_or_else(|| panic!("no drop line: {:?}", pair.server.seen));
+    // Random bytes (some with the fixed bit, so quinn-proto sees them) from 50 ports.
+    let mut x = 0x1234_5678u32;
+    for _ in 0..50 {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..40 {
+            let d: Vec<u8> = (0..1200)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let _ = s.send_to(&d, tunnel);
+        }
+    }
+    // A wrong ALPN: the handshake fails, with its reason on the server.
+    let why = quic_attempt(tunnel, "127.0.0.1:0", b"h3", STEP).expect("refused");
+    assert!(
+        why.contains("120") || why.to_lowercase().contains("protocol"),
+        "{why}"
+    );
+    pair.server
+        .wait_for_line("QUIC handshake from", STEP)
+        .unwrap_or_else(|| panic!("no handshake failure line: {:?}", pair.server.seen));
+    // Another IP than the handshake's (127.0.0.2 is loopback too): Go's close.
+    if UdpSocket::bind("127.0.0.2:0").is_ok() {
+        let why = quic_attempt(tunnel, "127.0.0.2:0", b"np-quic", STEP).expect("closed");
+        assert!(why.contains("unauthorized IP"), "{why}");
+        pair.server
+            .wait_for_line("closed: unauthorized IP", STEP)
+            .unwrap_or_else(|| panic!("no unauthorized line: {:?}", pair.server.seen));
+    }
+    // Initials from 100 new ports, never finished (the server holds at most 32 per worker,
+    // 8 from other addresses): the tunnel carries on.
+    let burst: Vec<_> = (0..100)
+        .map(|_| {
+            let mut p = quic::Peer::client("127.0.0.1:0");
+            p.connect(tunnel, quic::client_config(b"np-quic"), "127.0.0.1");
+            p
+        })
+        .collect();
+    drop(burst);
+    assert!(
+        echo_through_ok(pair.user, &data),
+        "no echo after the attacks"
+    );
+    let (fds1, rss1) = (open_fds(pid), rss_kib(pid));
+    assert!(fds1 <= fds0 + 16, "server fds {fds0} -> {fds1}");
+    assert!(
+        rss1 <= rss0 + 32 * 1024,
+        "server RSS {rss0} KiB -> {rss1} KiB"
+    );
+    let crashed = pair.server.wait_exit(Duration::ZERO);
+    assert!(crashed.is_none(), "server exited: {:?}", pair.server.seen);
+}
+
+on_both_drivers!(hostile_datagrams_get_their_reason_and_the_tunnel_keeps_working);

@@ -20,6 +20,9 @@ const MAX_IDLE: u32 = 15_000;
 /// Connections a server endpoint (one per worker) holds at once, handshakes included:
 /// a flood of Initial packets from new ports is refused past it.
 pub const MAX_CONNECTIONS: usize = 32;
+/// Of those, connections from other addresses than the tunnel client's (they are closed
+/// as soon as connected, but a handshake takes up to the idle timeout).
+pub const MAX_STRANGERS: usize = 8;
 
 fn transport(max_streams: u32) -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
@@ -39,7 +42,11 @@ fn transport(max_streams: u32) -> Arc<TransportConfig> {
 
 /// The endpoint configuration (Go's quic-go: version 1, no Retry).
 pub fn endpoint() -> Arc<EndpointConfig> {
-    Arc::new(EndpointConfig::default())
+    let mut c = EndpointConfig::default();
+    // quic-go does not grease the fixed bit; not offering it lets the receive path drop
+    // datagrams without it before they cost anything.
+    c.grease_quic_bit(false);
+    Arc::new(c)
 }
 
 fn bad_tls(e: impl std::fmt::Display) -> io::Error {

@@ -53,6 +53,8 @@ impl Ep {
             out,
             admit,
             closed: Cell::new(false),
+            dropped: crate::crowd::RefusalLog::default(),
+            warns: crate::crowd::WarnBudget::default(),
         });
         let rx = ctx.adopt_udp(socket)?;
         ctx.spawn(receive(Rc::clone(&ep), rx, Rc::clone(ctx)));
@@ -62,6 +64,12 @@ impl Ep {
 
     /// One datagram from `from`.
     fn on_datagram(&self, from: std::net::SocketAddr, data: BytesMut) {
+        if !looks_like_quic(&data) {
+            self.dropped.note(|n| {
+                format!("QUIC tunnel port: {n} datagram(s) dropped, latest from {from}: not QUIC")
+            });
+            return;
+        }
         let now = Instant::now();
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
@@ -89,7 +97,11 @@ impl Ep {
                     inner.endpoint.ignore(incoming);
                     return;
                 }
-                if inner.endpoint.open_connections() >= config::MAX_CONNECTIONS {
+                let strangers = inner.conns.values().filter(|c| c.stranger).count();
+                let stranger = admit == Admit::Stranger;
+                if inner.endpoint.open_connections() >= config::MAX_CONNECTIONS
+                    || (stranger && strangers >= config::MAX_STRANGERS)
+                {
                     log::debug!(
                         "QUIC connection from {from} refused: {} connections open",
                         config::MAX_CONNECTIONS
@@ -111,12 +123,18 @@ impl Ep {
                                 connected: false,
                                 lost: None,
                                 retired: false,
+                                stranger,
                             },
                         );
                         self.drive(inner, ch, now);
                     }
                     Err(e) => {
-                        log::debug!("QUIC connection from {from} refused: {}", e.cause);
+                        self.warns.warn(|| {
+                            format!(
+                                "QUIC handshake from {from} failed: {}",
+                                super::describe(&e.cause, None)
+                            )
+                        });
                         if let Some(t) = e.response {
                             self.send(&inner.tx[..t.size], t.destination);
                         }
@@ -151,6 +169,7 @@ impl Ep {
                 connected: false,
                 lost: None,
                 retired: false,
+                stranger: false,
             },
         );
         self.drive(inner, ch, now);
@@ -198,6 +217,13 @@ impl Ep {
         }
         any
     }
+}
+
+/// A QUIC v1 packet has its fixed bit set (we never let peers grease it:
+/// `config::endpoint`) and a header plus a 16-byte tag at least: anything else is
+/// dropped without reaching quinn-proto.
+fn looks_like_quic(d: &[u8]) -> bool {
+    d.len() >= 21 && d[0] & 0x40 != 0
 }
 
 /// Datagrams in, until the endpoint closes.

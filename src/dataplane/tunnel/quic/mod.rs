@@ -41,8 +41,11 @@ pub use stream::{QuicRead, QuicStream, QuicWrite};
 pub enum Admit {
     /// Go has no QUIC listener before the handshake: silence.
     Ignore,
-    /// Handshake; checked against the client IP once connected.
+    /// The tunnel client's address (or a pending one): handshake.
     Accept,
+    /// Another address: handshake (Go closes it once connected: `unauthorized IP`),
+    /// within [`config::MAX_STRANGERS`].
+    Stranger,
 }
 
 /// A server's rule for new connections by source address.
@@ -98,6 +101,8 @@ struct Conn {
     lost: Option<String>,
     /// Client: no new streams; closed once its last stream is released.
     retired: bool,
+    /// Server: from another address than the tunnel client's.
+    stranger: bool,
 }
 
 impl Conn {
@@ -132,6 +137,10 @@ pub struct Ep {
     admit: Option<AdmitFn>,
     /// The worker closed: the tasks end.
     closed: Cell<bool>,
+    /// Datagrams dropped before quinn-proto (not QUIC), summed up in the log.
+    dropped: crate::crowd::RefusalLog,
+    /// WARN lines about failed handshakes, within a budget.
+    warns: crate::crowd::WarnBudget,
 }
 
 /// Go's words for a connection's end (quic-go's error strings).
@@ -190,6 +199,17 @@ impl Ep {
             }
             while let Some(ev) = c.q.poll() {
                 more = true;
+                if let Event::ConnectionLost { reason } = &ev {
+                    if !c.connected && c.q.side().is_server() {
+                        let peer = c.q.remote_address();
+                        self.warns.warn(|| {
+                            format!(
+                                "QUIC handshake from {peer} failed: {}",
+                                describe(reason, None)
+                            )
+                        });
+                    }
+                }
                 let before = arrivals.len();
                 on_event(c, ch, ev, arrivals);
                 if arrivals.len() != before {

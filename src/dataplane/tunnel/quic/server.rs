@@ -31,11 +31,16 @@ pub fn start(
         .ok_or_else(|| io::Error::other("QUIC pool without a TLS configuration"))?;
     let cfg = config::server(&tls.config, reply.max)?;
     let weak = Rc::downgrade(t);
-    let admit = Box::new(move |ip| match weak.upgrade() {
-        Some(t) if t.spec.shared.client_ip.get().is_some() || pending::is_pending(&t, ip) => {
-            Admit::Accept
+    let admit = Box::new(move |ip| {
+        let Some(t) = weak.upgrade() else {
+            return Admit::Ignore;
+        };
+        match t.spec.shared.client_ip.get() {
+            Some(client) if *client == ip => Admit::Accept,
+            Some(_) => Admit::Stranger,
+            None if pending::is_pending(&t, ip) => Admit::Accept,
+            None => Admit::Ignore,
         }
-        _ => Admit::Ignore,
     });
     let ep = Ep::start(socket, Some((cfg, admit)), ctx)?;
     ctx.spawn(accept_loop(Rc::clone(&ep), Rc::clone(ctx), Rc::clone(t)));
