@@ -15,6 +15,7 @@
 mod accept;
 mod admit;
 mod dial;
+mod end;
 mod forward;
 mod host;
 mod meter;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use super::end::End;
 pub use super::meter::Meter;
 use super::pipes::{Pipe, PipePool, SCRATCH_SIZE};
 use crate::net::SocketExt;
@@ -93,14 +94,14 @@ impl Idle {
         }
     }
 
-    pub(super) async fn watchdog(&self, fds: [SocketFd; 2]) {
+    pub(super) async fn watchdog(&self, ends: &[End; 2]) {
         if self.timeout.is_zero() {
             return std::future::pending().await;
         }
         loop {
             let idle_for = self.last.get().elapsed();
             if idle_for >= self.timeout {
-                shutdown_fds(fds);
+                shutdown_ends(ends);
                 return;
             }
             monoio::time::sleep(self.timeout - idle_for).await;
@@ -187,9 +188,9 @@ impl Relay<'_> {
     }
 }
 
-fn shutdown_fds(fds: [SocketFd; 2]) {
-    for fd in fds {
-        fd.shutdown_both();
+fn shutdown_ends(ends: &[End; 2]) {
+    for end in ends {
+        end.shutdown_both();
     }
 }
 
@@ -386,12 +387,15 @@ async fn copy_both(
     buf_size: usize,
 ) -> io::Result<()> {
     let (mut user_w, mut target_w) = (twin(&user)?, twin(&target)?);
-    let fds = [SocketFd::of(&user), SocketFd::of(&target)];
+    let ends = [
+        End::Socket(SocketFd::of(&user)),
+        End::Socket(SocketFd::of(&target)),
+    ];
     let (mut user_r, mut target_r) = (user, target);
     copy_bidi(
         (&mut user_r, &mut user_w),
         (&mut target_r, &mut target_w),
-        fds,
+        &ends,
         (up, down),
         idle,
         buf_size,
@@ -400,14 +404,14 @@ async fn copy_both(
 }
 
 /// Copy both ways between end `a` (read half, write half) and end `b` until both
-/// directions end: `meters.0` counts a→b, `meters.1` b→a. `fds` are the two sockets
-/// underneath; an error in either direction shuts both down at once, so the other
+/// directions end: `meters.0` counts a→b, `meters.1` b→a. `ends` are the two sockets
+/// (or streams) underneath; an error in either direction shuts both down at once, so the other
 /// direction cannot wait forever on a peer that never learns (a reset user, say), and the
 /// idle watchdog does the same when `read=` expires.
 pub(super) async fn copy_bidi<AR, AW, BR, BW>(
     a: (&mut AR, &mut AW),
     b: (&mut BR, &mut BW),
-    fds: [SocketFd; 2],
+    ends: &[End; 2],
     meters: (&Meter<'_>, &Meter<'_>),
     idle: &Idle,
     buf_size: usize,
@@ -420,7 +424,7 @@ where
 {
     let fail_fast = |r: io::Result<()>| {
         if r.is_err() {
-            shutdown_fds(fds);
+            shutdown_ends(ends);
         }
         r
     };
@@ -433,7 +437,7 @@ where
     let mut both = std::pin::pin!(both);
     monoio::select! {
         r = &mut both => r,
-        _ = idle.watchdog(fds) => {
+        _ = idle.watchdog(ends) => {
             // The watchdog shut both sockets down; let the reads finish instead of dropping them.
             let _ = both.await;
             Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout"))

@@ -1,4 +1,4 @@
-//! The live sessions of one worker, by descriptor, so a drain deadline can close them all.
+//! The live sessions of one worker, by end (socket or stream), so a drain deadline can close them all.
 //!
 //! Closing an fd does not cancel io_uring operations that hold it, so teardown shuts each
 //! socket down instead, which completes every pending poll, read and splice on it.
@@ -6,13 +6,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::sys::SocketFd;
+use super::end::End;
 
 /// Slot table of live sessions' sockets; freed slots are reused (no allocation per session
 /// once the table has grown to the worker's peak).
 #[derive(Default)]
 pub struct SessionTable {
-    slots: RefCell<Vec<Option<[SocketFd; 2]>>>,
+    slots: RefCell<Vec<Option<[End; 2]>>>,
     free: RefCell<Vec<usize>>,
 }
 
@@ -23,18 +23,18 @@ pub struct SessionEntry {
 }
 
 impl SessionTable {
-    /// Register a session's two sockets (the same one twice for a one-socket session). Hold
+    /// Register a session's two ends (the same one twice for a one-socket session). Hold
     /// the entry in the task that owns the sockets, so it drops in the same step as they
     /// do (`SocketFd`'s contract).
-    pub fn register(self: &Rc<Self>, fds: [SocketFd; 2]) -> SessionEntry {
+    pub fn register(self: &Rc<Self>, ends: [End; 2]) -> SessionEntry {
         let mut slots = self.slots.borrow_mut();
         let slot = match self.free.borrow_mut().pop() {
             Some(i) => {
-                slots[i] = Some(fds);
+                slots[i] = Some(ends);
                 i
             }
             None => {
-                slots.push(Some(fds));
+                slots.push(Some(ends));
                 slots.len() - 1
             }
         };
@@ -44,11 +44,11 @@ impl SessionTable {
         }
     }
 
-    /// Shut down every registered socket (both directions).
+    /// Shut down every registered end (both directions).
     pub fn shutdown_all(&self) {
-        for fds in self.slots.borrow().iter().flatten() {
-            for fd in fds {
-                fd.shutdown_both();
+        for ends in self.slots.borrow().iter().flatten() {
+            for end in ends {
+                end.shutdown_both();
             }
         }
     }

@@ -35,7 +35,7 @@ async fn serve_user(user: TcpStream, peer: SocketAddr, ctx: Rc<WorkerCtx>) {
     };
     let _entry = ctx
         .sessions
-        .register([SocketFd::of(&user), SocketFd::of(&target)]);
+        .register([SocketFd::of(&user).into(), SocketFd::of(&target).into()]);
     let _live = Gauge::up(&ctx.stats.tcp_sessions);
     // Go prints both lines at INFO for every session; dashboards show them.
     log::info!("Starting exchange: {peer} <-> {target_addr}");

@@ -111,7 +111,7 @@ async fn pump_replies(
     ctx: Rc<WorkerCtx>,
 ) {
     let fd = SocketFd::of(&session.socket);
-    let entry = ctx.sessions.register([fd, fd]);
+    let entry = ctx.sessions.register([fd.into(), fd.into()]);
     let live = Gauge::up(&ctx.stats.udp_sessions);
     loop {
         let limit = udp_idle_limit(&ctx);

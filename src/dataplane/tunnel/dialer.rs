@@ -13,6 +13,7 @@ use super::pool::{PoolConn, Pooled};
 use super::{link, TunnelCtx, TunnelSide};
 use crate::bus::{Event, RunAuth};
 use crate::dataplane::dial::{dial, SourcePolicy};
+use crate::dataplane::end::End;
 use crate::dataplane::host::WorkerCtx;
 use crate::net::SocketExt;
 use crate::proto::auth;
@@ -242,7 +243,7 @@ async fn finish_entry(
         id: PoolId(id),
         conn,
         seen_fp,
-        fd,
+        end: End::Socket(fd),
         since: std::time::Instant::now(),
     })
 }
@@ -287,7 +288,7 @@ async fn dial_one(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) -> io::Result<()> {
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         if first {
-            link::start(p.conn, p.fd, &ctx, &t);
+            link::start(p.conn, p.end, &ctx, &t);
         }
         return Ok(());
     }

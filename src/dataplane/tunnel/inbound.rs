@@ -23,6 +23,7 @@ use crate::bus::Event;
 use crate::config::AuthPolicy;
 use crate::crowd::Ticket;
 use crate::dataplane::accept::accept_until;
+use crate::dataplane::end::End;
 use crate::dataplane::host::WorkerCtx;
 use crate::net::SocketExt;
 use crate::proto::auth;
@@ -488,14 +489,14 @@ pub(super) async fn pool_entry(
     drop(ticket);
     if control {
         claim.keep();
-        link::start(conn, fd, &ctx, &t);
+        link::start(conn, End::Socket(fd), &ctx, &t);
         return;
     }
     let pooled = Pooled {
         id,
         conn,
         seen_fp: None,
-        fd,
+        end: End::Socket(fd),
         since: std::time::Instant::now(),
     };
     if !t.shard.insert(pooled) {

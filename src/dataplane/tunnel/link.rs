@@ -7,22 +7,22 @@ use std::time::Instant;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
-use super::pool::PoolConn;
+use super::pool::{PoolConn, Which};
 use super::pool_io::{PoolRead, PoolWrite};
 use super::waits::{pooled_for_signal, Named};
 use super::{TunnelCtx, TunnelSide};
 use crate::bus::route::{self, Owners};
 use crate::bus::{Command, Event, QueueRx};
+use crate::dataplane::end::End;
 use crate::dataplane::host::WorkerCtx;
 use crate::logging::{peer, Flood, Hit, FLOOD_REPORT_EVERY};
 use crate::proto::{
     decode_line, encode_line, Action, LineBuf, PoolId, Signal, SignalError, MAX_SIGNAL_LINE,
 };
-use crate::sys::SocketFd;
 
-/// Run the control channel on this worker (reader and writer tasks); `fd` is the socket
-/// under `conn`, which both tasks shut down when the link is lost.
-pub fn start(conn: PoolConn, fd: SocketFd, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) {
+/// Run the control channel on this worker (reader and writer tasks); `end` is the socket
+/// (or stream) under `conn`, which both tasks shut down when the link is lost.
+pub fn start(conn: PoolConn, end: End, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) {
     let rx = t
         .spec
         .shared
@@ -35,8 +35,8 @@ pub fn start(conn: PoolConn, fd: SocketFd, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx
         return;
     };
     let (r, w) = conn.into_split();
-    ctx.spawn(read_signals(r, fd, Rc::clone(ctx), Rc::clone(t)));
-    ctx.spawn(write_signals(w, rx, fd, Rc::clone(ctx), Rc::clone(t)));
+    ctx.spawn(read_signals(r, end.clone(), Rc::clone(ctx), Rc::clone(t)));
+    ctx.spawn(write_signals(w, rx, end, Rc::clone(ctx), Rc::clone(t)));
     t.spec.shared.report(Event::ControlUp(ctx.index));
 }
 
@@ -74,12 +74,12 @@ fn route_direct(t: &TunnelCtx, sig: &Signal, full: &mut Flood) -> bool {
     true
 }
 
-fn lost(t: &TunnelCtx, fd: SocketFd, why: String) {
-    fd.shutdown_both();
+fn lost(t: &TunnelCtx, end: &End, why: String) {
+    end.shutdown_both();
     t.spec.shared.report(Event::ControlLost(why));
 }
 
-async fn read_signals(mut r: PoolRead, fd: SocketFd, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
+async fn read_signals(mut r: PoolRead, end: End, ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) {
     let idle = t.spec.report_interval * 3;
     let mut lines = LineBuf::new(MAX_SIGNAL_LINE);
     let mut buf = vec![0u8; 4096];
@@ -93,16 +93,16 @@ async fn read_signals(mut r: PoolRead, fd: SocketFd, ctx: Rc<WorkerCtx>, t: Rc<T
             _ = ctx.closing.wait() => return,
         };
         let n = match read {
-            Err(_) => return lost(&t, fd, format!("control channel idle for {idle:?}")),
-            Ok((Err(e), _)) => return lost(&t, fd, format!("control channel read: {e}")),
-            Ok((Ok(0), _)) => return lost(&t, fd, "control channel closed by peer".into()),
+            Err(_) => return lost(&t, &end, format!("control channel idle for {idle:?}")),
+            Ok((Err(e), _)) => return lost(&t, &end, format!("control channel read: {e}")),
+            Ok((Ok(0), _)) => return lost(&t, &end, "control channel closed by peer".into()),
             Ok((Ok(n), b)) => {
                 buf = b;
                 n
             }
         };
         if let Err(e) = lines.push(&buf[..n]) {
-            return lost(&t, fd, format!("control channel: {e}"));
+            return lost(&t, &end, format!("control channel: {e}"));
         }
         loop {
             match lines.next_line() {
@@ -112,7 +112,7 @@ async fn read_signals(mut r: PoolRead, fd: SocketFd, ctx: Rc<WorkerCtx>, t: Rc<T
                     Err(e) => malformed(&mut junk, &e),
                 },
                 Ok(None) => break,
-                Err(e) => return lost(&t, fd, format!("control channel: {e}")),
+                Err(e) => return lost(&t, &end, format!("control channel: {e}")),
             }
         }
         let now = Instant::now();
@@ -141,7 +141,7 @@ fn malformed(junk: &mut Flood, e: &SignalError) {
 async fn write_signals(
     mut w: PoolWrite,
     rx: QueueRx<Vec<u8>>,
-    fd: SocketFd,
+    end: End,
     ctx: Rc<WorkerCtx>,
     t: Rc<TunnelCtx>,
 ) {
@@ -152,10 +152,10 @@ async fn write_signals(
         };
         let Some(line) = line else { break };
         if let Err(e) = w.write_all(line).await.0 {
-            return lost(&t, fd, format!("control channel write: {e}"));
+            return lost(&t, &end, format!("control channel write: {e}"));
         }
         if let Err(e) = w.flush().await {
-            return lost(&t, fd, format!("control channel write: {e}"));
+            return lost(&t, &end, format!("control channel write: {e}"));
         }
     }
     let _ = w.shutdown().await;
@@ -178,9 +178,9 @@ pub fn send_verify(ctx: &WorkerCtx, t: &TunnelCtx, own: Option<String>) {
         }
     } else {
         match t.shard.newest() {
-            Some((id, fd, seen)) => {
+            Some((id, end, seen)) => {
                 let until = std::time::Instant::now() + t.spec.pool_get_timeout;
-                t.shard.retire(id, fd, until);
+                t.shard.retire(id, Which::End(end), until);
                 (id, seen)
             }
             None => return no_conn(ctx, t),

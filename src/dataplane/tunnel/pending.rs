@@ -15,6 +15,7 @@ use super::{link, TunnelCtx, CONFLICT, PROOF_WAIT};
 use crate::bus::pending::{Pending, PendingSession};
 use crate::bus::{Event, RunAuth, TunnelShared};
 use crate::crowd::Ticket;
+use crate::dataplane::end::End;
 use crate::dataplane::host::WorkerCtx;
 use crate::proto::handshake::{self, TunnelConfig};
 use crate::proto::{auth, PoolId};
@@ -227,7 +228,7 @@ pub(super) async fn prove_control(
     drop(ticket);
     log::debug!("tunnel client {} proved the key: the run is its", won.peer);
     t.spec.shared.report(Event::HandshakeDone(won.peer));
-    link::start(conn, fd, ctx, t);
+    link::start(conn, End::Socket(fd), ctx, t);
 }
 
 /// Commit the run to the pending session of `peer`'s address that `proof` proves, all

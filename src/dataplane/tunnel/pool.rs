@@ -11,8 +11,9 @@ use monoio::net::TcpStream;
 use monoio_rustls::{ClientTlsStream, ServerTlsStream};
 
 use crate::bus::TunnelShared;
+use crate::dataplane::end::End;
 use crate::proto::PoolId;
-use crate::sys::{Epoll, SocketFd};
+use crate::sys::Epoll;
 use crate::wake::LocalFlag;
 
 /// How often a taker looks again while the connection it wants has not arrived.
@@ -42,8 +43,29 @@ pub struct Pooled {
     pub seen_fp: Option<String>,
     /// When it became idle (set by [`Shard::insert`]).
     pub since: Instant,
-    /// The TCP socket under the stream (for forced teardown, the idle watch, a peek).
-    pub fd: SocketFd,
+    /// The socket under the connection, or its stream on a shared connection (for forced
+    /// teardown, the idle watch, a peek, log lines).
+    pub end: End,
+}
+
+/// Which idle entry a caller means: the one on this descriptor (all the idle watch knows)
+/// or this end. Checking it means an event or a signal can never remove a different entry
+/// that took the same id or descriptor.
+#[derive(Clone)]
+pub enum Which {
+    /// The entry on this socket.
+    Fd(std::os::fd::RawFd),
+    /// The entry with this end.
+    End(End),
+}
+
+impl Which {
+    fn is(&self, p: &Pooled) -> bool {
+        match self {
+            Which::Fd(fd) => p.end.socket().map(|s| s.raw()) == Some(*fd),
+            Which::End(end) => p.end.same(end),
+        }
+    }
 }
 
 /// The idle pool connections one worker owns.
@@ -58,7 +80,7 @@ pub struct Shard {
     /// hostile, sends bytes) so it leaves the shard at once (`watch.rs`).
     watch: OnceCell<(Epoll, u32)>,
     /// Retired connections (see [`Shard::retire`]), oldest first.
-    retired: RefCell<VecDeque<(Instant, PoolId, std::os::fd::RawFd)>>,
+    retired: RefCell<VecDeque<(Instant, PoolId, Which)>>,
     /// A server where users arrive: a connection with bytes waiting is not the client's
     /// (see `watch.rs`), so each one is looked at once more when a user takes it.
     probe_on_take: Cell<bool>,
@@ -94,11 +116,17 @@ impl Shard {
     /// Whether a connection about to be handed to a user is unfit: the peer sent bytes
     /// (not a tunnel client) or closed it.
     fn unfit(&self, p: &Pooled) -> bool {
+        if p.end.is_gone() {
+            return true;
+        }
         if !self.probe_on_take.get() {
             return false;
         }
+        let Some(fd) = p.end.socket() else {
+            return false;
+        };
         let mut byte = [0u8; 1];
-        match p.fd.peek_now(&mut byte) {
+        match fd.peek_now(&mut byte) {
             Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
             Ok(0) => true,
             Ok(_) => {
@@ -112,7 +140,9 @@ impl Shard {
     /// held are added too.
     pub fn set_watch(&self, epoll: Epoll, events: u32) {
         for p in self.conns.borrow().values() {
-            let _ = epoll.add(p.fd.raw(), events, watch_token(p.id, p.fd.raw()));
+            if let Some(fd) = p.end.socket() {
+                let _ = epoll.add(fd.raw(), events, watch_token(p.id, fd.raw()));
+            }
         }
         let _ = self.watch.set((epoll, events));
     }
@@ -133,24 +163,25 @@ impl Shard {
     }
 
     fn watch_add(&self, p: &Pooled) {
-        if let Some((epoll, events)) = self.watch.get() {
-            if let Err(e) = epoll.add(p.fd.raw(), *events, watch_token(p.id, p.fd.raw())) {
-                log::debug!("pool connection {}: cannot watch it while idle: {e}", p.id);
-            }
+        let (Some((epoll, events)), Some(fd)) = (self.watch.get(), p.end.socket()) else {
+            return;
+        };
+        if let Err(e) = epoll.add(fd.raw(), *events, watch_token(p.id, fd.raw())) {
+            log::debug!("pool connection {}: cannot watch it while idle: {e}", p.id);
         }
     }
 
     fn watch_remove(&self, p: &Pooled) {
-        if let Some((epoll, _)) = self.watch.get() {
-            let _ = epoll.delete(p.fd.raw());
+        if let (Some((epoll, _)), Some(fd)) = (self.watch.get(), p.end.socket()) {
+            let _ = epoll.delete(fd.raw());
         }
     }
 
-    /// Remove the idle connection `id` if it is the one on descriptor `fd` (the watcher
-    /// saw it die); it is closed when the returned value drops.
-    pub fn evict(&self, id: PoolId, fd: std::os::fd::RawFd) -> Option<Pooled> {
+    /// Remove the idle connection `id` if it is `which` (the watcher saw it die); it is
+    /// closed when the returned value drops.
+    pub fn evict(&self, id: PoolId, which: &Which) -> Option<Pooled> {
         let mut conns = self.conns.borrow_mut();
-        if conns.get(&id).map(|p| p.fd.raw()) != Some(fd) {
+        if !conns.get(&id).is_some_and(|p| which.is(p)) {
             return None;
         }
         let p = conns.remove(&id)?;
@@ -179,13 +210,19 @@ impl Shard {
     /// signal that names it still finds it until [`Shard::evict`] (its peer may have
     /// started a session on it, or sent `verify` for it and closed it, as Go does).
     /// It leaves the shard at `until` unless taken by id first ([`Shard::expire_retired`]).
-    pub fn retire(&self, id: PoolId, fd: std::os::fd::RawFd, until: Instant) -> bool {
-        if self.conns.borrow().get(&id).map(|p| p.fd.raw()) != Some(fd) {
-            return false;
-        }
+    pub fn retire(&self, id: PoolId, which: Which, until: Instant) -> bool {
+        let fd = {
+            let conns = self.conns.borrow();
+            match conns.get(&id) {
+                Some(p) if which.is(p) => p.end.socket(),
+                _ => return false,
+            }
+        };
         self.order.borrow_mut().retain(|i| *i != id);
-        self.watch_quiet(id, fd);
-        self.retired.borrow_mut().push_back((until, id, fd));
+        if let Some(fd) = fd {
+            self.watch_quiet(id, fd.raw());
+        }
+        self.retired.borrow_mut().push_back((until, id, which));
         self.publish();
         self.taken.raise();
         true
@@ -198,15 +235,14 @@ impl Shard {
             let due = {
                 let mut retired = self.retired.borrow_mut();
                 match retired.front() {
-                    Some(&(until, id, fd)) if until <= now => {
-                        retired.pop_front();
-                        Some((id, fd))
+                    Some((until, _, _)) if *until <= now => {
+                        retired.pop_front().map(|(_, id, which)| (id, which))
                     }
                     _ => None,
                 }
             };
-            let Some((id, fd)) = due else { break };
-            if self.evict(id, fd).is_some() {
+            let Some((id, which)) = due else { break };
+            if self.evict(id, &which).is_some() {
                 closed += 1;
             }
         }
@@ -265,13 +301,30 @@ impl Shard {
         None
     }
 
-    /// The newest idle connection's id, descriptor and seen fingerprint, left in place
-    /// (for `verify` on the signalled end, which then retires it: see `link::send_verify`).
-    pub fn newest(&self) -> Option<(PoolId, std::os::fd::RawFd, Option<String>)> {
+    /// The newest idle connection's id, end and seen fingerprint, left in place (for
+    /// `verify` on the signalled end, which then retires it: see `link::send_verify`).
+    pub fn newest(&self) -> Option<(PoolId, End, Option<String>)> {
         let id = *self.order.borrow().back()?;
         let conns = self.conns.borrow();
         let p = conns.get(&id)?;
-        Some((p.id, p.fd.raw(), p.seen_fp.clone()))
+        Some((p.id, p.end.clone(), p.seen_fp.clone()))
+    }
+
+    /// Remove the idle entries whose stream its transport saw end (a peer's reset, a lost
+    /// connection); returns how many. Transports call it when that happens, so the pool
+    /// count and the client's refill see the loss at once.
+    #[allow(dead_code)] // Called by the stream transports (pool types 1 and 3).
+    pub fn sweep_gone(&self) -> usize {
+        let gone: Vec<(PoolId, End)> = self
+            .conns
+            .borrow()
+            .values()
+            .filter(|p| p.end.is_gone())
+            .map(|p| (p.id, p.end.clone()))
+            .collect();
+        gone.into_iter()
+            .filter(|(id, end)| self.evict(*id, &Which::End(end.clone())).is_some())
+            .count()
     }
 
     /// The connection with this id.
@@ -315,5 +368,73 @@ impl Shard {
         self.publish();
         drop(drained);
         self.taken.raise();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::end::StreamEnd;
+    use std::rc::Rc;
+
+    /// An idle entry on a stream end (the connection under it is a plain TCP pair).
+    fn entry(id: u8, end: &Rc<StreamEnd>) -> Pooled {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let std_stream = std::net::TcpStream::connect(addr).expect("connect");
+        Pooled {
+            id: PoolId([0, 0, 0, id]),
+            conn: PoolConn::Plain(TcpStream::from_std(std_stream).expect("adopt")),
+            seen_fp: None,
+            since: Instant::now(),
+            end: End::Stream(Rc::clone(end)),
+        }
+    }
+
+    #[test]
+    fn gone_streams_leave_the_shard_and_are_never_handed_out() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (shared, _events) = TunnelShared::new(1);
+            let shard = Shard::new(0, shared);
+            let ends: Vec<Rc<StreamEnd>> = (0..3)
+                .map(|_| StreamEnd::new("127.0.0.1:1".into()))
+                .collect();
+            for (i, end) in ends.iter().enumerate() {
+                assert!(shard.insert(entry(i as u8 + 1, end)));
+            }
+            ends[0].set_gone();
+            ends[2].set_gone();
+            assert_eq!(shard.sweep_gone(), 2);
+            assert_eq!(shard.len(), 1);
+            assert_eq!(shard.take_any().map(|p| p.id), Some(PoolId([0, 0, 0, 2])));
+            // One gone before a sweep is skipped at take, not handed to a user.
+            let late = StreamEnd::new(String::new());
+            assert!(shard.insert(entry(9, &late)));
+            late.set_gone();
+            assert!(shard.take_any().is_none());
+        });
+    }
+
+    #[test]
+    fn a_retired_stream_is_evicted_only_as_that_stream() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (shared, _events) = TunnelShared::new(1);
+            let shard = Shard::new(0, shared);
+            let end = StreamEnd::new(String::new());
+            assert!(shard.insert(entry(1, &end)));
+            let other = End::Stream(StreamEnd::new(String::new()));
+            let id = PoolId([0, 0, 0, 1]);
+            assert!(!shard.retire(id, Which::End(other), Instant::now()));
+            assert!(shard.retire(id, Which::End(End::Stream(Rc::clone(&end))), Instant::now()));
+            assert_eq!(shard.len(), 0);
+            assert_eq!(shard.expire_retired(Instant::now()), 1);
+            assert!(shard.take_id(id).is_none());
+        });
     }
 }

@@ -15,6 +15,7 @@ use super::TunnelCtx;
 use crate::bus::{Command, TunnelCommand};
 use crate::dataplane::accept::accept_until;
 use crate::dataplane::admit::{dial_target, is_blocked, take_slot, tcp_meters, Gauge};
+use crate::dataplane::end::End;
 use crate::dataplane::host::WorkerCtx;
 use crate::dataplane::relay::{copy_bidi, Dialled, Idle, Meter, Relay};
 use crate::logging::peer;
@@ -123,7 +124,7 @@ pub async fn serve_adopted(
         .send_signal(session_signal(Action::Tcp, &remote, pooled.id, &t.spec.key));
     log::debug!("tunnel tcp {peer} via pool {}", pooled.id);
     // Go prints both lines at INFO for every session; dashboards show them.
-    log::info!("Starting exchange: {peer} <-> {}", pooled.fd.peer_text());
+    log::info!("Starting exchange: {peer} <-> {}", pooled.end.peer_text());
     relay_pooled(user, Dialled::Neither, pooled, &ctx).await;
 }
 
@@ -144,7 +145,7 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
     log::debug!("tunnel tcp {who} -> {target_addr} via pool {id}");
     log::info!(
         "Starting exchange: {} <-> {target_addr}",
-        pooled.fd.peer_text()
+        pooled.end.peer_text()
     );
     relay_pooled(target, Dialled::First, pooled, &ctx).await;
 }
@@ -154,8 +155,8 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
 /// NodePass's: RX = bytes from the local (user or target) socket.
 async fn relay_pooled(local: TcpStream, dialled: Dialled, pooled: Pooled, ctx: &Rc<WorkerCtx>) {
     let spec = &ctx.spec;
-    let fds = [SocketFd::of(&local), pooled.fd];
-    let _entry = ctx.sessions.register(fds);
+    let ends = [End::Socket(SocketFd::of(&local)), pooled.end];
+    let _entry = ctx.sessions.register(ends.clone());
     let _live = Gauge::up(&ctx.stats.tcp_sessions);
     let (up, down) = tcp_meters(ctx);
     let result = match pooled.conn {
@@ -181,7 +182,7 @@ async fn relay_pooled(local: TcpStream, dialled: Dialled, pooled: Pooled, ctx: &
                 local,
                 pr,
                 pw,
-                fds,
+                &ends,
                 &up,
                 &down,
                 spec.read_timeout,
@@ -198,7 +199,7 @@ async fn copy_with_pool(
     local: TcpStream,
     mut pool_r: PoolRead,
     mut pool_w: PoolWrite,
-    fds: [SocketFd; 2],
+    ends: &[End; 2],
     up: &Meter<'_>,
     down: &Meter<'_>,
     idle: Duration,
@@ -209,7 +210,7 @@ async fn copy_with_pool(
     copy_bidi(
         (&mut local_r, &mut local_w),
         (&mut pool_r, &mut pool_w),
-        fds,
+        ends,
         (up, down),
         &idle,
         buf_size,

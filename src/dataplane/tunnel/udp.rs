@@ -21,6 +21,7 @@ use super::TunnelCtx;
 use crate::dataplane::admit::{
     take_slot, udp_idle_limit, udp_meters, udp_next_stage, udp_target_socket, Gauge,
 };
+use crate::dataplane::end::End;
 use crate::dataplane::host::WorkerCtx;
 use crate::dataplane::meter::Meter;
 use crate::logging::peer;
@@ -34,16 +35,11 @@ mod session;
 mod users;
 pub use users::{adopt, serve_users, UdpUsers};
 
-/// Shut `fds` down once nothing moved for `NP_UDP_READ_TIMEOUT` (`DRAIN_QUIET` once
+/// Shut `ends` down once nothing moved for `NP_UDP_READ_TIMEOUT` (`DRAIN_QUIET` once
 /// the worker stops accepting), a pump ended (`ended`, raised by [`end_session`]), or the
 /// worker closes: the pumps' reads then end on their own, so no read is ever dropped in
 /// flight.
-async fn watchdog(
-    last: Rc<Cell<Instant>>,
-    ended: &LocalFlag,
-    fds: [SocketFd; 2],
-    ctx: Rc<WorkerCtx>,
-) {
+async fn watchdog(last: Rc<Cell<Instant>>, ended: &LocalFlag, ends: &[End; 2], ctx: Rc<WorkerCtx>) {
     loop {
         let limit = udp_idle_limit(&ctx);
         let idle_for = last.get().elapsed();
@@ -56,8 +52,8 @@ async fn watchdog(
             _ = ended.wait() => {}
         }
     }
-    for fd in fds {
-        fd.shutdown_both();
+    for end in ends {
+        end.shutdown_both();
     }
 }
 
@@ -80,18 +76,18 @@ pub async fn serve_signal(id: PoolId, remote: String, ctx: Rc<WorkerCtx>, t: Rc<
             return;
         }
     };
-    let fds = [pooled.fd, SocketFd::of(&socket)];
-    let _entry = ctx.sessions.register(fds);
+    let ends = [pooled.end, End::Socket(SocketFd::of(&socket))];
+    let _entry = ctx.sessions.register(ends.clone());
     let _live = Gauge::up(&ctx.stats.udp_sessions);
     let last = Rc::new(Cell::new(Instant::now()));
     let (r, w) = pooled.conn.into_split();
     let framed = t.spec.shared.udp_framed();
     // The pumps borrow the halves, so the pool connection stays open until the watchdog
-    // (which may still shut `fds` down) has ended too.
+    // (which may still shut `ends` down) has ended too.
     let mut r = DatagramReader::new(r, framed, ctx.spec.udp_buf_size);
     let mut w = DatagramWriter::new(w, framed);
     let ended = LocalFlag::default();
-    let dog = watchdog(Rc::clone(&last), &ended, fds, Rc::clone(&ctx));
+    let dog = watchdog(Rc::clone(&last), &ended, &ends, Rc::clone(&ctx));
     let (rx, tx) = udp_meters(&ctx);
     let pumps = async {
         let up = pool_to_target(&mut r, &socket, (&last, &ended), &tx, &ctx);

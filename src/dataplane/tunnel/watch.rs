@@ -23,7 +23,7 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::pool::{watch_token, Shard};
+use super::pool::{watch_token, Shard, Which};
 use super::strangers::stranger_seen;
 use super::{TunnelCtx, TunnelSide};
 use crate::dataplane::host::WorkerCtx;
@@ -128,15 +128,16 @@ impl Watch {
         debug_assert_eq!(watch_token(id, fd), token);
         let shard: &Shard = &self.t.shard;
         if bits & BROKEN != 0 {
-            if shard.evict(id, fd).is_some() {
+            if shard.evict(id, &Which::Fd(fd)).is_some() {
                 log::debug!("idle pool connection {id} reset by the peer: removed");
             }
         } else if bits & PEER_FIN != 0 {
             // EOF also makes it readable: this is a close, not bytes. No user gets it now;
             // a signal naming it may still be on the way (a session the peer started and
             // half-closed, or its `verify`): decide later.
-            shard.retire(id, fd, Instant::now() + self.grace);
-        } else if self.hostile_data && bits & DATA != 0 && shard.evict(id, fd).is_some() {
+            shard.retire(id, Which::Fd(fd), Instant::now() + self.grace);
+        } else if self.hostile_data && bits & DATA != 0 && shard.evict(id, &Which::Fd(fd)).is_some()
+        {
             stranger_seen();
             let from = self
                 .t

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use super::frame::DatagramWriter;
 use crate::dataplane::admit::udp_meters;
+use crate::dataplane::end::End;
 use crate::dataplane::host::WorkerCtx;
-use crate::sys::SocketFd;
 
 /// Datagrams a flow holds while it waits for its pool connection (or a busy writer).
 const PENDING_DATAGRAMS: usize = 64;
@@ -27,7 +27,7 @@ pub(super) struct UserSession {
 pub(super) struct Link {
     writer: Option<DatagramWriter>,
     pub(super) queue: VecDeque<Vec<u8>>,
-    pub(super) fd: Option<SocketFd>,
+    pub(super) end: Option<End>,
     pub(super) closed: bool,
 }
 
@@ -135,7 +135,7 @@ pub(super) fn close(session: &UserSession) {
     let mut link = session.link.borrow_mut();
     link.closed = true;
     link.queue.clear();
-    if let Some(fd) = link.fd.take() {
-        fd.shutdown_both();
+    if let Some(end) = link.end.take() {
+        end.shutdown_both();
     }
 }

@@ -346,11 +346,11 @@ fn start_relay(
     let line = session_signal(Action::Udp, &client.to_string(), pooled.id, &t.spec.key);
     t.spec.shared.send_signal(line);
     log::debug!("tunnel udp {client} via pool {}", pooled.id);
-    let fd = pooled.fd;
+    let end = pooled.end;
     let (r, w) = pooled.conn.into_split();
     let framed = t.spec.shared.udp_framed();
     let r = DatagramReader::new(r, framed, ctx.spec.udp_buf_size);
-    session.link.borrow_mut().fd = Some(fd);
+    session.link.borrow_mut().end = Some(end.clone());
     session.last_active.set(Instant::now());
     give_back(session, DatagramWriter::new(w, framed), ctx);
     let users = Rc::clone(users);
@@ -359,14 +359,15 @@ fn start_relay(
     let ctx = Rc::clone(ctx);
     tasks.spawn(async move {
         let _slot = slot;
-        let _entry = ctx.sessions.register([fd, fd]);
+        let ends = [end.clone(), end];
+        let _entry = ctx.sessions.register(ends.clone());
         let _live = Gauge::up(&ctx.stats.udp_sessions);
         let last = Rc::clone(&session.last_active);
         // The pump borrows the reader, so the pool connection stays open until the
         // watchdog (which may still shut it down) has ended too.
         let mut r = r;
         let ended = LocalFlag::default();
-        let dog = watchdog(Rc::clone(&last), &ended, [fd, fd], Rc::clone(&ctx));
+        let dog = watchdog(Rc::clone(&last), &ended, &ends, Rc::clone(&ctx));
         let pump = pool_to_user(&mut r, &users.listener, client, (&last, &ended), &ctx);
         monoio::join!(dog, pump);
         close(&session);
