@@ -184,12 +184,12 @@ async fn open(
                 io::Error::new(io::ErrorKind::TimedOut, "WebSocket upgrade timed out")
             })??;
     }
-    finish_entry(conn, fd, seen_fp, t).await
+    finish_entry(conn, End::Socket(fd), seen_fp, t).await
 }
 
 /// A pool type 1 entry: a stream of this worker's QUIC connection, Go's `0x00` first.
-async fn open_quic(ctx: &Rc<WorkerCtx>, t: &TunnelCtx) -> io::Result<Pooled> {
-    let client = t.quic.client(ctx, || match &t.spec.side {
+async fn open_quic(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) -> io::Result<Pooled> {
+    let client = t.quic.client(ctx, t, || match &t.spec.side {
         TunnelSide::Client {
             server,
             tls,
@@ -207,10 +207,10 @@ async fn open_quic(ctx: &Rc<WorkerCtx>, t: &TunnelCtx) -> io::Result<Pooled> {
     })?;
     let (stream, seen_fp) = client.open(t.spec.handshake_timeout).await?;
     let ch = stream.connection();
-    let fd = stream.fd();
+    let end = stream.end();
     let mut conn = PoolConn::Quic(Box::new(stream));
     let made = match conn.send_all(vec![0]).await {
-        Ok(()) => finish_entry(conn, fd, seen_fp, t).await,
+        Ok(()) => finish_entry(conn, end, seen_fp, t).await,
         Err(e) => Err(e),
     };
     if made.is_err() {
@@ -223,7 +223,7 @@ async fn open_quic(ctx: &Rc<WorkerCtx>, t: &TunnelCtx) -> io::Result<Pooled> {
 /// The common end of every entry: the `auth1` proof of the key, the id.
 async fn finish_entry(
     mut conn: PoolConn,
-    fd: SocketFd,
+    end: End,
     seen_fp: Option<String>,
     t: &TunnelCtx,
 ) -> io::Result<Pooled> {
@@ -243,7 +243,7 @@ async fn finish_entry(
         id: PoolId(id),
         conn,
         seen_fp,
-        end: End::Socket(fd),
+        end,
         since: std::time::Instant::now(),
     })
 }

@@ -20,8 +20,6 @@ use crate::wake::LocalFlag;
 const RECV_BUF: usize = 64 * 1024;
 /// The largest datagram we read (QUIC's largest UDP payload).
 const MAX_DATAGRAM: usize = 1500;
-/// How often the stand-in sockets of live streams are looked at for a forced teardown.
-const PROXY_POLL: Duration = Duration::from_millis(50);
 /// Socket buffers of an endpoint (the kernel caps them at its `*mem_max`).
 const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
@@ -55,6 +53,7 @@ impl Ep {
             closed: Cell::new(false),
             dropped: crate::crowd::RefusalLog::default(),
             warns: crate::crowd::WarnBudget::default(),
+            gone: LocalFlag::default(),
         });
         let rx = ctx.adopt_udp(socket)?;
         ctx.spawn(receive(Rc::clone(&ep), rx, Rc::clone(ctx)));
@@ -197,26 +196,6 @@ impl Ep {
             .filter_map(|c| c.q.poll_timeout())
             .min()
     }
-
-    /// Streams whose stand-in socket was shut down (forced teardown): shut them.
-    fn poll_proxies(&self) -> bool {
-        let mut shut = Vec::new();
-        let mut any = false;
-        for (ch, c) in &self.inner.borrow().conns {
-            for (id, s) in &c.streams {
-                if let Some(p) = &s.proxy {
-                    any = true;
-                    if !s.shut && super::stream::proxy_shut(p) {
-                        shut.push((*ch, *id));
-                    }
-                }
-            }
-        }
-        for (ch, id) in shut {
-            self.shut_stream(ch, id);
-        }
-        any
-    }
 }
 
 /// A QUIC v1 packet has its fixed bit set (we never let peers grease it:
@@ -257,22 +236,18 @@ async fn receive(ep: Rc<Ep>, socket: monoio::net::udp::UdpSocket, ctx: Rc<Worker
     }
 }
 
-/// Connection timers, and the stand-in sockets of live streams.
+/// Connection timers.
 async fn timers(ep: Rc<Ep>, ctx: Rc<WorkerCtx>) {
     loop {
         ep.timer.lower();
         let now = Instant::now();
         let next = ep.on_timers(now);
-        let streams = ep.poll_proxies();
         if ep.closed.get() && ep.inner.borrow().conns.is_empty() {
             return;
         }
-        let mut wait = next.map_or(Duration::from_secs(3600), |t| {
+        let wait = next.map_or(Duration::from_secs(3600), |t| {
             t.saturating_duration_since(now)
         });
-        if streams {
-            wait = wait.min(PROXY_POLL);
-        }
         monoio::select! {
             _ = monoio::time::sleep(wait) => {}
             _ = ep.timer.wait() => {}

@@ -8,11 +8,10 @@
 //! owns each endpoint and all its connections and streams: `RefCell`, no locks.
 //!
 //! A pool entry is one bidirectional stream ([`stream::QuicStream`]); its halves are the
-//! `Quic` variants of `PoolRead`/`PoolWrite`. A stream has no socket, so each carries a
-//! small connected UDP socket (never used for data) as its stand-in descriptor: shutting
-//! it down (forced teardown, idle watchdog, lost control channel) shuts the stream, and
-//! the stream shuts it when the peer resets it or the connection dies (the idle watch
-//! then evicts the entry).
+//! `Quic` variants of `PoolRead`/`PoolWrite`, and its `End` is a [`StreamEnd`]: its
+//! reads and writes race `wait_shut()` (forced teardown resets and stops the stream), and
+//! it is marked gone when the peer resets or stops it or the connection dies, after which
+//! the worker's shard sweeps gone idle entries out.
 
 pub(super) mod client;
 mod config;
@@ -32,6 +31,7 @@ use quinn_proto::{
     ConnectionError, ConnectionHandle, Dir, Endpoint, Event, StreamEvent, StreamId, VarInt,
 };
 
+use crate::dataplane::end::StreamEnd;
 use crate::wake::LocalFlag;
 
 pub use stream::{QuicRead, QuicStream, QuicWrite};
@@ -66,8 +66,8 @@ struct Slot {
     writer: Option<Waker>,
     /// Forced teardown: every read and write fails.
     shut: bool,
-    /// The stand-in socket ([`stream`]), shut down when the stream is gone.
-    proxy: Option<Rc<std::net::UdpSocket>>,
+    /// The pool entry's end, marked gone when the stream or its connection ends.
+    end: Option<Rc<StreamEnd>>,
 }
 
 impl Slot {
@@ -80,11 +80,10 @@ impl Slot {
         }
     }
 
-    /// The stream ended under us (reset by the peer, connection lost): its stand-in shows
-    /// it to the idle watch.
+    /// The stream ended under us (reset or stopped by the peer, connection lost).
     fn gone(&mut self) {
-        if let Some(p) = &self.proxy {
-            let _ = socket2::SockRef::from(&**p).shutdown(std::net::Shutdown::Both);
+        if let Some(e) = &self.end {
+            e.set_gone();
         }
         self.wake();
     }
@@ -141,6 +140,8 @@ pub struct Ep {
     dropped: crate::crowd::RefusalLog,
     /// WARN lines about failed handshakes, within a budget.
     warns: crate::crowd::WarnBudget,
+    /// Raised when a stream or connection ended under us: the shard sweeps gone entries.
+    gone: LocalFlag,
 }
 
 /// Go's words for a connection's end (quic-go's error strings).
@@ -211,7 +212,9 @@ impl Ep {
                     }
                 }
                 let before = arrivals.len();
-                on_event(c, ch, ev, arrivals);
+                if on_event(c, ch, ev, arrivals) {
+                    self.gone.raise();
+                }
                 if arrivals.len() != before {
                     if let Some(w) = arrival_waker.take() {
                         w.wake();
@@ -231,6 +234,7 @@ impl Ep {
                 s.gone();
             }
             c.wake_all();
+            self.gone.raise();
         } else if c.retired && c.streams.is_empty() && !c.q.is_closed() {
             c.q.close(now, VarInt::from_u32(0), bytes::Bytes::new());
             self.timer.raise();
@@ -265,6 +269,7 @@ impl Ep {
             }
             c.wake_all();
         });
+        self.gone.raise();
     }
 
     /// Close every connection (`pool closed`, as Go's pool `Close`) and stop the tasks.
@@ -362,8 +367,14 @@ fn lost_error(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionAborted, why.to_owned())
 }
 
-/// One application event of connection `c`.
-fn on_event(c: &mut Conn, ch: ConnectionHandle, ev: Event, arrivals: &mut VecDeque<Arrival>) {
+/// One application event of connection `c`; `true` when a stream or the connection
+/// ended under us.
+fn on_event(
+    c: &mut Conn,
+    ch: ConnectionHandle,
+    ev: Event,
+    arrivals: &mut VecDeque<Arrival>,
+) -> bool {
     match ev {
         Event::Connected => {
             c.connected = true;
@@ -371,6 +382,7 @@ fn on_event(c: &mut Conn, ch: ConnectionHandle, ev: Event, arrivals: &mut VecDeq
                 arrivals.push_back(Arrival::Connected(ch, c.q.remote_address()));
             }
             c.wake_all();
+            false
         }
         Event::ConnectionLost { reason } => {
             if c.lost.is_none() {
@@ -385,18 +397,21 @@ fn on_event(c: &mut Conn, ch: ConnectionHandle, ev: Event, arrivals: &mut VecDeq
                 s.gone();
             }
             c.wake_all();
+            true
         }
         Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => {
             while let Some(id) = c.q.streams().accept(Dir::Bi) {
                 c.streams.insert(id, Slot::default());
                 arrivals.push_back(Arrival::Stream(ch, id));
             }
+            false
         }
         Event::Stream(StreamEvent::Opened { dir: Dir::Uni }) => {
             // Nothing uses them (and the limit is 0): drop whatever arrives.
             while let Some(id) = c.q.streams().accept(Dir::Uni) {
                 let _ = c.q.recv_stream(id).stop(VarInt::from_u32(0));
             }
+            false
         }
         Event::Stream(StreamEvent::Readable { id }) => {
             let reset = matches!(c.q.recv_stream(id).received_reset(), Ok(Some(_)));
@@ -407,23 +422,27 @@ fn on_event(c: &mut Conn, ch: ConnectionHandle, ev: Event, arrivals: &mut VecDeq
                     w.wake();
                 }
             }
+            reset
         }
         Event::Stream(StreamEvent::Stopped { id, .. }) => {
             if let Some(s) = c.streams.get_mut(&id) {
                 s.gone();
             }
+            true
         }
         Event::Stream(StreamEvent::Writable { id } | StreamEvent::Finished { id }) => {
             if let Some(w) = c.streams.get_mut(&id).and_then(|s| s.writer.take()) {
                 w.wake();
             }
+            false
         }
         Event::Stream(StreamEvent::Available { .. }) => {
             for w in c.waiters.drain(..) {
                 w.wake();
             }
+            false
         }
-        Event::HandshakeDataReady | Event::DatagramReceived | Event::DatagramsUnblocked => {}
+        Event::HandshakeDataReady | Event::DatagramReceived | Event::DatagramsUnblocked => false,
     }
 }
 
@@ -444,6 +463,7 @@ impl QuicSlot {
     pub fn client(
         &self,
         ctx: &Rc<crate::dataplane::host::WorkerCtx>,
+        t: &Rc<super::TunnelCtx>,
         start: impl FnOnce() -> io::Result<(SocketAddr, String, crate::tls::ClientTls, u32)>,
     ) -> io::Result<Rc<client::QuicClient>> {
         if let Some(c) = &*self.client.borrow() {
@@ -451,6 +471,7 @@ impl QuicSlot {
         }
         let (server, name, tls, max) = start()?;
         let c = client::QuicClient::start(ctx, server, name, tls, max)?;
+        spawn_sweeper(c.endpoint(), ctx, t);
         *self.ep.borrow_mut() = Some(Rc::clone(c.endpoint()));
         *self.client.borrow_mut() = Some(Rc::clone(&c));
         Ok(c)
@@ -463,4 +484,27 @@ impl QuicSlot {
         }
         self.client.borrow_mut().take();
     }
+}
+
+/// Sweep gone idle entries out of the worker's shard whenever `ep` saw a stream or a
+/// connection end under it.
+pub fn spawn_sweeper(
+    ep: &Rc<Ep>,
+    ctx: &Rc<crate::dataplane::host::WorkerCtx>,
+    t: &Rc<super::TunnelCtx>,
+) {
+    let (ep, ctx2, t) = (Rc::clone(ep), Rc::clone(ctx), Rc::clone(t));
+    ctx.spawn(async move {
+        loop {
+            monoio::select! {
+                _ = ep.gone.wait() => {}
+                _ = ctx2.closing.wait() => return,
+            }
+            ep.gone.lower();
+            let n = t.shard.sweep_gone();
+            if n > 0 {
+                log::debug!("{n} idle QUIC pool entries gone (stream or connection ended)");
+            }
+        }
+    });
 }

@@ -43,6 +43,7 @@ pub fn start(
         }
     });
     let ep = Ep::start(socket, Some((cfg, admit)), ctx)?;
+    super::spawn_sweeper(&ep, ctx, t);
     ctx.spawn(accept_loop(Rc::clone(&ep), Rc::clone(ctx), Rc::clone(t)));
     Ok(ep)
 }
@@ -115,6 +116,6 @@ async fn entry(
             .warn(|| format!("QUIC stream from {peer} refused: no first byte"));
         return;
     }
-    let fd = stream.fd();
-    inbound::pool_entry(PoolConn::Quic(Box::new(stream)), fd, peer, ctx, t, ticket).await;
+    let end = stream.end();
+    inbound::pool_entry(PoolConn::Quic(Box::new(stream)), end, peer, ctx, t, ticket).await;
 }

@@ -4,11 +4,10 @@
 //! kernel, so dropping one half way loses nothing). Closing the write half is a FIN
 //! (Go's `Close`); a stream dropped while its receive side is still open stops it, so the
 //! peer's sends end and the stream stops counting against the limit. A shut stream
-//! ([`Ep::shut_stream`], forced teardown) resets and stops both directions at once.
+//! (its `StreamEnd` shut: forced teardown) resets and stops both directions at once.
 
 use std::cell::Cell;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Instant;
@@ -18,42 +17,17 @@ use monoio::BufResult;
 use quinn_proto::{ConnectionHandle, ReadError, ReadableError, StreamId, VarInt, WriteError};
 
 use super::Ep;
-use crate::sys::SocketFd;
+use crate::dataplane::end::{End, StreamEnd};
 
 /// The largest read from a stream at once (a relay buffer).
 const MAX_READ: usize = 64 * 1024;
-
-/// The stand-in socket of a stream: a UDP socket connected to the connection's peer
-/// (so log lines name it), never sending. Shut down = the stream is gone or shut.
-fn proxy_for(peer: SocketAddr) -> io::Result<std::net::UdpSocket> {
-    let s = crate::net::udp_socket_for(peer, None)?;
-    s.set_nonblocking(true)?;
-    Ok(s)
-}
-
-/// Whether a stand-in socket was shut down.
-pub(super) fn proxy_shut(p: &std::net::UdpSocket) -> bool {
-    let mut byte = [0u8; 1];
-    match p.peek(&mut byte) {
-        Ok(0) => true,
-        Ok(_) => {
-            // A datagram from the peer's address to this port: not ours, dropped.
-            let _ = p.recv(&mut byte);
-            false
-        }
-        Err(e) => !matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
-        ),
-    }
-}
 
 /// What both halves share; releasing it releases the stream.
 struct Handle {
     ep: Rc<Ep>,
     ch: ConnectionHandle,
     id: StreamId,
-    proxy: Rc<std::net::UdpSocket>,
+    end: Rc<StreamEnd>,
     /// The receive side was read to its end (nothing to stop).
     read_done: Cell<bool>,
     /// The send side was finished (nothing to finish).
@@ -63,6 +37,9 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         let (id, read_done, write_done) = (self.id, self.read_done.get(), self.write_done.get());
+        if self.end.is_shut() {
+            self.ep.shut_stream(self.ch, id);
+        }
         self.ep.with_conn(self.ch, |c| {
             if !write_done {
                 let _ = c.q.send_stream(id).finish();
@@ -96,12 +73,12 @@ impl QuicStream {
         let peer = ep
             .remote(ch)
             .ok_or_else(|| super::lost_error("connection closed"))?;
-        let proxy = Rc::new(proxy_for(peer)?);
+        let end = StreamEnd::new(peer.to_string());
         let attached = ep
             .with_conn(ch, |c| {
                 c.streams
                     .get_mut(&id)
-                    .map(|s| s.proxy = Some(Rc::clone(&proxy)))
+                    .map(|s| s.end = Some(Rc::clone(&end)))
                     .is_some()
             })
             .unwrap_or(false);
@@ -113,16 +90,16 @@ impl QuicStream {
                 ep: Rc::clone(ep),
                 ch,
                 id,
-                proxy,
+                end,
                 read_done: Cell::new(false),
                 write_done: Cell::new(false),
             }),
         })
     }
 
-    /// The stand-in descriptor (for teardown, the idle watch and the peer's name).
-    pub fn fd(&self) -> SocketFd {
-        SocketFd::of(&*self.h.proxy)
+    /// The entry's end (forced teardown, gone, the peer's name).
+    pub fn end(&self) -> End {
+        End::Stream(Rc::clone(&self.h.end))
     }
 
     /// The connection this stream is on.
@@ -171,11 +148,30 @@ fn shut_error() -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionAborted, "QUIC stream shut down")
 }
 
+/// Run `io` unless the entry is shut first (then the stream is reset and stopped).
+async fn unless_shut<R>(
+    h: &Handle,
+    io: impl std::future::Future<Output = io::Result<R>>,
+) -> io::Result<R> {
+    if !h.end.is_shut() {
+        monoio::select! {
+            r = io => return r,
+            _ = h.end.wait_shut() => {}
+        }
+    }
+    h.ep.shut_stream(h.ch, h.id);
+    Err(shut_error())
+}
+
 /// Read what is there (at most `max` bytes); `None` at the peer's FIN.
 async fn read_some(h: &Handle, max: usize) -> io::Result<Option<bytes::Bytes>> {
     if max == 0 || h.read_done.get() {
         return Ok(None);
     }
+    unless_shut(h, read_now(h, max)).await
+}
+
+async fn read_now(h: &Handle, max: usize) -> io::Result<Option<bytes::Bytes>> {
     let max = max.min(MAX_READ);
     std::future::poll_fn(|cx| {
         let mut inner = h.ep.inner.borrow_mut();
