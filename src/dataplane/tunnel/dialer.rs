@@ -213,9 +213,12 @@ async fn open_quic(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) -> io::Result<Pooled>
         Ok(()) => finish_entry(conn, end, seen_fp, t).await,
         Err(e) => Err(e),
     };
-    if made.is_err() {
+    match &made {
+        // A full pool: the server finished the stream unread; the connection is fine.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
         // Go leaks the connection and dials a new one; ours is retired (closed once idle).
-        client.fail(ch);
+        Err(_) => client.fail(ch),
+        Ok(_) => {}
     }
     made
 }
