@@ -4,7 +4,8 @@
 //! reads 4 id bytes, the first `00000000` followed by the first ping signal line) against
 //! our server, and a fake Go server (type 1 in the reply, quic-go's answer on the same
 //! port number over UDP: one byte read, 4 id bytes written) against our client; each
-//! relays a TCP and a UDP session over streams.
+//! relays a TCP and a UDP session over streams; an idle entry the Go client resets leaves
+//! our server's pool at once (StreamEnd gone, shard swept).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -88,12 +89,26 @@ fn go_client_against_our_server(driver: Driver) {
     control
         .wait_for(STEP, |s| *s == Signal::new(Action::Pong))
         .expect("the server answers our ping");
-    let mut idle: Vec<(String, Link)> = (0..3)
+    let mut idle: Vec<(String, Link)> = (0..4)
         .map(|_| {
             let (l, id) = go_entry(&peer, ch);
             (id_hex(id), l)
         })
         .collect();
+    // An idle entry whose stream the peer resets leaves the server's pool at once (the
+    // server's verify took one of the 4 already).
+    let verify = control
+        .wait_for(STEP, |s| s.action == Action::Verify)
+        .expect("the server's verify");
+    idle.retain(|(id, _)| Some(id) != verify.id.as_ref());
+    server
+        .wait_for_line("POOL=3", STEP)
+        .unwrap_or_else(|| panic!("3 idle entries: {:?}", server.seen));
+    let (_, reset) = idle.remove(0);
+    peer.lock().unwrap().reset(reset.ch, reset.id);
+    server
+        .wait_for_line("POOL=2", STEP)
+        .unwrap_or_else(|| panic!("the reset entry stays: {:?}", server.seen));
     let mut take = |id: &str| {
         let at = idle.iter().position(|(i, _)| i == id).expect("one of ours");
         idle.remove(at).1

@@ -254,6 +254,15 @@ impl Peer {
         r
     }
 
+    /// Reset our sending side and stop the peer's (quic-go's `CancelWrite`/`CancelRead`).
+    pub fn reset(&mut self, ch: ConnectionHandle, id: StreamId) {
+        if let Some(c) = self.conns.get_mut(&ch) {
+            let _ = c.send_stream(id).reset(VarInt::from_u32(0));
+            let _ = c.recv_stream(id).stop(VarInt::from_u32(0));
+        }
+        self.flush();
+    }
+
     /// Close `ch` with application error `code` and `reason`.
     pub fn close(&mut self, ch: ConnectionHandle, code: u32, reason: &str) {
         if let Some(c) = self.conns.get_mut(&ch) {
