@@ -43,7 +43,7 @@ pub(super) fn run_tunnel(cfg: Config, end: End) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    if end == End::Server && !matches!(cfg.params.pool_type, 0 | 2) {
+    if end == End::Server && !matches!(cfg.params.pool_type, 0..=2) {
         log::error!(
             "Server error: pool type {} is not supported yet",
             cfg.params.pool_type
@@ -116,6 +116,27 @@ fn user_sockets(cfg: &Config, workers: usize) -> std::io::Result<Vec<WorkerSocke
     bind_worker_sockets(cfg, addr, workers)
 }
 
+/// Pool type 1: one UDP socket per worker on the tunnel port (the TCP listeners' port).
+fn quic_sockets(
+    cfg: &Config,
+    tunnel: &[std::net::TcpListener],
+    workers: usize,
+) -> Result<Vec<std::net::UdpSocket>, RunError> {
+    if cfg.params.pool_type != 1 {
+        return Ok(Vec::new());
+    }
+    let addr = tunnel
+        .first()
+        .map(std::net::TcpListener::local_addr)
+        .transpose()
+        .and_then(|a| a.ok_or_else(|| std::io::Error::other("no tunnel listener")))
+        .and_then(|a| net::bind_udp_sockets(a, workers));
+    addr.map_err(|source| RunError::Listen {
+        addr: format!("udp {}", cfg.tunnel),
+        source,
+    })
+}
+
 fn no_user_sockets(workers: usize) -> Vec<WorkerSockets> {
     (0..workers)
         .map(|_| WorkerSockets {
@@ -172,11 +193,15 @@ fn server_once(
         pool_type: cfg.params.pool_type,
     };
     let fingerprint = server_tls.as_ref().map(|t| t.fingerprint());
+    // Pool type 1: the tunnel port's UDP side, one SO_REUSEPORT socket per worker (Go binds
+    // it at start and closes it for QUIC to take; ours stays bound for the run).
+    let mut quic = quic_sockets(cfg, &tunnel, workers)?.into_iter();
     let sockets = tunnel
         .into_iter()
         .zip(users)
         .map(|(t, users)| TunnelSockets {
             tunnel: Some(t),
+            quic: quic.next(),
             users,
         })
         .collect();
@@ -214,7 +239,10 @@ fn client_once(
         no_user_sockets(workers)
     };
     let websocket = tc.pool_type == 2;
+    let quic = tc.pool_type == 1;
     let client_tls = match tc.tls {
+        // Type 1 is always TLS (a Go server forces tls=1): 0 is taken as 1.
+        0 | 1 if quic => Some(tls::client_config_insecure()?),
         // Go's type 2 client takes a tunnel on port 443 for a TLS front: wss, verifying.
         0 if websocket && cfg.tunnel.port == 443 => Some(tls::client_config_verifying(
             cfg.env.ssl_cert_file.as_deref(),
@@ -230,6 +258,7 @@ fn client_once(
         .into_iter()
         .map(|users| TunnelSockets {
             tunnel: None,
+            quic: None,
             users,
         })
         .collect();
@@ -247,6 +276,14 @@ fn client_once(
         min_interval: cfg.env.min_pool_interval,
         max_interval: cfg.env.max_pool_interval,
         ws_host: websocket.then(|| cfg.tunnel.host.clone()),
+        // Go: tls 0/1 name the dialled IP (no SNI); tls 2 verifies `sni=` / host / `none`.
+        quic_name: quic.then(|| {
+            if tc.tls == 2 {
+                cfg.sni_name()
+            } else {
+                server.ip().to_string()
+            }
+        }),
     };
     let end = tunnel_control::End::Client {
         started,

@@ -31,6 +31,8 @@ mod single_end_cli;
 mod tunnel_auth;
 mod tunnel_handshake;
 mod tunnel_pending;
+mod tunnel_quic;
+mod tunnel_quic_wire;
 mod tunnel_recovery;
 mod tunnel_relay;
 mod tunnel_tls;

@@ -184,6 +184,52 @@ async fn open(
                 io::Error::new(io::ErrorKind::TimedOut, "WebSocket upgrade timed out")
             })??;
     }
+    finish_entry(conn, End::Socket(fd), seen_fp, t).await
+}
+
+/// A pool type 1 entry: a stream of this worker's QUIC connection, Go's `0x00` first.
+async fn open_quic(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) -> io::Result<Pooled> {
+    let client = t.quic.client(ctx, t, || match &t.spec.side {
+        TunnelSide::Client {
+            server,
+            tls,
+            max,
+            quic_name: Some(name),
+            ..
+        } => {
+            let tls = match tls {
+                Some(tls) => tls.clone(),
+                None => crate::tls::client_config_insecure().map_err(io::Error::other)?,
+            };
+            Ok((*server, name.clone(), tls, *max))
+        }
+        _ => Err(io::Error::other("not a QUIC pool client")),
+    })?;
+    let (stream, seen_fp) = client.open(t.spec.handshake_timeout).await?;
+    let ch = stream.connection();
+    let end = stream.end();
+    let mut conn = PoolConn::Quic(Box::new(stream));
+    let made = match conn.send_all(vec![0]).await {
+        Ok(()) => finish_entry(conn, end, seen_fp, t).await,
+        Err(e) => Err(e),
+    };
+    match &made {
+        // A full pool: the server finished the stream unread; the connection is fine.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
+        // Go leaks the connection and dials a new one; ours is retired (closed once idle).
+        Err(_) => client.fail(ch),
+        Ok(_) => {}
+    }
+    made
+}
+
+/// The common end of every entry: the `auth1` proof of the key, the id.
+async fn finish_entry(
+    mut conn: PoolConn,
+    end: End,
+    seen_fp: Option<String>,
+    t: &TunnelCtx,
+) -> io::Result<Pooled> {
     let profile = t.spec.shared.auth.get();
     if let Some(run) = profile {
         check_certificate(run, seen_fp.as_deref(), t)?;
@@ -200,7 +246,7 @@ async fn open(
         id: PoolId(id),
         conn,
         seen_fp,
-        end: End::Socket(fd),
+        end,
         since: std::time::Instant::now(),
     })
 }
@@ -226,12 +272,17 @@ async fn dial_one(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) -> io::Result<()> {
         tls,
         sni,
         ws_host,
+        quic_name,
         ..
     } = &t.spec.side
     else {
         return Ok(());
     };
-    let p = open(&ctx, &t, *server, tls, sni, ws_host.as_deref()).await?;
+    let p = if quic_name.is_some() {
+        open_quic(&ctx, &t).await?
+    } else {
+        open(&ctx, &t, *server, tls, sni, ws_host.as_deref()).await?
+    };
     if p.id.is_control() {
         let first = t
             .spec

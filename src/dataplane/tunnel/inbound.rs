@@ -416,6 +416,19 @@ async fn pool_conn(
             ws::Accepted::Refused => return,
         };
     }
+    pool_entry(conn, End::Socket(fd), peer, ctx, t, ticket).await;
+}
+
+/// A pool connection (or QUIC stream) from the client's IP after its transport setup:
+/// the `auth1` proof or the control-channel quiet rule, the id, then the pool.
+pub(super) async fn pool_entry(
+    mut conn: PoolConn,
+    end: End,
+    peer: SocketAddr,
+    ctx: Rc<WorkerCtx>,
+    t: Rc<TunnelCtx>,
+    ticket: Ticket,
+) {
     // Not committed yet: this address holds answered `auth1` handshakes (`pending`).
     let committed = t.spec.shared.client_ip.get().is_some();
     let profile = !committed || t.spec.shared.auth.get().is_some();
@@ -432,7 +445,7 @@ async fn pool_conn(
     if !committed {
         match pending::wait_turn(peer, &t).await {
             Turn::Control(candidate) => {
-                pending::prove_control(conn, fd, peer, &ctx, &t, ticket, candidate).await;
+                pending::prove_control(conn, end, peer, &ctx, &t, ticket, candidate).await;
                 return;
             }
             Turn::Committed if pending::joins_run(peer, &t) => {}
@@ -476,14 +489,14 @@ async fn pool_conn(
     drop(ticket);
     if control {
         claim.keep();
-        link::start(conn, End::Socket(fd), &ctx, &t);
+        link::start(conn, end, &ctx, &t);
         return;
     }
     let pooled = Pooled {
         id,
         conn,
         seen_fp: None,
-        end: End::Socket(fd),
+        end,
         since: std::time::Instant::now(),
     };
     if !t.shard.insert(pooled) {

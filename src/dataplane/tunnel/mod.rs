@@ -14,6 +14,7 @@ mod link;
 mod pending;
 mod pool;
 mod pool_io;
+mod quic;
 mod session;
 mod strangers;
 mod udp;
@@ -65,6 +66,9 @@ pub enum TunnelSide {
         /// Pool type 2: the tunnel host (without port) for the WebSocket `Host` header;
         /// `None` for the TCP pool.
         ws_host: Option<String>,
+        /// Pool type 1: the QUIC TLS server name (the tunnel IP text for tls 0/1: no
+        /// SNI); `None` for the other pool types.
+        quic_name: Option<String>,
     },
 }
 
@@ -94,6 +98,8 @@ pub struct TunnelSpec {
 pub struct TunnelSockets {
     /// Server: this worker's listener on the tunnel port.
     pub tunnel: Option<std::net::TcpListener>,
+    /// Server, pool type 1: this worker's UDP socket on the tunnel port.
+    pub quic: Option<std::net::UdpSocket>,
     /// Where users arrive (server flow `-`, client flow `+`); empty otherwise.
     pub users: WorkerSockets,
 }
@@ -113,6 +119,8 @@ pub(super) struct TunnelCtx {
     refused: crate::crowd::RefusalLog,
     /// Server: WARN lines about bad tunnel-port connections, within a budget.
     warns: crate::crowd::WarnBudget,
+    /// Pool type 1: this worker's QUIC endpoint.
+    quic: quic::QuicSlot,
 }
 
 /// A tunnel worker: its [`TunnelCtx`] and, where users send datagrams to this end, its
@@ -148,6 +156,7 @@ fn start(
         crowd: caps::crowd(&spec),
         refused: crate::crowd::RefusalLog::default(),
         warns: crate::crowd::WarnBudget::default(),
+        quic: quic::QuicSlot::default(),
         spec,
     });
     watch::start(ctx, &t);
@@ -158,6 +167,9 @@ fn start(
             Rc::clone(ctx),
             Rc::clone(&t),
         ));
+    }
+    if let Some(u) = socks.quic {
+        t.quic.set_server(quic::server::start(u, ctx, &t)?);
     }
     if matches!(t.spec.side, TunnelSide::Client { .. }) {
         ctx.spawn(dialer::refill_loop(Rc::clone(ctx), Rc::clone(&t)));
@@ -235,6 +247,7 @@ impl ModeWorker for TunnelWorker {
 
     fn before_close(&self) {
         self.t.shard.flush();
+        self.t.quic.close();
     }
 }
 

@@ -29,6 +29,8 @@ pub enum PoolConn {
     ClientTls(Box<ClientTlsStream<TcpStream>>),
     /// Pool type 2: WebSocket frames over one of the above (`ws.rs`).
     Ws(Box<super::ws::WsConn>),
+    /// Pool type 1: a QUIC stream (`quic/`).
+    Quic(Box<super::quic::QuicStream>),
 }
 
 /// An idle pool connection.

@@ -11,6 +11,7 @@ use monoio::BufResult;
 use monoio_rustls::{ClientTlsStream, ServerTlsStream};
 
 use super::pool::PoolConn;
+use super::quic::{QuicRead, QuicWrite};
 use super::ws::{WsRead, WsWrite};
 
 /// The reading half of a pool connection.
@@ -23,6 +24,8 @@ pub enum PoolRead {
     ClientTls(OwnedReadHalf<ClientTlsStream<TcpStream>>),
     /// WebSocket frames over one of the above.
     Ws(Box<WsRead>),
+    /// A QUIC stream's receive side.
+    Quic(QuicRead),
 }
 
 /// The writing half of a pool connection.
@@ -35,6 +38,8 @@ pub enum PoolWrite {
     ClientTls(OwnedWriteHalf<ClientTlsStream<TcpStream>>),
     /// WebSocket frames over one of the above.
     Ws(Box<WsWrite>),
+    /// A QUIC stream's send side.
+    Quic(QuicWrite),
 }
 
 impl PoolConn {
@@ -54,6 +59,10 @@ impl PoolConn {
                 (PoolRead::ClientTls(r), PoolWrite::ClientTls(w))
             }
             PoolConn::Ws(ws) => ws.into_split(),
+            PoolConn::Quic(q) => {
+                let (r, w) = q.into_split();
+                (PoolRead::Quic(r), PoolWrite::Quic(w))
+            }
         }
     }
 
@@ -71,6 +80,7 @@ impl PoolConn {
                 t.flush().await
             }
             PoolConn::Ws(ws) => ws.send_message(&bytes).await,
+            PoolConn::Quic(q) => q.send_all(&bytes).await,
         }
     }
 
@@ -83,6 +93,7 @@ impl PoolConn {
             PoolConn::ServerTls(t) => t.read_exact(buf).await,
             PoolConn::ClientTls(t) => t.read_exact(buf).await,
             PoolConn::Ws(ws) => return ws.recv_exact::<N>().await,
+            PoolConn::Quic(q) => return q.recv_exact::<N>().await,
         };
         res?;
         let mut out = [0u8; N];
@@ -98,6 +109,7 @@ impl AsyncReadRent for PoolRead {
             PoolRead::ServerTls(r) => r.read(buf).await,
             PoolRead::ClientTls(r) => r.read(buf).await,
             PoolRead::Ws(r) => r.read(buf).await,
+            PoolRead::Quic(r) => r.read(buf).await,
         }
     }
 
@@ -106,7 +118,7 @@ impl AsyncReadRent for PoolRead {
             PoolRead::Plain(r) => r.readv(buf).await,
             PoolRead::ServerTls(r) => r.readv(buf).await,
             PoolRead::ClientTls(r) => r.readv(buf).await,
-            PoolRead::Ws(_) => (Err(no_vectored()), buf),
+            PoolRead::Ws(_) | PoolRead::Quic(_) => (Err(no_vectored()), buf),
         }
     }
 }
@@ -118,6 +130,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::ServerTls(w) => w.write(buf).await,
             PoolWrite::ClientTls(w) => w.write(buf).await,
             PoolWrite::Ws(w) => w.write(buf).await,
+            PoolWrite::Quic(w) => w.write(buf).await,
         }
     }
 
@@ -126,7 +139,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::Plain(w) => w.writev(buf).await,
             PoolWrite::ServerTls(w) => w.writev(buf).await,
             PoolWrite::ClientTls(w) => w.writev(buf).await,
-            PoolWrite::Ws(_) => (Err(no_vectored()), buf),
+            PoolWrite::Ws(_) | PoolWrite::Quic(_) => (Err(no_vectored()), buf),
         }
     }
 
@@ -136,6 +149,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::ServerTls(w) => w.flush().await,
             PoolWrite::ClientTls(w) => w.flush().await,
             PoolWrite::Ws(w) => w.flush().await,
+            PoolWrite::Quic(w) => w.flush().await,
         }
     }
 
@@ -145,6 +159,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::ServerTls(w) => w.shutdown().await,
             PoolWrite::ClientTls(w) => w.shutdown().await,
             PoolWrite::Ws(w) => w.shutdown().await,
+            PoolWrite::Quic(w) => w.shutdown().await,
         }
     }
 }

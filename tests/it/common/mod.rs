@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod isolation;
 pub mod master;
+pub mod quic;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
