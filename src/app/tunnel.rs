@@ -43,7 +43,7 @@ pub(super) fn run_tunnel(cfg: Config, end: End) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    if end == End::Server && !matches!(cfg.params.pool_type, 0 | 2) {
+    if end == End::Server && !matches!(cfg.params.pool_type, 0 | 2 | 3) {
         log::error!(
             "Server error: pool type {} is not supported yet",
             cfg.params.pool_type
@@ -214,7 +214,10 @@ fn client_once(
         no_user_sockets(workers)
     };
     let websocket = tc.pool_type == 2;
+    let http2 = tc.pool_type == 3;
     let client_tls = match tc.tls {
+        // Type 3 is always TLS (Go's server forces it): unverified unless tls=2.
+        0 | 1 if http2 => Some(tls::client_config_insecure()?),
         // Go's type 2 client takes a tunnel on port 443 for a TLS front: wss, verifying.
         0 if websocket && cfg.tunnel.port == 443 => Some(tls::client_config_verifying(
             cfg.env.ssl_cert_file.as_deref(),
@@ -247,6 +250,9 @@ fn client_once(
         min_interval: cfg.env.min_pool_interval,
         max_interval: cfg.env.max_pool_interval,
         ws_host: websocket.then(|| cfg.tunnel.host.clone()),
+        http2: http2.then_some(dataplane::Http2Dial {
+            verifying: tc.tls == 2,
+        }),
     };
     let end = tunnel_control::End::Client {
         started,

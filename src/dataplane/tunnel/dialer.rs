@@ -184,6 +184,24 @@ async fn open(
                 io::Error::new(io::ErrorKind::TimedOut, "WebSocket upgrade timed out")
             })??;
     }
+    identify(conn, seen_fp, End::Socket(fd), t).await
+}
+
+/// Pool type 3: a new stream on this worker's HTTP/2 connection (dialled if needed).
+async fn open_h2(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) -> io::Result<Pooled> {
+    let c = super::http2::ensure_conn(ctx, t).await?;
+    let (conn, seen_fp) = super::http2::open_stream(&c, t).await?;
+    let end = End::Stream(conn.end());
+    identify(PoolConn::H2(Box::new(conn)), seen_fp, end, t).await
+}
+
+/// The `auth1` proof around the id the server writes: the new entry.
+async fn identify(
+    mut conn: PoolConn,
+    seen_fp: Option<String>,
+    end: End,
+    t: &TunnelCtx,
+) -> io::Result<Pooled> {
     let profile = t.spec.shared.auth.get();
     if let Some(run) = profile {
         check_certificate(run, seen_fp.as_deref(), t)?;
@@ -200,7 +218,7 @@ async fn open(
         id: PoolId(id),
         conn,
         seen_fp,
-        end: End::Socket(fd),
+        end,
         since: std::time::Instant::now(),
     })
 }
@@ -226,12 +244,16 @@ async fn dial_one(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) -> io::Result<()> {
         tls,
         sni,
         ws_host,
+        http2,
         ..
     } = &t.spec.side
     else {
         return Ok(());
     };
-    let p = open(&ctx, &t, *server, tls, sni, ws_host.as_deref()).await?;
+    let p = match http2 {
+        Some(_) => open_h2(&ctx, &t).await?,
+        None => open(&ctx, &t, *server, tls, sni, ws_host.as_deref()).await?,
+    };
     if p.id.is_control() {
         let first = t
             .spec

@@ -17,7 +17,7 @@ use super::caps::ControlClaim;
 use super::pending::{self, Turn};
 use super::pool::{PoolConn, Pooled};
 use super::strangers::settle;
-use super::ws;
+use super::{http2, ws};
 use super::{link, TunnelCtx, TunnelSide, CONFLICT, PROOF_WAIT};
 use crate::bus::Event;
 use crate::config::AuthPolicy;
@@ -371,8 +371,10 @@ async fn pool_conn(
         return;
     };
     let websocket = reply.pool_type == 2;
-    // Type 2 answers a full pool after the upgrade request, with Go's 503.
-    if !websocket && t.spec.shared.idle_total() >= reply.max as usize {
+    let http2 = reply.pool_type == 3;
+    // Type 2 answers a full pool after the upgrade request, with Go's 503; type 3 per
+    // stream, with Go's 404.
+    if !websocket && !http2 && t.spec.shared.idle_total() >= reply.max as usize {
         log::debug!("pool connection from {peer} refused: pool is full");
         return;
     }
@@ -385,6 +387,7 @@ async fn pool_conn(
             handshake_from(stream, Vec::new(), peer, &t, None).await;
             return;
         }
+        Some(_) if http2 => return http2::serve(stream, peer, ctx, t, ticket).await,
         Some(tls) => {
             let handshake = crate::tls::accept(tls.config.clone(), stream);
             match monoio::time::timeout(t.spec.handshake_timeout, handshake).await {
@@ -416,6 +419,19 @@ async fn pool_conn(
             ws::Accepted::Refused => return,
         };
     }
+    enter(conn, End::Socket(fd), peer, ctx, t, ticket).await;
+}
+
+/// A pool connection (or HTTP/2 stream) from the client's IP, its transport set up:
+/// the `auth1` proof or the control candidate's quiet, then its id, and the pool.
+pub(super) async fn enter(
+    mut conn: PoolConn,
+    end: End,
+    peer: SocketAddr,
+    ctx: Rc<WorkerCtx>,
+    t: Rc<TunnelCtx>,
+    ticket: Ticket,
+) {
     // Not committed yet: this address holds answered `auth1` handshakes (`pending`).
     let committed = t.spec.shared.client_ip.get().is_some();
     let profile = !committed || t.spec.shared.auth.get().is_some();
@@ -432,7 +448,7 @@ async fn pool_conn(
     if !committed {
         match pending::wait_turn(peer, &t).await {
             Turn::Control(candidate) => {
-                pending::prove_control(conn, fd, peer, &ctx, &t, ticket, candidate).await;
+                pending::prove_control(conn, end, peer, &ctx, &t, ticket, candidate).await;
                 return;
             }
             Turn::Committed if pending::joins_run(peer, &t) => {}
@@ -476,14 +492,14 @@ async fn pool_conn(
     drop(ticket);
     if control {
         claim.keep();
-        link::start(conn, End::Socket(fd), &ctx, &t);
+        link::start(conn, end, &ctx, &t);
         return;
     }
     let pooled = Pooled {
         id,
         conn,
         seen_fp: None,
-        end: End::Socket(fd),
+        end,
         since: std::time::Instant::now(),
     };
     if !t.shard.insert(pooled) {

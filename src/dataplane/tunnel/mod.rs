@@ -9,6 +9,7 @@
 
 mod caps;
 mod dialer;
+mod http2;
 mod inbound;
 mod link;
 mod pending;
@@ -35,6 +36,7 @@ use crate::tls::{ClientTls, ServerTls};
 
 use super::host::{spawn_workers, DataPlane, ModeWorker, WorkerCtx, WorkerSockets};
 use super::spec::SessionSpec;
+pub use http2::Dial as Http2Dial;
 use pool::Shard;
 
 /// Which end of the tunnel this process is.
@@ -65,6 +67,8 @@ pub enum TunnelSide {
         /// Pool type 2: the tunnel host (without port) for the WebSocket `Host` header;
         /// `None` for the TCP pool.
         ws_host: Option<String>,
+        /// Pool type 3: how the HTTP/2 pool connections are dialled; `None` otherwise.
+        http2: Option<Http2Dial>,
     },
 }
 
@@ -113,6 +117,8 @@ pub(super) struct TunnelCtx {
     refused: crate::crowd::RefusalLog,
     /// Server: WARN lines about bad tunnel-port connections, within a budget.
     warns: crate::crowd::WarnBudget,
+    /// Client, pool type 3: this worker's HTTP/2 connections.
+    h2: http2::ClientConns,
 }
 
 /// A tunnel worker: its [`TunnelCtx`] and, where users send datagrams to this end, its
@@ -148,6 +154,7 @@ fn start(
         crowd: caps::crowd(&spec),
         refused: crate::crowd::RefusalLog::default(),
         warns: crate::crowd::WarnBudget::default(),
+        h2: http2::ClientConns::default(),
         spec,
     });
     watch::start(ctx, &t);

@@ -19,7 +19,6 @@ use crate::dataplane::end::End;
 use crate::dataplane::host::WorkerCtx;
 use crate::proto::handshake::{self, TunnelConfig};
 use crate::proto::{auth, PoolId};
-use crate::sys::SocketFd;
 use crate::tls::ServerTls;
 
 /// How often a pool connection waiting for its address's control candidate looks again.
@@ -193,7 +192,7 @@ pub(super) fn joins_run(peer: SocketAddr, t: &TunnelCtx) -> bool {
 /// closed with the reason in the log.
 pub(super) async fn prove_control(
     mut conn: PoolConn,
-    fd: SocketFd,
+    end: End,
     peer: SocketAddr,
     ctx: &Rc<WorkerCtx>,
     t: &Rc<TunnelCtx>,
@@ -228,7 +227,7 @@ pub(super) async fn prove_control(
     drop(ticket);
     log::debug!("tunnel client {} proved the key: the run is its", won.peer);
     t.spec.shared.report(Event::HandshakeDone(won.peer));
-    link::start(conn, End::Socket(fd), ctx, t);
+    link::start(conn, end, ctx, t);
 }
 
 /// Commit the run to the pending session of `peer`'s address that `proof` proves, all

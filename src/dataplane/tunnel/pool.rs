@@ -29,6 +29,8 @@ pub enum PoolConn {
     ClientTls(Box<ClientTlsStream<TcpStream>>),
     /// Pool type 2: WebSocket frames over one of the above (`ws.rs`).
     Ws(Box<super::ws::WsConn>),
+    /// Pool type 3: one HTTP/2 stream (`http2/`).
+    H2(Box<super::http2::H2Conn>),
 }
 
 /// An idle pool connection.

@@ -10,6 +10,7 @@ use monoio::net::TcpStream;
 use monoio::BufResult;
 use monoio_rustls::{ClientTlsStream, ServerTlsStream};
 
+use super::http2::{H2Read, H2Write};
 use super::pool::PoolConn;
 use super::ws::{WsRead, WsWrite};
 
@@ -23,6 +24,8 @@ pub enum PoolRead {
     ClientTls(OwnedReadHalf<ClientTlsStream<TcpStream>>),
     /// WebSocket frames over one of the above.
     Ws(Box<WsRead>),
+    /// An HTTP/2 stream's DATA frames.
+    H2(Box<H2Read>),
 }
 
 /// The writing half of a pool connection.
@@ -35,6 +38,8 @@ pub enum PoolWrite {
     ClientTls(OwnedWriteHalf<ClientTlsStream<TcpStream>>),
     /// WebSocket frames over one of the above.
     Ws(Box<WsWrite>),
+    /// An HTTP/2 stream's DATA frames.
+    H2(Box<H2Write>),
 }
 
 impl PoolConn {
@@ -54,6 +59,7 @@ impl PoolConn {
                 (PoolRead::ClientTls(r), PoolWrite::ClientTls(w))
             }
             PoolConn::Ws(ws) => ws.into_split(),
+            PoolConn::H2(h) => h.into_split(),
         }
     }
 
@@ -71,6 +77,7 @@ impl PoolConn {
                 t.flush().await
             }
             PoolConn::Ws(ws) => ws.send_message(&bytes).await,
+            PoolConn::H2(h) => h.send_all(&bytes).await,
         }
     }
 
@@ -83,6 +90,7 @@ impl PoolConn {
             PoolConn::ServerTls(t) => t.read_exact(buf).await,
             PoolConn::ClientTls(t) => t.read_exact(buf).await,
             PoolConn::Ws(ws) => return ws.recv_exact::<N>().await,
+            PoolConn::H2(h) => return h.recv_exact::<N>().await,
         };
         res?;
         let mut out = [0u8; N];
@@ -98,6 +106,7 @@ impl AsyncReadRent for PoolRead {
             PoolRead::ServerTls(r) => r.read(buf).await,
             PoolRead::ClientTls(r) => r.read(buf).await,
             PoolRead::Ws(r) => r.read(buf).await,
+            PoolRead::H2(r) => r.read(buf).await,
         }
     }
 
@@ -106,7 +115,7 @@ impl AsyncReadRent for PoolRead {
             PoolRead::Plain(r) => r.readv(buf).await,
             PoolRead::ServerTls(r) => r.readv(buf).await,
             PoolRead::ClientTls(r) => r.readv(buf).await,
-            PoolRead::Ws(_) => (Err(no_vectored()), buf),
+            PoolRead::Ws(_) | PoolRead::H2(_) => (Err(no_vectored()), buf),
         }
     }
 }
@@ -118,6 +127,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::ServerTls(w) => w.write(buf).await,
             PoolWrite::ClientTls(w) => w.write(buf).await,
             PoolWrite::Ws(w) => w.write(buf).await,
+            PoolWrite::H2(w) => w.write(buf).await,
         }
     }
 
@@ -126,7 +136,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::Plain(w) => w.writev(buf).await,
             PoolWrite::ServerTls(w) => w.writev(buf).await,
             PoolWrite::ClientTls(w) => w.writev(buf).await,
-            PoolWrite::Ws(_) => (Err(no_vectored()), buf),
+            PoolWrite::Ws(_) | PoolWrite::H2(_) => (Err(no_vectored()), buf),
         }
     }
 
@@ -136,6 +146,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::ServerTls(w) => w.flush().await,
             PoolWrite::ClientTls(w) => w.flush().await,
             PoolWrite::Ws(w) => w.flush().await,
+            PoolWrite::H2(w) => w.flush().await,
         }
     }
 
@@ -145,6 +156,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::ServerTls(w) => w.shutdown().await,
             PoolWrite::ClientTls(w) => w.shutdown().await,
             PoolWrite::Ws(w) => w.shutdown().await,
+            PoolWrite::H2(w) => w.shutdown().await,
         }
     }
 }
@@ -154,6 +166,6 @@ impl AsyncWriteRent for PoolWrite {
 fn no_vectored() -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
-        "vectored IO on a WebSocket pool connection",
+        "vectored IO on a WebSocket or HTTP/2 pool connection",
     )
 }
