@@ -108,25 +108,32 @@ pub async fn serve(
     };
     drop(ticket);
     log::debug!("HTTP/2 pool connection from {peer} up");
-    let why = loop {
+    loop {
         let next = monoio::select! {
             n = conn.accept() => n,
-            _ = ctx.stopping.wait() => break "worker stopping".to_owned(),
+            _ = ctx.stopping.wait() => break,
         };
         match next {
-            None => break "closed by peer".to_owned(),
-            Some(Err(e)) => break e.to_string(),
+            None => {
+                log::debug!("HTTP/2 pool connection from {peer} closed");
+                break;
+            }
+            // The peer went away (killed, reset, a TLS error).
+            Some(Err(e)) if e.is_io() => {
+                log::debug!("HTTP/2 pool connection from {peer} ended: {e}");
+                break;
+            }
+            // Bad frames, a bad preface, flow-control abuse: h2 sent GOAWAY.
+            Some(Err(e)) => {
+                t.warns
+                    .warn(|| format!("HTTP/2 pool connection from {peer} failed: {e}"));
+                break;
+            }
             Some(Ok((req, respond))) => {
                 let (c, t2) = (Rc::clone(&ctx), Rc::clone(&t));
                 ctx.spawn(async move { request(req, respond, peer, c, t2).await });
             }
         }
-    };
-    if why.contains("protocol error") || why.contains("frame") {
-        t.warns
-            .warn(|| format!("HTTP/2 pool connection from {peer} failed: {why}"));
-    } else {
-        log::debug!("HTTP/2 pool connection from {peer} ended: {why}");
     }
     drop(conn);
     t.shard.sweep_gone();
