@@ -193,3 +193,166 @@ pub fn held_peer_ports(pid: u32) -> Vec<u16> {
         .filter_map(|f| u16::from_str_radix(f[2].rsplit(':').next()?, 16).ok())
         .collect()
 }
+
+/// One end of an HTTP/2 connection played by hand: frames in, filed per stream; SETTINGS
+/// and PING acknowledged; every DATA byte given back with WINDOW_UPDATEs (as Go does once
+/// its reader consumed them). The stream's socket needs a short read timeout.
+pub struct Peer<S: Read + Write> {
+    pub s: S,
+    buf: Vec<u8>,
+    /// Header blocks, DATA bytes, END_STREAM seen, RST_STREAM codes, per stream.
+    pub headers: std::collections::HashMap<u32, Vec<u8>>,
+    pub data: std::collections::HashMap<u32, Vec<u8>>,
+    pub ended: std::collections::HashSet<u32>,
+    pub resets: std::collections::HashMap<u32, u32>,
+    /// Streams in the order their HEADERS arrived.
+    pub opened: Vec<u32>,
+    /// The peer's SETTINGS, in order.
+    pub settings: Vec<(u16, u32)>,
+    pub goaway: Option<u32>,
+}
+
+impl<S: Read + Write> Peer<S> {
+    pub fn new(s: S, early: Vec<u8>) -> Peer<S> {
+        Peer {
+            s,
+            buf: early,
+            headers: Default::default(),
+            data: Default::default(),
+            ended: Default::default(),
+            resets: Default::default(),
+            opened: Vec::new(),
+            settings: Vec::new(),
+            goaway: None,
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).expect("write");
+        self.s.flush().expect("flush");
+    }
+
+    /// Read what is there (one socket read) and file every whole frame.
+    pub fn pump(&mut self) -> bool {
+        let mut chunk = [0u8; 64 * 1024];
+        match self.s.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return false,
+        }
+        while self.buf.len() >= 9 {
+            let len = (usize::from(self.buf[0]) << 16)
+                | (usize::from(self.buf[1]) << 8)
+                | usize::from(self.buf[2]);
+            if self.buf.len() < 9 + len {
+                break;
+            }
+            let f: Vec<u8> = self.buf.drain(..9 + len).collect();
+            let stream = u32::from_be_bytes([f[5], f[6], f[7], f[8]]) & 0x7fff_ffff;
+            self.file(f[3], f[4], stream, f[9..].to_vec());
+        }
+        true
+    }
+
+    fn file(&mut self, ty: u8, flags: u8, stream: u32, payload: Vec<u8>) {
+        match ty {
+            HEADERS => {
+                if !self.headers.contains_key(&stream) {
+                    self.opened.push(stream);
+                }
+                self.headers.insert(stream, payload);
+                if flags & END_STREAM != 0 {
+                    self.ended.insert(stream);
+                }
+            }
+            DATA => {
+                if !payload.is_empty() {
+                    let n = (payload.len() as u32).to_be_bytes();
+                    let mut out = frame(WINDOW_UPDATE, 0, 0, &n);
+                    if flags & END_STREAM == 0 {
+                        out.extend(frame(WINDOW_UPDATE, 0, stream, &n));
+                    }
+                    self.send(&out);
+                }
+                self.data.entry(stream).or_default().extend(payload);
+                if flags & END_STREAM != 0 {
+                    self.ended.insert(stream);
+                }
+            }
+            SETTINGS if flags & ACK == 0 => {
+                for s in payload.chunks(6) {
+                    if s.len() == 6 {
+                        let id = u16::from_be_bytes([s[0], s[1]]);
+                        let v = u32::from_be_bytes([s[2], s[3], s[4], s[5]]);
+                        self.settings.push((id, v));
+                    }
+                }
+                self.send(&frame(SETTINGS, ACK, 0, &[]));
+            }
+            PING if flags & ACK == 0 => self.send(&frame(PING, ACK, 0, &payload)),
+            RST_STREAM if payload.len() == 4 => {
+                let code = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                self.resets.insert(stream, code);
+            }
+            GOAWAY if payload.len() >= 8 => {
+                self.goaway = Some(u32::from_be_bytes([
+                    payload[4], payload[5], payload[6], payload[7],
+                ]));
+            }
+            _ => {}
+        }
+    }
+
+    /// Pump until `cond` holds (or `limit` passes, or the connection ends).
+    pub fn until(
+        &mut self,
+        limit: std::time::Duration,
+        mut cond: impl FnMut(&Self) -> bool,
+    ) -> bool {
+        let start = std::time::Instant::now();
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if start.elapsed() > limit || !self.pump() {
+                return cond(self);
+            }
+        }
+    }
+
+    /// Take the first `n` DATA bytes of `stream` once they are there.
+    pub fn take(&mut self, stream: u32, n: usize) -> Vec<u8> {
+        let ok = self.until(super::STEP, |p| {
+            p.data.get(&stream).is_some_and(|d| d.len() >= n)
+        });
+        assert!(
+            ok,
+            "no {n} bytes on stream {stream}: {:?}",
+            self.data.get(&stream)
+        );
+        self.data
+            .get_mut(&stream)
+            .map(|d| d.drain(..n).collect())
+            .unwrap_or_default()
+    }
+
+    /// Take one signal line (up to its `\n`) from `stream`.
+    pub fn take_line(&mut self, stream: u32) -> Vec<u8> {
+        let ok = self.until(super::STEP, |p| {
+            p.data.get(&stream).is_some_and(|d| d.contains(&b'\n'))
+        });
+        assert!(
+            ok,
+            "no line on stream {stream}: {:?}",
+            self.data.get(&stream)
+        );
+        let d = self.data.get_mut(&stream).expect("data");
+        let end = d.iter().position(|b| *b == b'\n').unwrap_or(0);
+        d.drain(..=end).collect()
+    }
+}
