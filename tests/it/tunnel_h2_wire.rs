@@ -139,8 +139,8 @@ fn go_client_against_our_server(driver: Driver) {
 on_both_drivers!(go_client_against_our_server);
 
 /// Go's handshake reply for type 3 (always tls 1), flow `-`.
-fn go_reply() -> Vec<u8> {
-    let body = "{\"flow\":\"-\",\"max\":8,\"tls\":\"1\",\"type\":\"3\"}\n";
+fn go_reply(max: u32) -> Vec<u8> {
+    let body = format!("{{\"flow\":\"-\",\"max\":{max},\"tls\":\"1\",\"type\":\"3\"}}\n");
     format!(
         "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n\
          Date: Sat, 01 Mar 2025 10:00:00 GMT\r\nContent-Length: {}\r\n\r\n{body}",
@@ -149,13 +149,13 @@ fn go_reply() -> Vec<u8> {
     .into_bytes()
 }
 
-/// Go's x/net server SETTINGS for nph2 with max=8, in Go's order, and its connection
+/// Go's x/net server SETTINGS for nph2 with `max`, in Go's order, and its connection
 /// WINDOW_UPDATE to 1 MiB.
-fn go_server_settings() -> Vec<u8> {
+fn go_server_settings(max: u32) -> Vec<u8> {
     let mut s = Vec::new();
     for (id, v) in [
         (5u16, 1u32 << 20),
-        (3, 8),
+        (3, max),
         (6, 1_048_896),
         (1, 4096),
         (4, 1 << 20),
@@ -170,19 +170,9 @@ fn go_server_settings() -> Vec<u8> {
 
 type ServerTls = rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStream>;
 
-fn go_server_against_our_client(driver: Driver) {
-    let target = echo_tcp_udp();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let url = format!("client://{KEY}@127.0.0.1:{port}/{target}?mode=2&min=2");
-    let mut client = NodepassProcess::start(&url, &env_for(driver));
-    let (mut hs, _) = listener.accept().unwrap();
-    hs.set_read_timeout(Some(STEP)).unwrap();
-    read_http_head(&mut hs);
-    hs.write_all(&go_reply()).unwrap();
-    drop(hs);
-    client.wait_for_line("TYPE=3", STEP).expect("type 3 taken");
-    // The pool connection: TLS 1.3, ALPN h2, no SNI for an IP host at tls=1.
+/// Accept a pool connection as Go's nph2 server: TLS 1.3 with ALPN h2 (and check the
+/// client sent no SNI, an IP host at tls=1), the client preface, Go's SETTINGS.
+fn go_accept(listener: &TcpListener, max: u32) -> Peer<ServerTls> {
     let (sock, _) = listener.accept().unwrap();
     sock.set_read_timeout(Some(STEP)).unwrap();
     let mut config = (*nodepass::tls::server_config_self_signed().unwrap().config).clone();
@@ -200,8 +190,44 @@ fn go_server_against_our_client(driver: Driver) {
     tls.sock
         .set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
-    tls.write_all(&go_server_settings()).unwrap();
-    let mut p = Peer::new(tls, Vec::new());
+    tls.write_all(&go_server_settings(max)).unwrap();
+    Peer::new(tls, Vec::new())
+}
+
+/// The next request on `p` with its first byte (not one of `seen`).
+fn next_request(p: &mut Peer<ServerTls>, seen: &[u32]) -> Option<u32> {
+    let fresh = |p: &Peer<ServerTls>| {
+        p.opened
+            .iter()
+            .copied()
+            .find(|s| !seen.contains(s) && p.data.get(s).is_some_and(|d| !d.is_empty()))
+    };
+    p.until(STEP, |p| fresh(p).is_some());
+    let s = fresh(p)?;
+    assert_eq!(p.take(s, 1), [0], "Go's first byte");
+    Some(s)
+}
+
+/// Answer request `stream` as Go's handler: `200` and the id (no END_STREAM).
+fn go_answer(p: &mut Peer<ServerTls>, stream: u32, id: [u8; 4]) {
+    let mut out = frame(HEADERS, END_HEADERS, stream, &status_block(200));
+    out.extend(frame(DATA, 0, stream, &id));
+    p.send(&out);
+}
+
+fn go_server_against_our_client(driver: Driver) {
+    let target = echo_tcp_udp();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let url = format!("client://{KEY}@127.0.0.1:{port}/{target}?mode=2&min=2");
+    let mut client = NodepassProcess::start(&url, &env_for(driver));
+    let (mut hs, _) = listener.accept().unwrap();
+    hs.set_read_timeout(Some(STEP)).unwrap();
+    read_http_head(&mut hs);
+    hs.write_all(&go_reply(8)).unwrap();
+    drop(hs);
+    client.wait_for_line("TYPE=3", STEP).expect("type 3 taken");
+    let mut p = go_accept(&listener, 8);
     // The first request: a POST with the byte 0x00 and no END_STREAM; Go's server is
     // full here (`404 not found`): our client must not take the body as an id.
     let ok = p.until(STEP, |p| {
@@ -220,27 +246,14 @@ fn go_server_against_our_client(driver: Driver) {
         .wait_for_line("refused: status 404 (not found), not taken as an id", STEP)
         .unwrap_or_else(|| panic!("404 not refused: {:?}", client.seen));
     // The next request gets the control channel's id, then Go's first ping.
-    let ok = p.until(STEP, |p| {
-        p.opened
-            .iter()
-            .any(|s| *s != first && p.data.get(s).is_some_and(|d| !d.is_empty()))
-    });
-    assert!(ok, "no second request");
-    let control = *p
-        .opened
-        .iter()
-        .find(|s| **s != first && p.data.get(s).is_some_and(|d| !d.is_empty()))
-        .unwrap();
-    assert_eq!(p.take(control, 1), [0]);
-    let mut out = frame(HEADERS, END_HEADERS, control, &status_block(200));
-    out.extend(frame(DATA, 0, control, &[0, 0, 0, 0]));
-    out.extend(frame(
+    let control = next_request(&mut p, &[first]).expect("a second request");
+    go_answer(&mut p, control, [0; 4]);
+    p.send(&frame(
         DATA,
         0,
         control,
         &encode_line(&Signal::new(Action::Ping), KEY),
     ));
-    p.send(&out);
     let pong = p.take_line(control);
     assert_eq!(decode_line(&pong, KEY).unwrap(), Signal::new(Action::Pong));
     let fatal: Vec<_> = client
@@ -252,3 +265,55 @@ fn go_server_against_our_client(driver: Driver) {
 }
 
 on_both_drivers!(go_server_against_our_client);
+
+/// Go's server never frees a stream's handler: one of its connections gives `max` entries.
+/// Our client, facing it (no `auth1`), dials a fresh connection once `max` streams were
+/// opened on one, instead of waiting a minute per stream that Go would never answer.
+fn a_go_connection_is_left_after_max_streams(driver: Driver) {
+    let target = echo_tcp_udp();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let url = format!("client://{KEY}@127.0.0.1:{port}/{target}?mode=2&min=2");
+    let env = [
+        ("NP_REPORT_INTERVAL", "1s"),
+        ("NP_SERVICE_COOLDOWN", "200ms"),
+        ("NP_WORKERS", "1"),
+        ("NP_DRIVER", np_driver(driver)),
+    ];
+    let mut client = NodepassProcess::start(&url, &env);
+    let (mut hs, _) = listener.accept().unwrap();
+    hs.set_read_timeout(Some(STEP)).unwrap();
+    read_http_head(&mut hs);
+    hs.write_all(&go_reply(2)).unwrap();
+    drop(hs);
+    client.wait_for_line("TYPE=3", STEP).expect("type 3 taken");
+    let mut first = go_accept(&listener, 2);
+    let control = next_request(&mut first, &[]).expect("a first request");
+    go_answer(&mut first, control, [0; 4]);
+    first.send(&frame(
+        DATA,
+        0,
+        control,
+        &encode_line(&Signal::new(Action::Ping), KEY),
+    ));
+    let second = next_request(&mut first, &[control]).expect("a second request");
+    go_answer(&mut first, second, [1, 2, 3, 4]);
+    // Two handlers are now blocked for good on Go's side: the next entry needs a new
+    // connection.
+    let mut fresh = go_accept(&listener, 2);
+    let third = next_request(&mut fresh, &[]).expect("a request on the new connection");
+    go_answer(&mut fresh, third, [5, 6, 7, 8]);
+    assert!(
+        !first.opened.iter().any(|s| *s != control && *s != second),
+        "a third stream on a used-up connection: {:?}",
+        first.opened
+    );
+    let fatal: Vec<_> = client
+        .seen
+        .iter()
+        .filter(|l| l.contains("panicked") || l.contains("Client error"))
+        .collect();
+    assert!(fatal.is_empty(), "{fatal:?}");
+}
+
+on_both_drivers!(a_go_connection_is_left_after_max_streams);

@@ -257,7 +257,17 @@ pub async fn open_stream(
         c.dead.set(c.dead.get() || e.is_go_away() || e.is_io());
         io::Error::other(format!("HTTP/2 stream to {}: {e}", c.peer))
     };
-    let mut send = c.send.clone().ready().await.map_err(fail)?;
+    // The server's MAX_CONCURRENT_STREAMS can hold a request back: not past Go's minute.
+    let mut send = monoio::time::timeout(RESPONSE_WAIT, c.send.clone().ready())
+        .await
+        .map_err(|_| {
+            c.dead.set(true);
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no free HTTP/2 stream within 1 min",
+            )
+        })?
+        .map_err(fail)?;
     let req = Request::builder()
         .method(Method::POST)
         .uri(format!("https://{sni}/stream"))
