@@ -210,7 +210,8 @@ async fn request(
             return;
         }
     };
-    let _ = body.flow_control().release_capacity(first.len());
+    // The first byte is consumed here; the rest is given back as the entry reads it.
+    let _ = body.flow_control().release_capacity(1);
     let mut rest = first;
     rest.advance(1);
     let mut respond = respond;
