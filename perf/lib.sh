@@ -17,6 +17,11 @@ NP_WARM_POOL="${NP_WARM_POOL:-64}"    # tunnel ready when the client's CHECK_POI
 NP_WARM_TIMEOUT="${NP_WARM_TIMEOUT:-10}"
 RATHOLE_BIN="${RATHOLE_BIN:-$(command -v rathole || echo "$HOME/.cargo/bin/rathole")}"
 RATHOLE_LOG="${RATHOLE_LOG:-warn}"   # rathole's RUST_LOG (info logs every visitor connection)
+# Peers that cannot be installed from this machine's registries are measured when named:
+# NP_GO_BIN = a Go NodePass binary (contenders go-nodepass, go-nodepass-tunnel[-rev][-tls]),
+# REALM_BIN = a realm binary (contender realm; github.com/zhboner/realm, built by hand).
+NP_GO_BIN="${NP_GO_BIN:-}"
+REALM_BIN="${REALM_BIN:-$(command -v realm || true)}"
 
 PGIDS=()
 FREE_PORTS=()
@@ -173,13 +178,14 @@ wait_pool() {
     return 1
 }
 
-# start_np_tunnel CONTENDER A B DIR QUERY : a nodepass tunnel (server + client) taking users
-# on 127.0.0.1:A to 127.0.0.1:B. Name tokens: "rev" = flow - (server mode=1: the server
-# listens on A, the client dials B), else flow + (server mode=2: the client listens on A,
-# the server dials B); "tls" = tls=1 on the pool connections, else tls=0.
+# start_np_tunnel CONTENDER A B DIR QUERY [BIN] : a nodepass tunnel (server + client) taking
+# users on 127.0.0.1:A to 127.0.0.1:B, both ends run by BIN (default: ours; the go-* contenders
+# pass NP_GO_BIN). Name tokens: "rev" = flow - (server mode=1: the server listens on A, the
+# client dials B), else flow + (server mode=2: the client listens on A, the server dials B);
+# "tls" = tls=1 on the pool connections, else tls=0.
 start_np_tunnel() {
-    local c=$1 a=$2 b=$3 d=$4 q=$5 tls=0 rev=0 tok
-    [[ -x "$NODEPASS_BIN" ]] || { echo "no binary at $NODEPASS_BIN" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
+    local c=$1 a=$2 b=$3 d=$4 q=$5 bin=${6:-$NODEPASS_BIN} tls=0 rev=0 tok
+    [[ -x "$bin" ]] || { echo "no binary at ${bin:-(NP_GO_BIN unset)}" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
     for tok in ${c//-/ }; do
         case "$tok" in
         rev) rev=1 ;;
@@ -197,10 +203,10 @@ start_np_tunnel() {
         srv="server://$NP_KEY@127.0.0.1:$tun/127.0.0.1:$b?mode=2&tls=$tls$q"
         cli="client://$NP_KEY@127.0.0.1:$tun/127.0.0.1:$a?mode=2$q"
     fi
-    spawn "$d/server.log" env NP_REPORT_INTERVAL=1s "$NODEPASS_BIN" "$srv"
+    spawn "$d/server.log" env NP_REPORT_INTERVAL=1s "$bin" "$srv"
     RELAY_PIDS=$SPAWNED_PID RELAY_LOGS="$d/server.log"
     wait_ready "$tun" 10 "$RELAY_PIDS" || return 1
-    spawn "$d/client.log" env NP_REPORT_INTERVAL=1s "$NODEPASS_BIN" "$cli"
+    spawn "$d/client.log" env NP_REPORT_INTERVAL=1s "$bin" "$cli"
     RELAY_PIDS+=" $SPAWNED_PID" RELAY_LOGS+=" $d/client.log"
 }
 
@@ -269,6 +275,19 @@ start_relay() {
     rathole | rathole-tls)
         start_rathole "$c" "$lp" "$tp" "$d" "$tag" || return 1
         ;;
+    go-nodepass-tunnel | go-nodepass-tunnel-*)
+        start_np_tunnel "$c" "$lp" "$tp" "$d" "$q" "$NP_GO_BIN" || return 1
+        ;;
+    go-nodepass)
+        [[ -x "$NP_GO_BIN" ]] || { echo "NP_GO_BIN does not name a Go NodePass binary" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
+        spawn "$d/np.log" "$NP_GO_BIN" "client://127.0.0.1:$lp/127.0.0.1:$tp?mode=1$q"
+        RELAY_PIDS=$SPAWNED_PID RELAY_LOGS="$d/np.log"
+        ;;
+    realm)
+        [[ -x "$REALM_BIN" ]] || { echo "realm not found (REALM_BIN)" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
+        spawn "$d/realm.log" "$REALM_BIN" -l "127.0.0.1:$lp" -r "127.0.0.1:$tp" -u
+        RELAY_PIDS=$SPAWNED_PID RELAY_LOGS="$d/realm.log"
+        ;;
     nodepass | nodepass-w[0-9]* | nodepass-legacy | nodepass-uring | nodepass-copy | nodepass-usplice | nodepass-*-*)
         [[ -x "$NODEPASS_BIN" ]] || { echo "no binary at $NODEPASS_BIN" >"$d/start.log"; RELAY_LOGS="$d/start.log"; return 1; }
         # Variants: nodepass-wN sets NP_WORKERS=N; nodepass-legacy/-uring set NP_DRIVER;
@@ -314,11 +333,11 @@ start_relay() {
     # shellcheck disable=SC2086
     wait_ready "$lp" 10 $RELAY_PIDS || return 1
     # A tunnel is ready when its pool is warm (nodepass) and a first request goes through.
-    if [[ "$c" == nodepass-tunnel* ]]; then
+    if [[ "$c" == nodepass-tunnel* || "$c" == go-nodepass-tunnel* ]]; then
         # shellcheck disable=SC2086
         wait_pool "$d/client.log" "$NP_WARM_TIMEOUT" $RELAY_PIDS || return 1
     fi
-    if [[ "$c" == nodepass-tunnel* || "$c" == rathole* ]]; then
+    if [[ "$c" == nodepass-tunnel* || "$c" == go-nodepass-tunnel* || "$c" == rathole* ]]; then
         local kind=hold
         [[ "$tag" == http ]] && kind=http
         python3 "$PERF_DIR/probe.py" "$lp" "$kind" --deadline 10 ||

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # perf/ops_per_conn.sh — kernel work per new connection, counted, not timed.
 #
-#   bash perf/ops_per_conn.sh [--contenders LIST] [--seconds S] [--strace]
+#   bash perf/ops_per_conn.sh [--contenders LIST] [--seconds S] [--strace] [--keepalive]
 #   NODEPASS_BIN=/path/to/other/nodepass bash perf/ops_per_conn.sh   # compare two builds
 #
 # For each contender (default: nodepass,nodepass-tunnel,nodepass-tunnel-rev; names as in
@@ -12,19 +12,22 @@
 # by the requests wrk completed. These counts do not depend on how fast or loaded the machine
 # is (unlike req/s), so two builds can be compared on a noisy VM. `--strace` adds a
 # per-syscall breakdown (strace -c -f, a separate pass: ptrace slows the relay down).
+# `--keepalive` counts per request on kept-alive connections instead (W4: small messages):
+# wrk without `Connection: close`, 16 connections opened once.
 # Needs perf (linux-perf) with tracepoint access, wrk and nginx.
 set -uo pipefail
 
 # shellcheck source=perf/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-CONTENDERS="nodepass,nodepass-tunnel,nodepass-tunnel-rev" SECS=3 STRACE=0
+CONTENDERS="nodepass,nodepass-tunnel,nodepass-tunnel-rev" SECS=3 STRACE=0 KEEPALIVE=0
 while (($#)); do
     case "$1" in
     --contenders) CONTENDERS=$2; shift ;;
     --seconds) SECS=$2; shift ;;
     --strace) STRACE=1 ;;
-    *) echo "usage: bash perf/ops_per_conn.sh [--contenders LIST] [--seconds S] [--strace]"; exit 64 ;;
+    --keepalive) KEEPALIVE=1 ;;
+    *) echo "usage: bash perf/ops_per_conn.sh [--contenders LIST] [--seconds S] [--strace] [--keepalive]"; exit 64 ;;
     esac
     shift
 done
@@ -58,7 +61,9 @@ wait_ready "$http" 5 "$SPAWNED_PID" || { echo "nginx did not start"; exit 1; }
 pids_csv() { local p out=""; for p in "$@"; do out+="${out:+,}$p"; done; printf '%s' "$out"; }
 
 echo "binary: $NODEPASS_BIN ($(stat -c %s "$NODEPASS_BIN") bytes, built $(date -r "$NODEPASS_BIN" -Is))"
-printf '| contender | requests | syscalls/conn | io_uring ops/conn | poll arms/conn | io-wq punts/conn | context switches/conn |\n'
+CLOSE=(-H 'Connection: close') UNIT=conn
+((KEEPALIVE)) && CLOSE=() UNIT=req
+printf '| contender | requests | syscalls/%s | io_uring ops/%s | poll arms/%s | io-wq punts/%s | context switches/%s |\n' $UNIT $UNIT $UNIT $UNIT $UNIT
 printf '|---|---|---|---|---|---|---|\n'
 for c in "${LIST[@]}"; do
     next_port; lp=$NEXT_PORT
@@ -68,13 +73,13 @@ for c in "${LIST[@]}"; do
     fi
     read -r -a pids <<<"$RELAY_PIDS"
     wait_ready "$lp" 10 "${pids[@]}" || { echo "| $c | not listening |||||"; continue; }
-    if [[ "$c" == nodepass-tunnel* ]]; then
+    if [[ "$c" == nodepass-tunnel* || "$c" == go-nodepass-tunnel* ]]; then
         wait_pool "$WORK_DIR/$c-http/client.log" "$NP_WARM_TIMEOUT" "${pids[@]}" || { echo "| $c | pool not warm |||||"; continue; }
     fi
-    wrk -t1 -c16 -d1s -H 'Connection: close' "http://127.0.0.1:$lp/" >/dev/null 2>&1 # warm-up
+    wrk -t1 -c16 -d1s "${CLOSE[@]}" "http://127.0.0.1:$lp/" >/dev/null 2>&1 # warm-up
     out="$WORK_DIR/$c.perf"
     perf stat -x, -e "$EVENTS" -p "$(pids_csv "${pids[@]}")" -o "$out" -- \
-        wrk -t1 -c16 -d"${SECS}s" -H 'Connection: close' "http://127.0.0.1:$lp/" >"$WORK_DIR/$c.wrk" 2>&1
+        wrk -t1 -c16 -d"${SECS}s" "${CLOSE[@]}" "http://127.0.0.1:$lp/" >"$WORK_DIR/$c.wrk" 2>&1
     reqs=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$WORK_DIR/$c.wrk")
     count() { awk -F, -v e="$1" '$3 == e { print $1 }' "$out"; }
     per() { awk -v n="$1" -v r="$reqs" 'BEGIN { if (r > 0 && n != "") printf "%.1f", n / r; else printf "n/a" }'; }
@@ -88,7 +93,7 @@ for c in "${LIST[@]}"; do
         strace -c -f -o "$WORK_DIR/$c.strace" "${args[@]}" &
         st=$!
         sleep 0.5
-        wrk -t1 -c16 -d"${SECS}s" -H 'Connection: close' "http://127.0.0.1:$lp/" >"$WORK_DIR/$c.wrk2" 2>&1
+        wrk -t1 -c16 -d"${SECS}s" "${CLOSE[@]}" "http://127.0.0.1:$lp/" >"$WORK_DIR/$c.wrk2" 2>&1
         kill -INT "$st" 2>/dev/null; wait "$st" 2>/dev/null
         reqs2=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$WORK_DIR/$c.wrk2")
         echo "  strace -c ($c, ${reqs2:-0} requests; calls per request):"

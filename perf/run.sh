@@ -26,7 +26,9 @@ usage: bash perf/run.sh [options]
                        add -ws for pool type 2 (WebSocket), e.g. nodepass-tunnel-ws, nodepass-tunnel-ws-tls
   --contenders LIST    comma list from: direct,nodepass,haproxy,nginx-stream,socat and the tunnels above;
                        variants nodepass-wN (NP_WORKERS=N), nodepass-legacy / nodepass-uring (NP_DRIVER),
-                       combinable: nodepass-w1-legacy
+                       combinable: nodepass-w1-legacy; realm (REALM_BIN or realm on PATH);
+                       go-nodepass, go-nodepass-tunnel[-rev][-tls] (NP_GO_BIN = a Go NodePass binary);
+                       realm and the go-* contenders join the default list when their binary is given
   --workloads LIST     comma list from: W1,W1R,W2,W3,W4,W5,W5q,W7 (default: all)
   --workers N          NP_WORKERS for nodepass (default: unset = one per core)
   --np-query Q         extra nodepass URL query, e.g. 'log=warn'
@@ -67,6 +69,12 @@ if [[ -z "$CONTENDERS" ]]; then
     CONTENDERS="direct,nodepass"
     ((TUNNEL)) && CONTENDERS+=",nodepass-tunnel,nodepass-tunnel-rev,nodepass-tunnel-tls,nodepass-tunnel-rev-tls,rathole,rathole-tls"
     CONTENDERS+=",haproxy,nginx-stream,socat"
+    # The peers that come from outside this machine's registries, when named.
+    [[ -x "$REALM_BIN" ]] && CONTENDERS+=",realm"
+    if [[ -x "$NP_GO_BIN" ]]; then
+        CONTENDERS+=",go-nodepass"
+        ((TUNNEL)) && CONTENDERS+=",go-nodepass-tunnel,go-nodepass-tunnel-rev,go-nodepass-tunnel-tls,go-nodepass-tunnel-rev-tls"
+    fi
 fi
 IFS=, read -r -a CONTENDER_LIST <<<"$CONTENDERS"
 IFS=, read -r -a WORKLOAD_LIST <<<"$WORKLOADS"
@@ -156,6 +164,8 @@ ver() { command -v "$1" >/dev/null && "$@" 2>&1 | grep -m1 -iE 'version|[0-9]+\.
     printf 'tool\thaproxy: %s\n' "$(ver haproxy -v)"
     printf 'tool\tnginx: %s\n' "$(ver nginx -v)"
     printf 'tool\trathole: %s\n' "$([[ -x "$RATHOLE_BIN" ]] && "$RATHOLE_BIN" --version 2>&1 | grep -m1 "Build Version" | tr -s " " || echo "not installed")"
+    printf 'tool\trealm: %s\n' "$([[ -x "$REALM_BIN" ]] && "$REALM_BIN" --version 2>&1 | head -n 1 || echo "not given (REALM_BIN)")"
+    printf 'tool\tgo-nodepass: %s\n' "$([[ -x "$NP_GO_BIN" ]] && "$NP_GO_BIN" 2>&1 | grep -m1 -io 'version[^ ]* *[^ ]*' || echo "not given (NP_GO_BIN)")"
 } >"$META"
 skip() { # CONTENDER REASON
     printf 'skip\t%s\t%s\n' "$1" "$2" >>"$META"

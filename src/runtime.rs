@@ -117,12 +117,35 @@ pub fn choose(wanted: Driver) -> io::Result<ActiveDriver> {
     }
 }
 
+thread_local! {
+    /// The driver of the runtime this thread runs (set by [`block_on`]).
+    static CURRENT: std::cell::Cell<Option<ActiveDriver>> = const { std::cell::Cell::new(None) };
+}
+
+/// The driver of the runtime running on this thread, if [`block_on`] built it (or
+/// [`note_fusion_runtime`] named it).
+pub fn current() -> Option<ActiveDriver> {
+    CURRENT.with(|c| c.get())
+}
+
+/// This thread runs a monoio `FusionDriver` runtime (the master's): note which driver it
+/// picked, by the same test monoio uses.
+pub fn note_fusion_runtime() {
+    let driver = if monoio::utils::detect_uring() {
+        ActiveDriver::Uring
+    } else {
+        ActiveDriver::Legacy
+    };
+    CURRENT.with(|c| c.set(Some(driver)));
+}
+
 /// Build a runtime (timer enabled) on `driver` and run the future `make` returns to completion.
 pub fn block_on<F, M>(driver: ActiveDriver, make: M) -> io::Result<F::Output>
 where
     M: FnOnce() -> F,
     F: Future,
 {
+    CURRENT.with(|c| c.set(Some(driver)));
     match driver {
         ActiveDriver::Uring => {
             let mut rt = RuntimeBuilder::<IoUringDriver>::new()

@@ -176,6 +176,27 @@ pub fn ignore_sigpipe() {
     }
 }
 
+/// A close-on-exec eventfd, counter 0.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: eventfd succeeded, so the descriptor is open and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Add 1 to the counter of the eventfd `fd` (async-signal-safe: one `write(2)`; a raw
+/// number because a signal handler cannot borrow). Errors are ignored: the only one
+/// possible on a live eventfd is an overflow, which leaves it readable anyway.
+pub fn eventfd_signal(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: `one` is 8 readable bytes for the duration of the call; a stale or invalid
+    // `fd` only makes write fail (the caller passes the eventfd it keeps open for good).
+    let _ = unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+}
+
 /// A non-blocking, close-on-exec pipe: (read end, write end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];

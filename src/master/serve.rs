@@ -25,8 +25,17 @@ use super::tls;
 use crate::config::Config;
 use crate::wake::{queue, QueueRx, QueueTx};
 
-/// How often the stop flag is looked at.
+/// How often the stop flags of a master started by [`super::start`] are looked at.
 const TICK: Duration = Duration::from_millis(50);
+/// The same for the program's master, which a signal wakes at once.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// Resolve once `ctl` says stop, looking every `tick`.
+async fn poll_stop(ctl: &Control, tick: Duration) {
+    while !ctl.should_stop() {
+        monoio::time::sleep(tick).await;
+    }
+}
 /// Child events queued for the runtime at most (lines are at most 8 KiB): when it is full,
 /// the watcher thread holds lines back and the children wait on their pipes.
 const CHILD_QUEUE: usize = 1024;
@@ -48,6 +57,7 @@ pub fn serve(
         Ok(rt) => rt,
         Err(e) => return ready(Err(MasterError::Runtime(e))),
     };
+    crate::runtime::note_fusion_runtime();
     // A state file that cannot be used stops the start before anything is bound.
     let state_file = opts.state_dir.join(state::FILE_NAME);
     let saved = match state::load(&state_file) {
@@ -80,8 +90,14 @@ pub fn serve(
         monoio::spawn(server::run(listener, acceptor, limits, api));
         spawn_tasks(&m, rx);
         autostart(&m);
-        while !ctl.should_stop() {
-            monoio::time::sleep(TICK).await;
+        if ctl.follow_signals {
+            // The program's master: only a signal stops it, so it sleeps until one comes.
+            monoio::select! {
+                _ = crate::shutdown::wait() => {}
+                _ = poll_stop(&ctl, IDLE_TICK) => {}
+            }
+        } else {
+            poll_stop(&ctl, TICK).await;
         }
         if ctl.aborted() {
             for inst in m.instances.borrow().iter() {
@@ -143,6 +159,7 @@ fn build_api(
         instances: RefCell::new(instances),
         hub: Hub::default(),
         dirty: Cell::new(true),
+        save_wanted: Default::default(),
         counters_dirty: Cell::new(false),
         children: tx,
         closing: Cell::new(false),

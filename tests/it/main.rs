@@ -22,6 +22,7 @@ mod master_state;
 mod master_tunnel;
 mod ops_deb;
 mod ops_docs;
+mod ops_idle;
 mod ops_output;
 mod ops_state_dir;
 mod relay_tcp;

@@ -39,6 +39,8 @@ pub struct Master {
     pub hub: Hub,
     /// The state file needs writing (structure changed).
     pub dirty: Cell<bool>,
+    /// Raised with `dirty`, so the saver sleeps until there is something to save.
+    pub save_wanted: crate::wake::LocalFlag,
     /// Only counters changed since the last save.
     pub counters_dirty: Cell<bool>,
     /// Where children report.
@@ -78,6 +80,7 @@ impl Master {
     /// Structure changed: save soon.
     pub fn mark_dirty(&self) {
         self.dirty.set(true);
+        self.save_wanted.raise();
     }
 
     /// Report interval (`NP_REPORT_INTERVAL`).

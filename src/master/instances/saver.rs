@@ -15,8 +15,10 @@ use super::core::Master;
 use super::off_thread::off_thread;
 use super::state;
 
-/// How often the saver looks at the dirty flags.
+/// How long the saver lets a burst of changes gather before it writes them.
 const TICK: Duration = Duration::from_millis(50);
+/// The longest the saver sleeps with nothing to do (counter changes do not wake it).
+const IDLE: Duration = Duration::from_secs(1);
 
 /// First retry delay after a failed save.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
@@ -57,6 +59,21 @@ pub async fn run(m: &Master) {
     let mut retry_at: Option<Instant> = None;
     let mut backed_up = false;
     loop {
+        // Sleep until a change wants saving, counters fall due or a retry is due; then let
+        // the burst gather for a tick.
+        let due = match retry_at {
+            Some(t) => t,
+            None if m.counters_dirty.get() => last_counters + m.counter_save_interval,
+            None => Instant::now() + IDLE,
+        };
+        let nap = due.saturating_duration_since(Instant::now()).min(IDLE);
+        if !m.save_wanted.is_raised() {
+            monoio::select! {
+                _ = m.save_wanted.wait() => {}
+                _ = monoio::time::sleep(nap) => {}
+            }
+        }
+        m.save_wanted.lower();
         monoio::time::sleep(TICK).await;
         if retry_at.is_some_and(|t| Instant::now() < t) {
             continue;
