@@ -1,6 +1,7 @@
 //! The client's HTTP/2 pool connections (type 3): each worker dials its own TLS
 //! connection (ALPN `h2`) and opens one `POST /stream` request per pool entry on it.
-//! A ping every 5 s finds a dead connection; the next entry then dials a new one.
+//! A ping every 5 s, and before a refill round's streams when the last answer is older
+//! than [`FRESH`] (as Go), finds a dead connection; the next entry then dials a new one.
 //!
 //! Go's server never frees a stream's handler, so one of its connections gives at most
 //! `max` entries (POOL_TYPES.md §3): against a legacy (Go) server a connection is retired
@@ -36,6 +37,8 @@ const CONN_WINDOW: u32 = 1 << 30;
 const MAX_FRAME: u32 = 1 << 20;
 /// How often a connection is pinged, and how long a ping may take.
 const PING_EVERY: Duration = Duration::from_secs(5);
+/// A connection whose last ping was answered this recently takes streams unchecked.
+const FRESH: Duration = Duration::from_secs(1);
 /// How long the client waits for a stream's response headers (Go: 1 min).
 const RESPONSE_WAIT: Duration = Duration::from_secs(60);
 
@@ -60,6 +63,9 @@ pub struct ClientConn {
     send: SendRequest<Bytes>,
     /// The driver or a ping saw the connection fail.
     dead: Cell<bool>,
+    /// The connection's pinger (out while a ping is in flight), and its last answer.
+    pings: RefCell<Option<h2::PingPong>>,
+    answered: Cell<std::time::Instant>,
     /// Streams opened on it, and those still alive.
     opened: Cell<usize>,
     live: Cell<usize>,
@@ -96,9 +102,10 @@ fn usable(c: &ClientConn, t: &TunnelCtx) -> bool {
 pub async fn ensure_conn(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) -> io::Result<Rc<ClientConn>> {
     let conns = &t.h2;
     loop {
-        if let Some(c) = conns.current.borrow().as_ref() {
-            if usable(c, t) {
-                return Ok(Rc::clone(c));
+        let current = conns.current.borrow().as_ref().map(Rc::clone);
+        if let Some(c) = current {
+            if usable(&c, t) && (c.answered.get().elapsed() < FRESH || ping(&c).await) {
+                return Ok(c);
             }
         }
         if conns.dialing.get() {
@@ -157,10 +164,11 @@ async fn connect(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) -> io::Result<Rc<Client
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "HTTP/2 handshake timed out"))?
         .map_err(|e| io::Error::other(format!("HTTP/2 handshake with {server} failed: {e}")))?;
-    let pings = conn.ping_pong();
     let c = Rc::new(ClientConn {
         send,
         dead: Cell::new(false),
+        pings: RefCell::new(conn.ping_pong()),
+        answered: Cell::new(std::time::Instant::now()),
         opened: Cell::new(0),
         live: Cell::new(0),
         peer: server.to_string(),
@@ -180,34 +188,38 @@ async fn connect(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) -> io::Result<Rc<Client
         }
         t2.shard.sweep_gone();
     });
-    if let Some(pings) = pings {
-        ctx.spawn(ping_loop(pings, Rc::downgrade(&c), Rc::clone(ctx)));
-    }
+    ctx.spawn(ping_loop(Rc::downgrade(&c), Rc::clone(ctx)));
     Ok(c)
 }
 
-/// Ping every [`PING_EVERY`]; a ping that fails or takes as long marks the connection
-/// dead (the next entry dials anew). Ends with the connection.
-async fn ping_loop(mut pings: h2::PingPong, conn: Weak<ClientConn>, ctx: Rc<WorkerCtx>) {
+/// Ping `c` (unless a ping is in flight already): whether it answered within
+/// [`PING_EVERY`]. A connection that did not is dead.
+async fn ping(c: &ClientConn) -> bool {
+    let Some(mut pings) = c.pings.borrow_mut().take() else {
+        return !c.dead.get();
+    };
+    let answered = matches!(
+        monoio::time::timeout(PING_EVERY, pings.ping(h2::Ping::opaque())).await,
+        Ok(Ok(_))
+    );
+    *c.pings.borrow_mut() = Some(pings);
+    if answered {
+        c.answered.set(std::time::Instant::now());
+    } else if !c.dead.replace(true) {
+        log::debug!("HTTP/2 pool connection to {}: ping failed", c.peer);
+    }
+    answered
+}
+
+/// Ping every [`PING_EVERY`] until the connection is dead or dropped.
+async fn ping_loop(conn: Weak<ClientConn>, ctx: Rc<WorkerCtx>) {
     loop {
         monoio::select! {
             _ = monoio::time::sleep(PING_EVERY) => {}
             _ = ctx.stopping.wait() => return,
         }
         let Some(c) = conn.upgrade() else { return };
-        if c.dead.get() {
-            return;
-        }
-        drop(c);
-        let ok = matches!(
-            monoio::time::timeout(PING_EVERY, pings.ping(h2::Ping::opaque())).await,
-            Ok(Ok(_))
-        );
-        if !ok {
-            if let Some(c) = conn.upgrade() {
-                log::debug!("HTTP/2 pool connection to {}: ping failed", c.peer);
-                c.dead.set(true);
-            }
+        if c.dead.get() || !ping(&c).await {
             return;
         }
     }
