@@ -284,3 +284,35 @@ fn hostile_input_gets_its_reason_and_the_tunnel_keeps_working(driver: Driver) {
 }
 
 on_both_drivers!(hostile_input_gets_its_reason_and_the_tunnel_keeps_working);
+
+/// Go's server never frees a stream, so one Go connection runs dry after about `max`
+/// entries (POOL_TYPES.md §3: 10 sessions at max=16). Ours frees each finished entry's
+/// stream: with `max=4` and one worker, 40 sessions one after another all pass.
+fn finished_entries_free_their_streams(driver: Driver) {
+    let target = echo_tcp_udp();
+    let o = opts(
+        true,
+        "type=3&tls=1&max=4&log=debug",
+        vec![("NP_DRIVER", np_driver(driver)), ("NP_WORKERS", "1")],
+    );
+    let mut pair = tunnel_pair(&o, target);
+    let data = payload(4 * 1024, 9);
+    for n in 0..40 {
+        assert!(
+            eventually(Duration::from_secs(5), || echo_through_ok(pair.user, &data)),
+            "session {n} failed; server: {:?}",
+            pair.server.seen
+        );
+    }
+    // All of it over the client's one connection.
+    pair.server.watch_output_for(Duration::from_millis(200));
+    let conns = pair
+        .server
+        .seen
+        .iter()
+        .filter(|l| l.contains("HTTP/2 pool connection from") && l.ends_with(" up"))
+        .count();
+    assert_eq!(conns, 1, "{:?}", pair.server.seen);
+}
+
+on_both_drivers!(finished_entries_free_their_streams);

@@ -5,9 +5,10 @@
 //!
 //! Go's server never frees a stream's handler, so one of its connections gives at most
 //! `max` entries (POOL_TYPES.md §3): against a legacy (Go) server a connection is retired
-//! once `max` streams were opened on it. Our server frees finished streams: there a
-//! connection is retired only while `max` of its streams are live (the server's
-//! MAX_CONCURRENT_STREAMS). A retired connection lives on until its last entry ends.
+//! once `max` streams were opened on it. Our server frees finished streams (and gives
+//! our client room for the pool and its sessions): there a connection is set aside only
+//! while as many of its streams are live as the server's MAX_CONCURRENT_STREAMS allows.
+//! A connection set aside lives on until its last entry ends.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -88,13 +89,13 @@ fn usable(c: &ClientConn, t: &TunnelCtx) -> bool {
     let TunnelSide::Client { max, .. } = &t.spec.side else {
         return false;
     };
-    let limit = (*max as usize).max(1);
-    // A legacy run is a Go server: its handlers never end.
-    let used = match t.spec.shared.auth.get() {
-        None => c.opened.get(),
-        Some(_) => c.live.get(),
+    // A legacy run is a Go server: its handlers never end, so a connection gives `max`
+    // entries. Ours counts live streams against the limit its SETTINGS gave.
+    let (used, limit) = match t.spec.shared.auth.get() {
+        None => (c.opened.get(), *max as usize),
+        Some(_) => (c.live.get(), c.send.current_max_send_streams()),
     };
-    !c.dead.get() && used < limit
+    !c.dead.get() && used < limit.max(1)
 }
 
 /// The worker's current connection, dialling a new one if there is none fit for another

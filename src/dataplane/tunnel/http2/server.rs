@@ -26,6 +26,9 @@ use crate::dataplane::host::WorkerCtx;
 use crate::dataplane::tunnel::pool::PoolConn;
 use crate::dataplane::tunnel::{inbound, TunnelCtx, TunnelSide};
 
+/// Streams our own client may have open beyond the pool's `max` (sessions; `slot=`'s
+/// default).
+const SESSION_STREAMS: u32 = 65_536;
 /// Go's x/net settings for nph2's server (POOL_TYPES.md §3).
 const WINDOW: u32 = 1 << 20;
 const MAX_FRAME: u32 = 1 << 20;
@@ -82,9 +85,18 @@ pub async fn serve(
         TunnelSide::Server { reply, .. } => reply.max,
         TunnelSide::Client { .. } => 0,
     };
+    // Go's limit is `max` streams, which idle entries alone can fill: its client (one
+    // connection) then waits, ours opens more connections. Our client (an `auth1` run,
+    // or one pending) gets room for the pool and the sessions beside it.
+    let legacy = t.spec.shared.client_ip.get().is_some() && t.spec.shared.auth.get().is_none();
+    let streams = if legacy {
+        max.max(1)
+    } else {
+        max.saturating_add(1).saturating_add(SESSION_STREAMS)
+    };
     let mut builder = h2::server::Builder::new();
     builder
-        .max_concurrent_streams(max.max(1))
+        .max_concurrent_streams(streams)
         .initial_window_size(WINDOW)
         .initial_connection_window_size(WINDOW)
         .max_frame_size(MAX_FRAME)
