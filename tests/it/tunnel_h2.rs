@@ -316,3 +316,52 @@ fn finished_entries_free_their_streams(driver: Driver) {
 }
 
 on_both_drivers!(finished_entries_free_their_streams);
+
+/// A target that stops reading: what a user pushes waits in the HTTP/2 windows and the
+/// socket buffers, not in memory (h2's `send_data` alone would queue all of it).
+fn a_stalled_target_back_pressures_the_user(driver: Driver) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = stalled.local_addr().unwrap();
+    let held = std::thread::spawn(move || stalled.accept().map(|(s, _)| s));
+    let o = opts(true, "type=3&tls=1", vec![("NP_DRIVER", np_driver(driver))]);
+    let pair = tunnel_pair(&o, target);
+    let rss = |p: &NodepassProcess| rss_kib(p.pid());
+    let (server_before, client_before) = (rss(&pair.server), rss(&pair.client));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut user = TcpStream::connect_timeout(&pair.user, STEP).expect("user");
+    user.set_write_timeout(Some(Duration::from_secs(8)))
+        .unwrap();
+    let counter = Arc::clone(&sent);
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![7u8; 1 << 20];
+        for _ in 0..128 {
+            if user.write_all(&chunk).is_err() {
+                break;
+            }
+            counter.fetch_add(chunk.len(), Ordering::Relaxed);
+        }
+        user
+    });
+    // Whatever got through in 4 s is all that will: the target reads nothing.
+    eventually(Duration::from_secs(4), || false);
+    let accepted = sent.load(Ordering::Relaxed);
+    assert!(
+        accepted < 32 << 20,
+        "{} MiB accepted while the target reads nothing",
+        accepted >> 20
+    );
+    for (name, p, before) in [
+        ("server", &pair.server, server_before),
+        ("client", &pair.client, client_before),
+    ] {
+        let grown = rss(p).saturating_sub(before);
+        eprintln!("{name}: +{grown} KiB, {} MiB accepted", accepted >> 20);
+        assert!(grown < 16 * 1024, "{name} grew by {grown} KiB");
+    }
+    drop(held.join());
+    let _ = writer.join();
+}
+
+on_both_drivers!(a_stalled_target_back_pressures_the_user);
