@@ -191,6 +191,12 @@ fn hostile_input_gets_its_reason_and_the_tunnel_keeps_working(driver: Driver) {
     assert!(echo_through_ok(pair.user, &data), "no echo before");
     let pid = pair.server.pid();
     let before = open_fds(pid);
+    // An HTTP/2 connection that never opens a stream is closed after 10 s (Go's
+    // IdleTimeout); watched at the end.
+    let mut lazy = tls_connect(tunnel, &[b"h2"]).expect("TLS");
+    hostile(&lazy.sock);
+    go_client_start(&mut lazy).unwrap();
+    let lazy_since = std::time::Instant::now();
     // A silent peer holds no one up (Go: every later pool connection waits on it).
     let silent = TcpStream::connect_timeout(&tunnel, STEP).expect("connect");
     hostile(&silent);
@@ -270,6 +276,16 @@ fn hostile_input_gets_its_reason_and_the_tunnel_keeps_working(driver: Driver) {
         echo_through_ok(pair.user, &data),
         "no echo after the attacks"
     );
+    lazy.sock
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    while read_frame(&mut lazy).is_ok() {}
+    let idle = lazy_since.elapsed();
+    assert!(
+        idle > Duration::from_secs(9) && idle < Duration::from_secs(14),
+        "a connection without streams closed after {idle:?}"
+    );
+    drop(lazy);
     let ports = HOSTILE.with(|h| h.borrow().clone());
     let settled = eventually(Duration::from_secs(8), || {
         !held_peer_ports(pid).iter().any(|p| ports.contains(p))

@@ -124,6 +124,13 @@ pub async fn serve(
         let next = monoio::select! {
             n = conn.accept() => n,
             _ = ctx.stopping.wait() => break,
+            _ = monoio::time::sleep(IDLE) => {
+                if conn.has_streams() {
+                    continue;
+                }
+                log::debug!("HTTP/2 pool connection from {peer} idle for {IDLE:?}: closed");
+                break;
+            }
         };
         match next {
             None => {
@@ -252,6 +259,9 @@ async fn request(
     );
     evicted.guard(entry).await;
 }
+
+/// A connection without streams for this long is closed (Go's `IdleTimeout`).
+const IDLE: Duration = Duration::from_secs(10);
 
 /// How long a new stream may take to send its first byte.
 const FIRST_BYTE_WAIT: Duration = Duration::from_secs(10);
