@@ -43,9 +43,9 @@ pub(super) fn run_tunnel(cfg: Config, end: End) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    if end == End::Server && !matches!(cfg.params.pool_type, 0..=2) {
+    if end == End::Server && !matches!(cfg.params.pool_type, 0..=3) {
         log::error!(
-            "Server error: pool type {} is not supported yet",
+            "Server error: unknown pool type: {} (0 TCP, 1 QUIC, 2 WebSocket, 3 HTTP/2)",
             cfg.params.pool_type
         );
         return EXIT_FAILURE;
@@ -240,9 +240,11 @@ fn client_once(
     };
     let websocket = tc.pool_type == 2;
     let quic = tc.pool_type == 1;
+    let http2 = tc.pool_type == 3;
     let client_tls = match tc.tls {
-        // Type 1 is always TLS (a Go server forces tls=1): 0 is taken as 1.
-        0 | 1 if quic => Some(tls::client_config_insecure()?),
+        // Types 1 and 3 are always TLS (a Go server forces tls=1): 0 is taken as 1, and
+        // neither verifies unless tls=2.
+        0 | 1 if quic || http2 => Some(tls::client_config_insecure()?),
         // Go's type 2 client takes a tunnel on port 443 for a TLS front: wss, verifying.
         0 if websocket && cfg.tunnel.port == 443 => Some(tls::client_config_verifying(
             cfg.env.ssl_cert_file.as_deref(),
@@ -283,6 +285,9 @@ fn client_once(
             } else {
                 server.ip().to_string()
             }
+        }),
+        http2: http2.then_some(dataplane::Http2Dial {
+            verifying: tc.tls == 2,
         }),
     };
     let end = tunnel_control::End::Client {

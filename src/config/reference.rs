@@ -64,7 +64,7 @@ pub const PARAMS: &[ParamDoc] = &[
     p("min", "client", "`64`", "minimum pool capacity"),
     p("max", "server", "`1024`", "maximum pool capacity, sent to the client"),
     p("mode", SC, "`0`", "`0` auto, `1` server reverse / client single-end, `2` server forward / client dual-end (give clients of a tunnel `mode=2`: in auto mode a client whose tunnel address can be bound forwards locally instead)"),
-    p("type", "server", "`0`", "pool transport: `0` TCP, `1` QUIC (UDP on the tunnel port number, always TLS 1.3), `2` WebSocket (`ws://` at `tls=0`, `wss://` at `tls=1`/`2`); the client learns it in the handshake; `3` HTTP/2 answers \"not supported yet\". Against Go, `tls=2` fails for every type (Go's own bug)"),
+    p("type", "server", "`0`", "pool transport: `0` TCP, `1` QUIC (UDP on the tunnel port number, always TLS 1.3), `2` WebSocket (`ws://` at `tls=0`, `wss://` at `tls=1`/`2`), `3` HTTP/2 (always TLS 1.3); the client learns it in the handshake. Against Go, `tls=2` fails for every type (Go's own bug)"),
     p("dial", SC, "`auto`", "source IP for target dials; on the first failure the system chooses from then on"),
     p("read", SC, "`0s`", "session idle timeout (no byte either way for that long), `0` = none"),
     p("rate", SC, "`0`", "bandwidth limit in Mbit/s for the whole process, `0` = unlimited"),

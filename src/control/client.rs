@@ -88,7 +88,7 @@ pub async fn handshake(cfg: &Config, server: SocketAddr) -> Result<Agreed, Clien
         c.tls,
         c.pool_type
     );
-    if !matches!(c.pool_type, 0..=2) {
+    if !matches!(c.pool_type, 0..=3) {
         return Err(ClientHandshakeError::PoolType(c.pool_type));
     }
     let auth = if handshake::has_feature(reply.extension.as_deref(), auth::FEATURE_AUTH1) {

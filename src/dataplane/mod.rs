@@ -31,4 +31,4 @@ pub use forward::start_forwarder;
 pub use host::{DataPlane, WorkerSockets};
 pub use relay::RelayKind;
 pub use spec::SessionSpec;
-pub use tunnel::{start_tunnel, TunnelSide, TunnelSockets, TunnelSpec};
+pub use tunnel::{start_tunnel, Http2Dial, TunnelSide, TunnelSockets, TunnelSpec};

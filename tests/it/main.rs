@@ -29,6 +29,8 @@ mod relay_tcp;
 mod relay_udp;
 mod single_end_cli;
 mod tunnel_auth;
+mod tunnel_h2;
+mod tunnel_h2_wire;
 mod tunnel_handshake;
 mod tunnel_pending;
 mod tunnel_quic;

@@ -223,6 +223,14 @@ async fn open_quic(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) -> io::Result<Pooled>
     made
 }
 
+/// Pool type 3: a new stream on this worker's HTTP/2 connection (dialled if needed).
+async fn open_h2(ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) -> io::Result<Pooled> {
+    let c = super::http2::ensure_conn(ctx, t).await?;
+    let (conn, seen_fp) = super::http2::open_stream(&c, t).await?;
+    let end = End::Stream(conn.end());
+    finish_entry(PoolConn::H2(Box::new(conn)), end, seen_fp, t).await
+}
+
 /// The common end of every entry: the `auth1` proof of the key, the id.
 async fn finish_entry(
     mut conn: PoolConn,
@@ -273,6 +281,7 @@ async fn dial_one(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) -> io::Result<()> {
         sni,
         ws_host,
         quic_name,
+        http2,
         ..
     } = &t.spec.side
     else {
@@ -280,6 +289,8 @@ async fn dial_one(ctx: Rc<WorkerCtx>, t: Rc<TunnelCtx>) -> io::Result<()> {
     };
     let p = if quic_name.is_some() {
         open_quic(&ctx, &t).await?
+    } else if http2.is_some() {
+        open_h2(&ctx, &t).await?
     } else {
         open(&ctx, &t, *server, tls, sni, ws_host.as_deref()).await?
     };

@@ -17,7 +17,7 @@ use super::caps::ControlClaim;
 use super::pending::{self, Turn};
 use super::pool::{PoolConn, Pooled};
 use super::strangers::settle;
-use super::ws;
+use super::{http2, ws};
 use super::{link, TunnelCtx, TunnelSide, CONFLICT, PROOF_WAIT};
 use crate::bus::Event;
 use crate::config::AuthPolicy;
@@ -371,8 +371,10 @@ async fn pool_conn(
         return;
     };
     let websocket = reply.pool_type == 2;
-    // Type 2 answers a full pool after the upgrade request, with Go's 503.
-    if !websocket && t.spec.shared.idle_total() >= reply.max as usize {
+    let http2 = reply.pool_type == 3;
+    // Type 2 answers a full pool after the upgrade request, with Go's 503; type 3 per
+    // stream, with Go's 404.
+    if !websocket && !http2 && t.spec.shared.idle_total() >= reply.max as usize {
         log::debug!("pool connection from {peer} refused: pool is full");
         return;
     }
@@ -385,6 +387,7 @@ async fn pool_conn(
             handshake_from(stream, Vec::new(), peer, &t, None).await;
             return;
         }
+        Some(_) if http2 => return http2::serve(stream, peer, ctx, t, ticket).await,
         Some(tls) => {
             let handshake = crate::tls::accept(tls.config.clone(), stream);
             match monoio::time::timeout(t.spec.handshake_timeout, handshake).await {

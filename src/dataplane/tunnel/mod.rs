@@ -9,6 +9,7 @@
 
 mod caps;
 mod dialer;
+mod http2;
 mod inbound;
 mod link;
 mod pending;
@@ -36,6 +37,7 @@ use crate::tls::{ClientTls, ServerTls};
 
 use super::host::{spawn_workers, DataPlane, ModeWorker, WorkerCtx, WorkerSockets};
 use super::spec::SessionSpec;
+pub use http2::Dial as Http2Dial;
 use pool::Shard;
 
 /// Which end of the tunnel this process is.
@@ -69,6 +71,8 @@ pub enum TunnelSide {
         /// Pool type 1: the QUIC TLS server name (the tunnel IP text for tls 0/1: no
         /// SNI); `None` for the other pool types.
         quic_name: Option<String>,
+        /// Pool type 3: how the HTTP/2 pool connections are dialled; `None` otherwise.
+        http2: Option<Http2Dial>,
     },
 }
 
@@ -121,6 +125,8 @@ pub(super) struct TunnelCtx {
     warns: crate::crowd::WarnBudget,
     /// Pool type 1: this worker's QUIC endpoint.
     quic: quic::QuicSlot,
+    /// Client, pool type 3: this worker's HTTP/2 connections.
+    h2: http2::ClientConns,
 }
 
 /// A tunnel worker: its [`TunnelCtx`] and, where users send datagrams to this end, its
@@ -157,6 +163,7 @@ fn start(
         refused: crate::crowd::RefusalLog::default(),
         warns: crate::crowd::WarnBudget::default(),
         quic: quic::QuicSlot::default(),
+        h2: http2::ClientConns::default(),
         spec,
     });
     watch::start(ctx, &t);

@@ -31,6 +31,8 @@ pub enum PoolConn {
     Ws(Box<super::ws::WsConn>),
     /// Pool type 1: a QUIC stream (`quic/`).
     Quic(Box<super::quic::QuicStream>),
+    /// Pool type 3: one HTTP/2 stream (`http2/`).
+    H2(Box<super::http2::H2Conn>),
 }
 
 /// An idle pool connection.

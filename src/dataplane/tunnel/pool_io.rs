@@ -10,6 +10,7 @@ use monoio::net::TcpStream;
 use monoio::BufResult;
 use monoio_rustls::{ClientTlsStream, ServerTlsStream};
 
+use super::http2::{H2Read, H2Write};
 use super::pool::PoolConn;
 use super::quic::{QuicRead, QuicWrite};
 use super::ws::{WsRead, WsWrite};
@@ -26,6 +27,8 @@ pub enum PoolRead {
     Ws(Box<WsRead>),
     /// A QUIC stream's receive side.
     Quic(QuicRead),
+    /// An HTTP/2 stream's DATA frames.
+    H2(Box<H2Read>),
 }
 
 /// The writing half of a pool connection.
@@ -40,6 +43,8 @@ pub enum PoolWrite {
     Ws(Box<WsWrite>),
     /// A QUIC stream's send side.
     Quic(QuicWrite),
+    /// An HTTP/2 stream's DATA frames.
+    H2(Box<H2Write>),
 }
 
 impl PoolConn {
@@ -63,6 +68,7 @@ impl PoolConn {
                 let (r, w) = q.into_split();
                 (PoolRead::Quic(r), PoolWrite::Quic(w))
             }
+            PoolConn::H2(h) => h.into_split(),
         }
     }
 
@@ -81,6 +87,7 @@ impl PoolConn {
             }
             PoolConn::Ws(ws) => ws.send_message(&bytes).await,
             PoolConn::Quic(q) => q.send_all(&bytes).await,
+            PoolConn::H2(h) => h.send_all(&bytes).await,
         }
     }
 
@@ -94,6 +101,7 @@ impl PoolConn {
             PoolConn::ClientTls(t) => t.read_exact(buf).await,
             PoolConn::Ws(ws) => return ws.recv_exact::<N>().await,
             PoolConn::Quic(q) => return q.recv_exact::<N>().await,
+            PoolConn::H2(h) => return h.recv_exact::<N>().await,
         };
         res?;
         let mut out = [0u8; N];
@@ -110,6 +118,7 @@ impl AsyncReadRent for PoolRead {
             PoolRead::ClientTls(r) => r.read(buf).await,
             PoolRead::Ws(r) => r.read(buf).await,
             PoolRead::Quic(r) => r.read(buf).await,
+            PoolRead::H2(r) => r.read(buf).await,
         }
     }
 
@@ -118,7 +127,7 @@ impl AsyncReadRent for PoolRead {
             PoolRead::Plain(r) => r.readv(buf).await,
             PoolRead::ServerTls(r) => r.readv(buf).await,
             PoolRead::ClientTls(r) => r.readv(buf).await,
-            PoolRead::Ws(_) | PoolRead::Quic(_) => (Err(no_vectored()), buf),
+            PoolRead::Ws(_) | PoolRead::Quic(_) | PoolRead::H2(_) => (Err(no_vectored()), buf),
         }
     }
 }
@@ -131,6 +140,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::ClientTls(w) => w.write(buf).await,
             PoolWrite::Ws(w) => w.write(buf).await,
             PoolWrite::Quic(w) => w.write(buf).await,
+            PoolWrite::H2(w) => w.write(buf).await,
         }
     }
 
@@ -139,7 +149,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::Plain(w) => w.writev(buf).await,
             PoolWrite::ServerTls(w) => w.writev(buf).await,
             PoolWrite::ClientTls(w) => w.writev(buf).await,
-            PoolWrite::Ws(_) | PoolWrite::Quic(_) => (Err(no_vectored()), buf),
+            PoolWrite::Ws(_) | PoolWrite::Quic(_) | PoolWrite::H2(_) => (Err(no_vectored()), buf),
         }
     }
 
@@ -150,6 +160,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::ClientTls(w) => w.flush().await,
             PoolWrite::Ws(w) => w.flush().await,
             PoolWrite::Quic(w) => w.flush().await,
+            PoolWrite::H2(w) => w.flush().await,
         }
     }
 
@@ -160,6 +171,7 @@ impl AsyncWriteRent for PoolWrite {
             PoolWrite::ClientTls(w) => w.shutdown().await,
             PoolWrite::Ws(w) => w.shutdown().await,
             PoolWrite::Quic(w) => w.shutdown().await,
+            PoolWrite::H2(w) => w.shutdown().await,
         }
     }
 }
@@ -169,6 +181,6 @@ impl AsyncWriteRent for PoolWrite {
 fn no_vectored() -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
-        "vectored IO on a WebSocket pool connection",
+        "vectored IO on a WebSocket or HTTP/2 pool connection",
     )
 }

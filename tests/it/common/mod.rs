@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod h2;
 pub mod isolation;
 pub mod master;
 pub mod quic;

@@ -24,7 +24,7 @@ impl Raw for PoolConn {
             PoolConn::Plain(s) => s.read(buf).await,
             PoolConn::ServerTls(t) => t.read(buf).await,
             PoolConn::ClientTls(t) => t.read(buf).await,
-            PoolConn::Ws(_) | PoolConn::Quic(_) => (Err(nested()), buf),
+            PoolConn::Ws(_) | PoolConn::Quic(_) | PoolConn::H2(_) => (Err(nested()), buf),
         }
     }
 
@@ -33,7 +33,7 @@ impl Raw for PoolConn {
             PoolConn::Plain(s) => s.write_all(buf).await,
             PoolConn::ServerTls(t) => t.write_all(buf).await,
             PoolConn::ClientTls(t) => t.write_all(buf).await,
-            PoolConn::Ws(_) | PoolConn::Quic(_) => return (Err(nested()), buf),
+            PoolConn::Ws(_) | PoolConn::Quic(_) | PoolConn::H2(_) => return (Err(nested()), buf),
         };
         if let Err(e) = res {
             return (Err(e), buf);
@@ -53,7 +53,7 @@ impl Raw for PoolRead {
             PoolRead::Plain(r) => r.read(buf).await,
             PoolRead::ServerTls(r) => r.read(buf).await,
             PoolRead::ClientTls(r) => r.read(buf).await,
-            PoolRead::Ws(_) | PoolRead::Quic(_) => (Err(nested()), buf),
+            PoolRead::Ws(_) | PoolRead::Quic(_) | PoolRead::H2(_) => (Err(nested()), buf),
         }
     }
 
@@ -72,7 +72,7 @@ impl Raw for PoolWrite {
             PoolWrite::Plain(w) => w.write_all(buf).await,
             PoolWrite::ServerTls(w) => w.write_all(buf).await,
             PoolWrite::ClientTls(w) => w.write_all(buf).await,
-            PoolWrite::Ws(_) | PoolWrite::Quic(_) => return (Err(nested()), buf),
+            PoolWrite::Ws(_) | PoolWrite::Quic(_) | PoolWrite::H2(_) => return (Err(nested()), buf),
         };
         if let Err(e) = res {
             return (Err(e), buf);
@@ -87,7 +87,7 @@ impl PoolWrite {
             PoolWrite::Plain(w) => w.shutdown().await,
             PoolWrite::ServerTls(w) => w.shutdown().await,
             PoolWrite::ClientTls(w) => w.shutdown().await,
-            PoolWrite::Ws(_) | PoolWrite::Quic(_) => Err(nested()),
+            PoolWrite::Ws(_) | PoolWrite::Quic(_) | PoolWrite::H2(_) => Err(nested()),
         }
     }
 
