@@ -72,7 +72,9 @@ impl Raw for PoolWrite {
             PoolWrite::Plain(w) => w.write_all(buf).await,
             PoolWrite::ServerTls(w) => w.write_all(buf).await,
             PoolWrite::ClientTls(w) => w.write_all(buf).await,
-            PoolWrite::Ws(_) | PoolWrite::Quic(_) | PoolWrite::H2(_) => return (Err(nested()), buf),
+            PoolWrite::Ws(_) | PoolWrite::Quic(_) | PoolWrite::H2(_) => {
+                return (Err(nested()), buf)
+            }
         };
         if let Err(e) = res {
             return (Err(e), buf);
