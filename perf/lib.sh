@@ -190,8 +190,10 @@ start_np_tunnel() {
         case "$tok" in
         rev) rev=1 ;;
         tls) tls=1 ;;
-        # nodepass-tunnel-ws*: pool type 2 (WebSocket) on the server.
+        # nodepass-tunnel-quic* / -ws* / -h2*: pool type 1 (QUIC), 2 (WebSocket), 3 (HTTP/2).
+        quic) q="&type=1$q" ;;
         ws) q="&type=2$q" ;;
+        h2) q="&type=3$q" ;;
         esac
     done
     next_port

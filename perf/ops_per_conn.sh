@@ -34,7 +34,7 @@ done
 for tool in perf wrk nginx; do
     command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install linux-perf wrk nginx-light)"; exit 69; }
 done
-EVENTS="raw_syscalls:sys_enter,io_uring:io_uring_submit_req,io_uring:io_uring_poll_arm,io_uring:io_uring_queue_async_work,context-switches"
+EVENTS="raw_syscalls:sys_enter,io_uring:io_uring_submit_req,io_uring:io_uring_poll_arm,io_uring:io_uring_queue_async_work,context-switches,task-clock"
 perf stat -e "$EVENTS" true >/dev/null 2>&1 || { echo "perf cannot read the syscall/io_uring tracepoints here (perf_event_paranoid?)"; exit 69; }
 trap cleanup EXIT
 NP_QUERY="${NP_QUERY:-log=warn}"
@@ -63,8 +63,8 @@ pids_csv() { local p out=""; for p in "$@"; do out+="${out:+,}$p"; done; printf 
 echo "binary: $NODEPASS_BIN ($(stat -c %s "$NODEPASS_BIN") bytes, built $(date -r "$NODEPASS_BIN" -Is))"
 CLOSE=(-H 'Connection: close') UNIT=conn
 ((KEEPALIVE)) && CLOSE=() UNIT=req
-printf '| contender | requests | syscalls/%s | io_uring ops/%s | poll arms/%s | io-wq punts/%s | context switches/%s |\n' $UNIT $UNIT $UNIT $UNIT $UNIT
-printf '|---|---|---|---|---|---|---|\n'
+printf '| contender | requests | syscalls/%s | io_uring ops/%s | poll arms/%s | io-wq punts/%s | context switches/%s | relay CPU µs/%s |\n' $UNIT $UNIT $UNIT $UNIT $UNIT $UNIT
+printf '|---|---|---|---|---|---|---|---|\n'
 for c in "${LIST[@]}"; do
     next_port; lp=$NEXT_PORT
     if ! start_relay "$c" "$lp" "$http" http; then
@@ -83,10 +83,11 @@ for c in "${LIST[@]}"; do
     reqs=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$WORK_DIR/$c.wrk")
     count() { awk -F, -v e="$1" '$3 == e { print $1 }' "$out"; }
     per() { awk -v n="$1" -v r="$reqs" 'BEGIN { if (r > 0 && n != "") printf "%.1f", n / r; else printf "n/a" }'; }
-    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$c" "${reqs:-0}" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$c" "${reqs:-0}" \
         "$(per "$(count raw_syscalls:sys_enter)")" "$(per "$(count io_uring:io_uring_submit_req)")" \
         "$(per "$(count io_uring:io_uring_poll_arm)")" "$(per "$(count io_uring:io_uring_queue_async_work)")" \
-        "$(per "$(count context-switches)")"
+        "$(per "$(count context-switches)")" \
+        "$(awk -v n="$(count task-clock)" -v r="$reqs" 'BEGIN { if (r > 0 && n != "") printf "%.1f", n * 1000 / r; else printf "n/a" }')"
     if ((STRACE)) && command -v strace >/dev/null; then
         args=()
         for p in "${pids[@]}"; do args+=(-p "$p"); done

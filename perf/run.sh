@@ -23,7 +23,9 @@ usage: bash perf/run.sh [options]
   --duration S         seconds per tool run (default 5; 2 with --quick)
   --tunnel             add the tunnel contenders: nodepass-tunnel (flow +), nodepass-tunnel-rev (flow -),
                        nodepass-tunnel-tls, nodepass-tunnel-rev-tls (tls=1), rathole, rathole-tls;
-                       add -ws for pool type 2 (WebSocket), e.g. nodepass-tunnel-ws, nodepass-tunnel-ws-tls
+                       add -quic, -ws or -h2 for pool type 1 (QUIC), 2 (WebSocket) or 3 (HTTP/2),
+                       e.g. nodepass-tunnel-ws, nodepass-tunnel-ws-tls, nodepass-tunnel-quic (types 1
+                       and 3 are always TLS)
   --contenders LIST    comma list from: direct,nodepass,haproxy,nginx-stream,socat and the tunnels above;
                        variants nodepass-wN (NP_WORKERS=N), nodepass-legacy / nodepass-uring (NP_DRIVER),
                        combinable: nodepass-w1-legacy; realm (REALM_BIN or realm on PATH);

@@ -16,8 +16,25 @@ use super::TlsError;
 pub(super) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .get_or_init(|| {
+            let mut provider = rustls::crypto::ring::default_provider();
+            prefer_aes_128(&mut provider.cipher_suites);
+            Arc::new(provider)
+        })
         .clone()
+}
+
+/// Put TLS 1.3's AES-128-GCM-SHA256 first, as Go does on CPUs with AES instructions (its
+/// server picks it, its client offers it first). rustls lists AES-256-GCM-SHA384 first,
+/// so two of our peers used it: 14 AES rounds instead of 10 per block, and a handshake
+/// whose every HKDF step runs SHA-384, which has no CPU instructions (SHA-256 has them).
+/// A cpu-clock profile of new tls=1 tunnel connections showed SHA-512 blocks at 5 % of
+/// all CPU.
+fn prefer_aes_128(suites: &mut [rustls::SupportedCipherSuite]) {
+    let aes_128 = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+    if let Some(i) = suites.iter().position(|s| s.suite() == aes_128) {
+        suites[..=i].rotate_right(1);
+    }
 }
 
 /// A fresh self-signed ECDSA P-256 certificate and key, in memory only (as Go's tls=1).

@@ -307,3 +307,23 @@ pub(super) fn on_io_uring(fut: impl std::future::Future<Output = ()>) {
 fn monoio_rustls_streams_carry_bytes_on_the_io_uring_driver() {
     on_io_uring(within_10s(tls_echo_over_loopback()));
 }
+
+#[test]
+fn two_of_our_peers_agree_on_aes_128_gcm_as_go_does() {
+    let server = server_config_self_signed().unwrap();
+    let client = client_config_insecure().unwrap();
+    let name = ServerName::try_from("none").unwrap();
+    let mut c = Connection::from(ClientConnection::new(client.config(), name).unwrap());
+    let mut s = Connection::from(ServerConnection::new(server.config.clone()).unwrap());
+    for _ in 0..10 {
+        transfer(&mut c, &mut s).unwrap();
+        transfer(&mut s, &mut c).unwrap();
+    }
+    assert!(!c.is_handshaking() && !s.is_handshaking());
+    for end in [&c, &s] {
+        assert_eq!(
+            end.negotiated_cipher_suite().map(|cs| cs.suite()),
+            Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        );
+    }
+}

@@ -1,5 +1,6 @@
 #![allow(stable_features)]
 
+mod buffers;
 mod client;
 mod error;
 mod server;

@@ -8,7 +8,7 @@ use monoio::{
     io::{AsyncReadRent, AsyncWriteRent, Split},
     BufResult,
 };
-use monoio_io_wrapper::{ReadBuffer, WriteBuffer};
+use crate::buffers::{ReadBuffer, WriteBuffer};
 use rustls::{ClientConnection, ConnectionCommon, ServerConnection, SideData};
 
 #[derive(Debug)]
@@ -45,20 +45,6 @@ impl<IO, C> Stream<IO, C> {
         }
     }
 
-    /// Enable unsafe-io.
-    /// # Safety
-    /// Users must make sure the buffer ptr and len is valid until io finished.
-    /// So the Future cannot be dropped directly. Consider using CancellableIO.
-    #[cfg(feature = "unsafe_io")]
-    pub unsafe fn new_unsafe(io: IO, session: C) -> Self {
-        Self {
-            io,
-            session,
-            r_buffer: ReadBuffer::new_unsafe(),
-            w_buffer: WriteBuffer::new_unsafe(),
-        }
-    }
-
     pub fn into_parts(self) -> (IO, C) {
         (self.io, self.session)
     }
@@ -73,7 +59,7 @@ impl<IO, C> Stream<IO, C> {
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent, C, SD: SideData> Stream<IO, C>
+impl<IO: AsyncReadRent + AsyncWriteRent , C, SD: SideData> Stream<IO, C>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
 {
@@ -84,10 +70,7 @@ where
                     break n;
                 }
                 Err(ref err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    #[allow(unused_unsafe)]
-                    unsafe {
-                        self.r_buffer.do_io(&mut self.io).await?
-                    };
+                    self.r_buffer.do_io(&mut self.io).await?;
                     continue;
                 }
                 Err(err) => return Err(err),
@@ -122,18 +105,11 @@ where
         let n = loop {
             match self.session.write_tls(&mut self.w_buffer) {
                 Ok(n) => {
-                    if self.w_buffer.is_safe() {
-                        self.w_buffer.do_io(&mut self.io).await?;
-                    }
+                    self.w_buffer.do_io(&mut self.io).await?;
                     break n;
                 }
                 Err(ref err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    // here we don't have to check WouldBlock since we already captured the
-                    // mem block info under unsafe-io.
-                    #[allow(unused_unsafe)]
-                    unsafe {
-                        self.w_buffer.do_io(&mut self.io).await?
-                    };
+                    self.w_buffer.do_io(&mut self.io).await?;
                     continue;
                 }
                 Err(err) => return Err(err),
@@ -211,7 +187,8 @@ where
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent, C, SD: SideData + 'static> AsyncReadRent for Stream<IO, C>
+impl<IO: AsyncReadRent + AsyncWriteRent , C, SD: SideData + 'static> AsyncReadRent
+    for Stream<IO, C>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
 {
@@ -231,7 +208,8 @@ where
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent, C, SD: SideData + 'static> AsyncWriteRent for Stream<IO, C>
+impl<IO: AsyncReadRent + AsyncWriteRent , C, SD: SideData + 'static> AsyncWriteRent
+    for Stream<IO, C>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
 {
