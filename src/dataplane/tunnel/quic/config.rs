@@ -82,3 +82,27 @@ pub fn client(tls: &rustls::ClientConfig, max: u32) -> io::Result<ClientConfig> 
     cfg.transport_config(transport(max));
     Ok(cfg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_ends_build_from_our_tls_configurations_with_go_s_alpn() {
+        let server = crate::tls::server_config_self_signed().expect("server tls");
+        assert!(self::server(&server.config, 16).is_ok());
+        for tls in [
+            crate::tls::client_config_insecure().expect("tls 1"),
+            crate::tls::client_config_trusting(
+                crate::tls::self_signed()
+                    .expect("a certificate")
+                    .cert
+                    .clone(),
+            )
+            .expect("tls 2"),
+        ] {
+            assert!(client(&tls.config(), 16).is_ok());
+        }
+        assert_eq!(ALPN, b"np-quic");
+    }
+}

@@ -16,7 +16,9 @@
 pub(super) mod client;
 mod config;
 mod driver;
+mod events;
 pub(super) mod server;
+mod slot;
 mod stream;
 
 use std::cell::{Cell, RefCell};
@@ -27,13 +29,13 @@ use std::rc::Rc;
 use std::task::Waker;
 use std::time::Instant;
 
-use quinn_proto::{
-    ConnectionError, ConnectionHandle, Dir, Endpoint, Event, StreamEvent, StreamId, VarInt,
-};
+use quinn_proto::{ConnectionHandle, Dir, Endpoint, Event, StreamId, VarInt};
 
 use crate::dataplane::end::StreamEnd;
 use crate::wake::LocalFlag;
 
+use events::{describe, on_event};
+pub use slot::{spawn_sweeper, QuicSlot};
 pub use stream::{QuicRead, QuicStream, QuicWrite};
 
 /// What a server endpoint does with a new connection from an address.
@@ -144,23 +146,6 @@ pub struct Ep {
     gone: LocalFlag,
 }
 
-/// Go's words for a connection's end (quic-go's error strings).
-fn describe(e: &ConnectionError, local_reason: Option<&str>) -> String {
-    match e {
-        ConnectionError::ApplicationClosed(c) => format!(
-            "Application error {:#x} (remote): {}",
-            c.error_code.into_inner(),
-            String::from_utf8_lossy(&c.reason)
-        ),
-        ConnectionError::LocallyClosed => format!(
-            "Application error 0x0 (local): {}",
-            local_reason.unwrap_or("pool closed")
-        ),
-        ConnectionError::TimedOut => "timeout: no recent network activity".to_owned(),
-        other => other.to_string(),
-    }
-}
-
 impl Ep {
     fn send(&self, bytes: &[u8], to: SocketAddr) {
         let r = socket2::SockRef::from(&self.out).send_to_with_flags(
@@ -226,7 +211,9 @@ impl Ep {
             }
         }
         if c.q.is_drained() {
-            let mut c = conns.remove(&ch).expect("present");
+            let Some(mut c) = conns.remove(&ch) else {
+                return;
+            };
             if c.lost.is_none() {
                 c.lost = Some("connection closed".to_owned());
             }
@@ -365,146 +352,4 @@ impl Ep {
 
 fn lost_error(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionAborted, why.to_owned())
-}
-
-/// One application event of connection `c`; `true` when a stream or the connection
-/// ended under us.
-fn on_event(
-    c: &mut Conn,
-    ch: ConnectionHandle,
-    ev: Event,
-    arrivals: &mut VecDeque<Arrival>,
-) -> bool {
-    match ev {
-        Event::Connected => {
-            c.connected = true;
-            if c.q.side().is_server() {
-                arrivals.push_back(Arrival::Connected(ch, c.q.remote_address()));
-            }
-            c.wake_all();
-            false
-        }
-        Event::ConnectionLost { reason } => {
-            if c.lost.is_none() {
-                c.lost = Some(describe(&reason, None));
-            }
-            log::debug!(
-                "QUIC connection {} lost: {}",
-                c.q.remote_address(),
-                c.lost.as_deref().unwrap_or("")
-            );
-            for s in c.streams.values_mut() {
-                s.gone();
-            }
-            c.wake_all();
-            true
-        }
-        Event::Stream(StreamEvent::Opened { dir: Dir::Bi }) => {
-            while let Some(id) = c.q.streams().accept(Dir::Bi) {
-                c.streams.insert(id, Slot::default());
-                arrivals.push_back(Arrival::Stream(ch, id));
-            }
-            false
-        }
-        Event::Stream(StreamEvent::Opened { dir: Dir::Uni }) => {
-            // Nothing uses them (and the limit is 0): drop whatever arrives.
-            while let Some(id) = c.q.streams().accept(Dir::Uni) {
-                let _ = c.q.recv_stream(id).stop(VarInt::from_u32(0));
-            }
-            false
-        }
-        Event::Stream(StreamEvent::Readable { id }) => {
-            let reset = matches!(c.q.recv_stream(id).received_reset(), Ok(Some(_)));
-            if let Some(s) = c.streams.get_mut(&id) {
-                if reset {
-                    s.gone();
-                } else if let Some(w) = s.reader.take() {
-                    w.wake();
-                }
-            }
-            reset
-        }
-        Event::Stream(StreamEvent::Stopped { id, .. }) => {
-            if let Some(s) = c.streams.get_mut(&id) {
-                s.gone();
-            }
-            true
-        }
-        Event::Stream(StreamEvent::Writable { id } | StreamEvent::Finished { id }) => {
-            if let Some(w) = c.streams.get_mut(&id).and_then(|s| s.writer.take()) {
-                w.wake();
-            }
-            false
-        }
-        Event::Stream(StreamEvent::Available { .. }) => {
-            for w in c.waiters.drain(..) {
-                w.wake();
-            }
-            false
-        }
-        Event::HandshakeDataReady | Event::DatagramReceived | Event::DatagramsUnblocked => false,
-    }
-}
-
-/// A tunnel worker's QUIC state: the server's endpoint or the client's connection.
-#[derive(Default)]
-pub struct QuicSlot {
-    ep: RefCell<Option<Rc<Ep>>>,
-    client: RefCell<Option<Rc<client::QuicClient>>>,
-}
-
-impl QuicSlot {
-    /// Server: this worker's endpoint.
-    pub fn set_server(&self, ep: Rc<Ep>) {
-        *self.ep.borrow_mut() = Some(ep);
-    }
-
-    /// Client: this worker's QUIC client, started at its first use.
-    pub fn client(
-        &self,
-        ctx: &Rc<crate::dataplane::host::WorkerCtx>,
-        t: &Rc<super::TunnelCtx>,
-        start: impl FnOnce() -> io::Result<(SocketAddr, String, crate::tls::ClientTls, u32)>,
-    ) -> io::Result<Rc<client::QuicClient>> {
-        if let Some(c) = &*self.client.borrow() {
-            return Ok(Rc::clone(c));
-        }
-        let (server, name, tls, max) = start()?;
-        let c = client::QuicClient::start(ctx, server, name, tls, max)?;
-        spawn_sweeper(c.endpoint(), ctx, t);
-        *self.ep.borrow_mut() = Some(Rc::clone(c.endpoint()));
-        *self.client.borrow_mut() = Some(Rc::clone(&c));
-        Ok(c)
-    }
-
-    /// The worker closes: every connection is closed (`pool closed`).
-    pub fn close(&self) {
-        if let Some(ep) = self.ep.borrow_mut().take() {
-            ep.close_all();
-        }
-        self.client.borrow_mut().take();
-    }
-}
-
-/// Sweep gone idle entries out of the worker's shard whenever `ep` saw a stream or a
-/// connection end under it.
-pub fn spawn_sweeper(
-    ep: &Rc<Ep>,
-    ctx: &Rc<crate::dataplane::host::WorkerCtx>,
-    t: &Rc<super::TunnelCtx>,
-) {
-    let (ep, ctx2, t) = (Rc::clone(ep), Rc::clone(ctx), Rc::clone(t));
-    ctx.spawn(async move {
-        loop {
-            monoio::select! {
-                _ = ep.gone.wait() => {}
-                _ = ctx2.closing.wait() => return,
-            }
-            ep.gone.lower();
-            let n = t.shard.sweep_gone();
-            if n > 0 {
-                log::debug!("{n} idle QUIC pool entries gone (stream or connection ended)");
-            }
-        }
-    });
 }
