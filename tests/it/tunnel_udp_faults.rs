@@ -276,7 +276,8 @@ fn udp_sessions_that_expire_leave_no_memory_behind() {
 
 /// When the far end of a UDP session closes its pool connection (here: its own, shorter
 /// NP_UDP_READ_TIMEOUT), the near end's session ends at once, not when its own 60 s idle
-/// timeout would look again: the server's CHECK_POINT shows UDPS back at 0 within seconds.
+/// timeout would look again: the server's CHECK_POINT shows UDPS back at 0 within seconds,
+/// and so does the client's, whose session idled out.
 fn a_udp_session_ends_when_its_pool_connection_closes(driver: Driver) {
     let target = echo_tcp_udp();
     let opts = TunnelOpts {
@@ -323,6 +324,21 @@ fn a_udp_session_ends_when_its_pool_connection_closes(driver: Driver) {
         ended.is_some(),
         "the server kept the UDP session: {:?}",
         &server.seen[from..]
+    );
+    // And the client's own session is gone too: its target socket's pending read ended
+    // when the session idled out (on epoll that read used to wait for good).
+    let from = client.take_output().saturating_sub(1);
+    let ended = poll(Duration::from_secs(4), || {
+        client.take_output();
+        client.seen[from..]
+            .iter()
+            .any(|l| l.contains("CHECK_POINT") && l.contains("UDPS=0"))
+            .then_some(())
+    });
+    assert!(
+        ended.is_some(),
+        "the client kept its idle UDP session: {:?}",
+        &client.seen[from..]
     );
 }
 

@@ -52,6 +52,10 @@ async fn watchdog(last: Rc<Cell<Instant>>, ended: &LocalFlag, ends: &[End; 2], c
             _ = ended.wait() => {}
         }
     }
+    // The target socket's pump waits on this too: shutting a UDP socket down ends a
+    // pending read on io_uring (a blocking recv sees the shutdown) but not on epoll (a
+    // non-blocking recv keeps answering EAGAIN, and no readiness follows).
+    ended.raise();
     for end in ends {
         end.shutdown_both();
     }
@@ -142,7 +146,13 @@ async fn target_to_pool(
 ) {
     let mut buf = vec![0u8; ctx.spec.udp_buf_size.max(1)];
     loop {
-        let (res, b) = socket.recv(buf).await;
+        // Dropping the receive when the session ends loses at most a datagram that came
+        // after it ended (see the watchdog).
+        let received = monoio::select! {
+            r = socket.recv(buf) => r,
+            _ = ended.wait() => break,
+        };
+        let (res, b) = received;
         buf = b;
         let n = match res {
             Ok(n) => n,
