@@ -292,10 +292,4 @@ fn an_idle_udp_session_ends_by_shutting_its_stream(driver: Driver) {
     );
 }
 
-// io_uring only: on epoll an idle UDP session on the client never ends for any pool type
-// (types 0 and 2 too, main at 838a4e8): the target socket's pending read does not end
-// when the watchdog shuts it down. Left for the lead (see the report).
-#[test]
-fn an_idle_udp_session_ends_by_shutting_its_stream_on_uring() {
-    an_idle_udp_session_ends_by_shutting_its_stream(Driver::Uring);
-}
+on_both_drivers!(an_idle_udp_session_ends_by_shutting_its_stream);
