@@ -10,63 +10,12 @@ use std::net::{SocketAddr, UdpSocket};
 
 use crate::common::quic;
 use crate::common::*;
-use crate::tunnel_relay::Pki;
 use nodepass::config::Driver;
 
-fn opts<'a>(reverse: bool, server_query: &'a str, env: Vec<(&'a str, &'a str)>) -> TunnelOpts<'a> {
-    TunnelOpts {
-        reverse,
-        server_query,
-        client_query: "sni=tunnel.test",
-        env,
-    }
-}
+use crate::common::pool_matrix::{carry as carry_type, pool_opts as opts};
 
 fn carry(reverse: bool, tls: u8, driver: &str, mib: usize, datagrams: usize) {
-    let target = echo_tcp_udp();
-    let pki = Pki::new();
-    let server_query = match tls {
-        2 => format!(
-            "type=1&tls=2&crt={}&key={}",
-            pki.path("crt.pem"),
-            pki.path("key.pem")
-        ),
-        n => format!("type=1&tls={n}"),
-    };
-    let ca = pki.path("ca.pem");
-    let o = opts(
-        reverse,
-        &server_query,
-        vec![("NP_DRIVER", driver), ("SSL_CERT_FILE", &ca)],
-    );
-    let mut pair = tunnel_pair(&o, target);
-    pair.client
-        .wait_for_line("TYPE=1", STEP)
-        .expect("the client learns type 1");
-    let data = payload(mib * 1024 * 1024, 7);
-    let back = echo_through(pair.user, &data);
-    if back != data {
-        for p in [&mut pair.server, &mut pair.client] {
-            p.watch_output_for(Duration::from_millis(300));
-        }
-        let tail = |p: &NodepassProcess| {
-            let lines: Vec<_> = p
-                .seen
-                .iter()
-                .filter(|l| !l.contains("CHECK_POINT"))
-                .collect();
-            format!("{:#?}", &lines[lines.len().saturating_sub(30)..])
-        };
-        panic!(
-            "TCP bytes differ ({} of {} back); server: {}; client: {}",
-            back.len(),
-            data.len(),
-            tail(&pair.server),
-            tail(&pair.client)
-        );
-    }
-    let ok = udp_round_trips(pair.user, datagrams);
-    assert_eq!(ok, datagrams, "UDP datagrams lost");
+    carry_type(1, "TYPE=1", (reverse, tls, driver), mib, datagrams);
 }
 
 macro_rules! carries {

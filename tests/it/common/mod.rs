@@ -7,6 +7,7 @@ pub mod cli;
 pub mod h2;
 pub mod isolation;
 pub mod master;
+pub mod pool_matrix;
 pub mod quic;
 pub mod ws;
 
