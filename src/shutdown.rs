@@ -67,17 +67,41 @@ pub fn request() {
 }
 
 /// Resolve once a shutdown is requested. Runs on a monoio runtime with the timer enabled.
+/// A loop that waits again after every event keeps one [`Waiter`] instead.
 pub async fn wait() {
-    if requested() {
-        return;
+    Waiter::new().wait().await
+}
+
+/// Waits for a shutdown request, as many times as asked, on one descriptor of the eventfd
+/// (made at the first wait, closed with the waiter: a monoio stream must not outlive its
+/// runtime, so a waiter lives inside the loop that uses it).
+#[derive(Default)]
+pub struct Waiter {
+    event: Option<monoio::net::TcpStream>,
+}
+
+impl Waiter {
+    /// A waiter with no descriptor yet.
+    pub fn new() -> Waiter {
+        Waiter::default()
     }
-    if let Some(event) = event_stream() {
-        // Readable once signalled, and for good: a wake with the flag still down can only
-        // be spurious, and is followed by the polling loop below.
-        let _ = event.readable(false).await;
-    }
-    while !requested() {
-        monoio::time::sleep(POLL_INTERVAL).await;
+
+    /// Resolve once a shutdown is requested.
+    pub async fn wait(&mut self) {
+        if requested() {
+            return;
+        }
+        if self.event.is_none() {
+            self.event = event_stream();
+        }
+        if let Some(event) = &self.event {
+            // Readable once signalled, and for good: a wake with the flag still down can
+            // only be spurious, and is followed by the polling loop below.
+            let _ = event.readable(false).await;
+        }
+        while !requested() {
+            monoio::time::sleep(POLL_INTERVAL).await;
+        }
     }
 }
 

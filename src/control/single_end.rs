@@ -29,10 +29,11 @@ pub fn run(cfg: &Config, driver: runtime::ActiveDriver, plane: Plane<'_>) -> std
 
 async fn control_loop(cfg: &Config, plane: Plane<'_>) {
     let mut rotation = 0usize;
+    let mut stop = shutdown::Waiter::new();
     loop {
         monoio::select! {
             _ = monoio::time::sleep(cfg.env.report_interval) => {}
-            _ = shutdown::wait() => break,
+            _ = stop.wait() => break,
         }
         let ping = probe_next_target(&plane.targets, &mut rotation, cfg.env.tcp_dial_timeout).await;
         let snap = stats::snapshot(plane.stats.iter().map(|s| s.as_ref()));

@@ -144,6 +144,7 @@ impl<'a, 'c> State<'a, 'c> {
         let interval = self.cfg.env.report_interval;
         let mut next_tick = Instant::now();
         let mut first = true;
+        let mut stop = shutdown::Waiter::new();
         loop {
             let mut wait = next_tick.saturating_duration_since(Instant::now());
             if !self.waiting.is_empty() {
@@ -161,7 +162,7 @@ impl<'a, 'c> State<'a, 'c> {
                     }
                     continue;
                 }
-                _ = shutdown::wait() => return Outcome::Shutdown,
+                _ = stop.wait() => return Outcome::Shutdown,
             };
             let Some(ev) = ev else {
                 return Outcome::Fatal(RunError::WorkersGone, self.healthy_for());
@@ -182,6 +183,7 @@ impl<'a, 'c> State<'a, 'c> {
             }
             End::Client { started, .. } => Some(*started),
         };
+        let mut stop = shutdown::Waiter::new();
         loop {
             let wait = started.map_or(Duration::from_secs(3600), |s| {
                 (s + limit).saturating_duration_since(Instant::now())
@@ -189,7 +191,7 @@ impl<'a, 'c> State<'a, 'c> {
             let ev = monoio::select! {
                 ev = self.run.events.recv() => ev,
                 _ = monoio::time::sleep(wait) => return Err(Some(RunError::HandshakeTimeout)),
-                _ = shutdown::wait() => return Err(None),
+                _ = stop.wait() => return Err(None),
             };
             match ev {
                 None => return Err(Some(RunError::WorkersGone)),
