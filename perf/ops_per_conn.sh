@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # perf/ops_per_conn.sh — kernel work per new connection, counted, not timed.
 #
-#   bash perf/ops_per_conn.sh [--contenders LIST] [--seconds S] [--strace] [--keepalive]
+#   bash perf/ops_per_conn.sh [--contenders LIST] [--seconds S] [--strace] [--keepalive | --bulk MIB]
 #   NODEPASS_BIN=/path/to/other/nodepass bash perf/ops_per_conn.sh   # compare two builds
 #
 # For each contender (default: nodepass,nodepass-tunnel,nodepass-tunnel-rev; names as in
@@ -13,26 +13,31 @@
 # is (unlike req/s), so two builds can be compared on a noisy VM. `--strace` adds a
 # per-syscall breakdown (strace -c -f, a separate pass: ptrace slows the relay down).
 # `--keepalive` counts per request on kept-alive connections instead (W4: small messages):
-# wrk without `Connection: close`, 16 connections opened once.
+# wrk without `Connection: close`, 16 connections opened once. `--bulk MIB` counts per MiB
+# of one iperf3 stream of MIB MiB through the relay instead (W1: bulk bytes; the backend is
+# an iperf3 server), so copies, record sizes and batching compare between builds.
 # Needs perf (linux-perf) with tracepoint access, wrk and nginx.
 set -uo pipefail
 
 # shellcheck source=perf/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-CONTENDERS="nodepass,nodepass-tunnel,nodepass-tunnel-rev" SECS=3 STRACE=0 KEEPALIVE=0
+CONTENDERS="nodepass,nodepass-tunnel,nodepass-tunnel-rev" SECS=3 STRACE=0 KEEPALIVE=0 BULK=0
 while (($#)); do
     case "$1" in
     --contenders) CONTENDERS=$2; shift ;;
     --seconds) SECS=$2; shift ;;
     --strace) STRACE=1 ;;
     --keepalive) KEEPALIVE=1 ;;
-    *) echo "usage: bash perf/ops_per_conn.sh [--contenders LIST] [--seconds S] [--strace] [--keepalive]"; exit 64 ;;
+    --bulk) BULK=$2; shift ;;
+    *) echo "usage: bash perf/ops_per_conn.sh [--contenders LIST] [--seconds S] [--strace] [--keepalive | --bulk MIB]"; exit 64 ;;
     esac
     shift
 done
-for tool in perf wrk nginx; do
-    command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install linux-perf wrk nginx-light)"; exit 69; }
+TOOLS=(perf wrk nginx)
+((BULK)) && TOOLS=(perf iperf3)
+for tool in "${TOOLS[@]}"; do
+    command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install linux-perf wrk nginx-light iperf3)"; exit 69; }
 done
 EVENTS="raw_syscalls:sys_enter,io_uring:io_uring_submit_req,io_uring:io_uring_poll_arm,io_uring:io_uring_queue_async_work,context-switches,task-clock"
 perf stat -e "$EVENTS" true >/dev/null 2>&1 || { echo "perf cannot read the syscall/io_uring tracepoints here (perf_event_paranoid?)"; exit 69; }
@@ -54,8 +59,30 @@ error_log $d/nginx-error.log warn;
 events { worker_connections 8192; }
 http { access_log off; server { listen 127.0.0.1:$http; root $d/www; } }
 EOF
-spawn "$d/nginx.log" nginx -p "$d" -e "$d/nginx-error.log" -c "$d/nginx.conf"
-wait_ready "$http" 5 "$SPAWNED_PID" || { echo "nginx did not start"; exit 1; }
+if ((BULK)); then
+    spawn "$d/iperf3.log" iperf3 -s -B 127.0.0.1 -p "$http"
+    wait_ready "$http" 5 "$SPAWNED_PID" || { echo "iperf3 -s did not start"; exit 1; }
+else
+    spawn "$d/nginx.log" nginx -p "$d" -e "$d/nginx-error.log" -c "$d/nginx.conf"
+    wait_ready "$http" 5 "$SPAWNED_PID" || { echo "nginx did not start"; exit 1; }
+fi
+
+# load SECONDS OUT : the measured load through the relay on port $lp (wrk, or iperf3 in --bulk).
+load() {
+    if ((BULK)); then
+        timeout 120 iperf3 -c 127.0.0.1 -p "$lp" -n "${BULK}M" >"$2" 2>&1
+    else
+        wrk -t1 -c16 -d"${1}s" "${CLOSE[@]}" "http://127.0.0.1:$lp/" >"$2" 2>&1
+    fi
+}
+# units OUT : what the load completed (requests, or MiB in --bulk).
+units() {
+    if ((BULK)); then
+        grep -q 'receiver' "$1" && echo "$BULK"
+    else
+        sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$1"
+    fi
+}
 
 # pids_csv PID... : the pids as perf's comma list (a tunnel is two processes; perf follows threads).
 pids_csv() { local p out=""; for p in "$@"; do out+="${out:+,}$p"; done; printf '%s' "$out"; }
@@ -63,24 +90,30 @@ pids_csv() { local p out=""; for p in "$@"; do out+="${out:+,}$p"; done; printf 
 echo "binary: $NODEPASS_BIN ($(stat -c %s "$NODEPASS_BIN") bytes, built $(date -r "$NODEPASS_BIN" -Is))"
 CLOSE=(-H 'Connection: close') UNIT=conn
 ((KEEPALIVE)) && CLOSE=() UNIT=req
-printf '| contender | requests | syscalls/%s | io_uring ops/%s | poll arms/%s | io-wq punts/%s | context switches/%s | relay CPU µs/%s |\n' $UNIT $UNIT $UNIT $UNIT $UNIT $UNIT
+((BULK)) && CLOSE=() UNIT=MiB
+printf '| contender | %ss | syscalls/%s | io_uring ops/%s | poll arms/%s | io-wq punts/%s | context switches/%s | relay CPU µs/%s |\n' $UNIT $UNIT $UNIT $UNIT $UNIT $UNIT $UNIT
 printf '|---|---|---|---|---|---|---|---|\n'
 for c in "${LIST[@]}"; do
     next_port; lp=$NEXT_PORT
-    if ! start_relay "$c" "$lp" "$http" http; then
+    tag=http
+    ((BULK)) && tag=tcp # iperf3 behind: the readiness probe holds a connection instead of a GET
+    if ! start_relay "$c" "$lp" "$http" "$tag"; then
         echo "| $c | did not start: $(why_failed) |||||"
         continue
     fi
     read -r -a pids <<<"$RELAY_PIDS"
     wait_ready "$lp" 10 "${pids[@]}" || { echo "| $c | not listening |||||"; continue; }
     if [[ "$c" == nodepass-tunnel* || "$c" == go-nodepass-tunnel* ]]; then
-        wait_pool "$WORK_DIR/$c-http/client.log" "$NP_WARM_TIMEOUT" "${pids[@]}" || { echo "| $c | pool not warm |||||"; continue; }
+        wait_pool "$WORK_DIR/$c-$tag/client.log" "$NP_WARM_TIMEOUT" "${pids[@]}" || { echo "| $c | pool not warm |||||"; continue; }
     fi
-    wrk -t1 -c16 -d1s "${CLOSE[@]}" "http://127.0.0.1:$lp/" >/dev/null 2>&1 # warm-up
+    ((BULK)) || load 1 /dev/null # warm-up
     out="$WORK_DIR/$c.perf"
-    perf stat -x, -e "$EVENTS" -p "$(pids_csv "${pids[@]}")" -o "$out" -- \
-        wrk -t1 -c16 -d"${SECS}s" "${CLOSE[@]}" "http://127.0.0.1:$lp/" >"$WORK_DIR/$c.wrk" 2>&1
-    reqs=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$WORK_DIR/$c.wrk")
+    perf stat -x, -e "$EVENTS" -p "$(pids_csv "${pids[@]}")" -o "$out" &
+    pst=$!
+    sleep 0.2
+    load "$SECS" "$WORK_DIR/$c.wrk"
+    kill -INT "$pst" 2>/dev/null; wait "$pst" 2>/dev/null
+    reqs=$(units "$WORK_DIR/$c.wrk")
     count() { awk -F, -v e="$1" '$3 == e { print $1 }' "$out"; }
     per() { awk -v n="$1" -v r="$reqs" 'BEGIN { if (r > 0 && n != "") printf "%.1f", n / r; else printf "n/a" }'; }
     printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$c" "${reqs:-0}" \
@@ -94,10 +127,10 @@ for c in "${LIST[@]}"; do
         strace -c -f -o "$WORK_DIR/$c.strace" "${args[@]}" &
         st=$!
         sleep 0.5
-        wrk -t1 -c16 -d"${SECS}s" "${CLOSE[@]}" "http://127.0.0.1:$lp/" >"$WORK_DIR/$c.wrk2" 2>&1
+        load "$SECS" "$WORK_DIR/$c.wrk2"
         kill -INT "$st" 2>/dev/null; wait "$st" 2>/dev/null
-        reqs2=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$WORK_DIR/$c.wrk2")
-        echo "  strace -c ($c, ${reqs2:-0} requests; calls per request):"
+        reqs2=$(units "$WORK_DIR/$c.wrk2")
+        echo "  strace -c ($c, ${reqs2:-0} ${UNIT}s; calls per $UNIT):"
         awk -v r="${reqs2:-0}" 'NR > 2 && $1 ~ /^[0-9.]+$/ && r > 0 { if ($NF != "total") printf "    %-20s %.2f\n", $NF, $4 / r }' \
             "$WORK_DIR/$c.strace" | sort -k2 -rn | head -15
     fi

@@ -51,6 +51,25 @@ impl RelayKind {
     }
 }
 
+/// A direction's copy buffer: `initial` bytes, doubled up to `max` each time a read fills
+/// it (the peer is streaming), so bulk moves in fewer, larger syscalls (and, over TLS, in
+/// several records per send); a session that never streams keeps the small one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyBuf {
+    pub initial: usize,
+    pub max: usize,
+}
+
+impl CopyBuf {
+    /// Always `size` bytes.
+    pub fn fixed(size: usize) -> Self {
+        CopyBuf {
+            initial: size,
+            max: size,
+        }
+    }
+}
+
 /// Session idle tracking shared by both directions of one relay.
 pub struct Idle {
     timeout: Duration,
@@ -398,7 +417,7 @@ async fn copy_both(
         &ends,
         (up, down),
         idle,
-        buf_size,
+        CopyBuf::fixed(buf_size),
     )
     .await
 }
@@ -414,7 +433,7 @@ pub(super) async fn copy_bidi<AR, AW, BR, BW>(
     ends: &[End; 2],
     meters: (&Meter<'_>, &Meter<'_>),
     idle: &Idle,
-    buf_size: usize,
+    buf: CopyBuf,
 ) -> io::Result<()>
 where
     AR: AsyncReadRent,
@@ -428,8 +447,8 @@ where
         }
         r
     };
-    let forward = async { fail_fast(copy_one_way(a.0, b.1, meters.0, idle, buf_size).await) };
-    let backward = async { fail_fast(copy_one_way(b.0, a.1, meters.1, idle, buf_size).await) };
+    let forward = async { fail_fast(copy_one_way(a.0, b.1, meters.0, idle, buf).await) };
+    let backward = async { fail_fast(copy_one_way(b.0, a.1, meters.1, idle, buf).await) };
     let both = async {
         let (r1, r2) = monoio::join!(forward, backward);
         r1.and(r2)
@@ -452,9 +471,10 @@ async fn copy_one_way<R: AsyncReadRent, W: AsyncWriteRent>(
     dst: &mut W,
     meter: &Meter<'_>,
     idle: &Idle,
-    buf_size: usize,
+    size: CopyBuf,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; meter.chunk(buf_size.max(1))];
+    let max = meter.chunk(size.max.max(size.initial).max(1));
+    let mut buf = vec![0u8; meter.chunk(size.initial.max(1))];
     loop {
         let (res, b) = src.read(buf).await;
         let n = res?;
@@ -467,6 +487,10 @@ async fn copy_one_way<R: AsyncReadRent, W: AsyncWriteRent>(
         let (res, slice) = dst.write_all(monoio::buf::IoBuf::slice(b, 0..n)).await;
         res?;
         buf = slice.into_inner();
+        // A read fills `capacity()` (monoio sets `len()` to the bytes read).
+        if n == buf.capacity() && n < max {
+            buf = vec![0u8; (n * 2).min(max)];
+        }
     }
 }
 

@@ -327,3 +327,53 @@ fn two_of_our_peers_agree_on_aes_128_gcm_as_go_does() {
         );
     }
 }
+
+/// Three messages written as three records: a default read returns one record's plaintext
+/// (datagrams over TLS keep their boundaries, as Go's `tls.Conn.Read`); once the stream
+/// fills reads (a relayed byte stream), one read returns every record already received.
+async fn reads_take_one_record_or_all_received() {
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+
+    let server = server_config_self_signed().unwrap();
+    let config = server.config.clone();
+    let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = monoio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = accept(config, tcp).await.unwrap();
+        for msg in [b"one..", b"two..", b"three"] {
+            let (res, _) = tls.write_all(msg.to_vec()).await;
+            res.unwrap();
+        }
+        // Held open until the client is done, so no close_notify ends a read early.
+        let (res, _) = tls.read(vec![0u8; 1]).await;
+        res.unwrap();
+    });
+    let (config, _) = client_config_insecure().unwrap().config_capturing();
+    let tcp = monoio::net::TcpStream::connect_addr(addr).await.unwrap();
+    let mut tls = connect(config, ServerName::try_from("none").unwrap(), tcp)
+        .await
+        .unwrap();
+    // All three records are in the socket before the first read.
+    monoio::time::sleep(Duration::from_millis(200)).await;
+    let (res, buf) = tls.read(Vec::with_capacity(64)).await;
+    assert_eq!(res.unwrap(), 5);
+    assert_eq!(buf, b"one..");
+    tls.set_fill_reads(true);
+    let (res, buf) = tls.read(Vec::with_capacity(64)).await;
+    assert_eq!(res.unwrap(), 10);
+    assert_eq!(buf, b"two..three");
+    let (res, _) = tls.write_all(b"x".to_vec()).await;
+    res.unwrap();
+    served.await;
+}
+
+#[monoio::test(driver = "legacy", timer_enabled = true)]
+async fn a_tls_read_takes_one_record_by_default_and_all_received_when_filling_legacy() {
+    within_10s(reads_take_one_record_or_all_received()).await;
+}
+
+#[test]
+fn a_tls_read_takes_one_record_by_default_and_all_received_when_filling_io_uring() {
+    on_io_uring(within_10s(reads_take_one_record_or_all_received()));
+}

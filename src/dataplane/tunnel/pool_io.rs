@@ -72,6 +72,18 @@ impl PoolConn {
         }
     }
 
+    /// Split for relaying a TCP session's byte stream: a TLS read then returns every
+    /// record already received, up to the buffer, not one record's plaintext (which only
+    /// datagrams need), so bulk leaves in fewer, larger writes.
+    pub fn into_stream_split(mut self) -> (PoolRead, PoolWrite) {
+        match &mut self {
+            PoolConn::ServerTls(t) => t.set_fill_reads(true),
+            PoolConn::ClientTls(t) => t.set_fill_reads(true),
+            _ => {}
+        }
+        self.into_split()
+    }
+
     /// Write all of `bytes` (the 4-byte id) and flush; on type 2, as one message.
     pub async fn send_all(&mut self, bytes: Vec<u8>) -> io::Result<()> {
         use monoio::io::AsyncWriteRentExt;

@@ -17,7 +17,7 @@ use crate::dataplane::accept::accept_until;
 use crate::dataplane::admit::{dial_target, is_blocked, take_slot, tcp_meters, Gauge};
 use crate::dataplane::end::End;
 use crate::dataplane::host::WorkerCtx;
-use crate::dataplane::relay::{copy_bidi, Dialled, Idle, Meter, Relay};
+use crate::dataplane::relay::{copy_bidi, CopyBuf, Dialled, Idle, Meter, Relay};
 use crate::logging::peer;
 use crate::net;
 use crate::proto::{encode_line, Action, PoolId, Signal};
@@ -175,7 +175,18 @@ async fn relay_pooled(local: TcpStream, dialled: Dialled, pooled: Pooled, ctx: &
             if dialled == Dialled::First {
                 runtime::fit_dialled(ctx.driver, &local);
             }
-            let (pr, pw) = tls.into_split();
+            // TLS over TCP grows its buffer while streaming; a WebSocket message, a QUIC
+            // or HTTP/2 write stays at most NP_TCP_DATA_BUF_SIZE, as Go's.
+            let grows = matches!(tls, PoolConn::ServerTls(_) | PoolConn::ClientTls(_));
+            let buf = CopyBuf {
+                initial: spec.tcp_buf_size,
+                max: if grows {
+                    spec.tcp_buf_size.max(TLS_STREAM_BUF)
+                } else {
+                    spec.tcp_buf_size
+                },
+            };
+            let (pr, pw) = tls.into_stream_split();
             // Boxed: the TLS stream state would otherwise size every session's task,
             // plain ones included (idle memory per connection).
             Box::pin(copy_with_pool(
@@ -186,13 +197,16 @@ async fn relay_pooled(local: TcpStream, dialled: Dialled, pooled: Pooled, ctx: &
                 &up,
                 &down,
                 spec.read_timeout,
-                spec.tcp_buf_size,
+                buf,
             ))
             .await
         }
     };
     log::info!("Exchange complete: {}", net::exchange_result(&result));
 }
+
+/// The largest copy buffer a streaming TLS session grows to: four full records per write.
+const TLS_STREAM_BUF: usize = 64 * 1024;
 
 #[allow(clippy::too_many_arguments)]
 async fn copy_with_pool(
@@ -203,7 +217,7 @@ async fn copy_with_pool(
     up: &Meter<'_>,
     down: &Meter<'_>,
     idle: Duration,
-    buf_size: usize,
+    buf: CopyBuf,
 ) -> std::io::Result<()> {
     let idle = Idle::new(idle);
     let (mut local_r, mut local_w) = monoio::io::Splitable::into_split(local);
@@ -213,7 +227,7 @@ async fn copy_with_pool(
         ends,
         (up, down),
         &idle,
-        buf_size,
+        buf,
     )
     .await
 }

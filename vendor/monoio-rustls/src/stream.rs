@@ -17,6 +17,9 @@ pub struct Stream<IO, C> {
     pub(crate) session: C,
     r_buffer: ReadBuffer,
     w_buffer: WriteBuffer,
+    /// nodepass patch: a read fills the caller's buffer with as many records' plaintext as
+    /// arrived (a byte stream), instead of one record's (the default: datagram boundaries).
+    fill_reads: bool,
 }
 
 impl<IO> Stream<IO, ServerConnection> {
@@ -42,7 +45,15 @@ impl<IO, C> Stream<IO, C> {
             session,
             r_buffer: Default::default(),
             w_buffer: Default::default(),
+            fill_reads: false,
         }
+    }
+
+    /// nodepass patch: let a read return the plaintext of every record already received, up
+    /// to the buffer's size, instead of one record's. For a byte stream (a relayed TCP
+    /// session), where record boundaries mean nothing; never for datagrams.
+    pub fn set_fill_reads(&mut self, on: bool) {
+        self.fill_reads = on;
     }
 
     pub fn into_parts(self) -> (IO, C) {
@@ -55,6 +66,7 @@ impl<IO, C> Stream<IO, C> {
             session: f(self.session),
             r_buffer: self.r_buffer,
             w_buffer: self.w_buffer,
+            fill_reads: self.fill_reads,
         }
     }
 }
@@ -162,18 +174,31 @@ where
         splitted: bool,
     ) -> BufResult<usize, T> {
         let slice = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
+        let mut filled = 0;
         loop {
             // read from rustls to buffer
             // nodepass patch: at most one TLS record's plaintext per read (rustls keeps
             // each record's plaintext as one chunk), like Go's tls.Conn.Read, so a
-            // record-per-message protocol (UDP over a TLS stream) keeps its boundaries.
-            match read_one_record(&mut self.session.reader(), slice) {
+            // record-per-message protocol (UDP over a TLS stream) keeps its boundaries;
+            // with `fill_reads`, records until the buffer is full or the next one would
+            // need a syscall.
+            match read_one_record(&mut self.session.reader(), &mut slice[filled..]) {
                 Ok(n) => {
-                    unsafe { buf.set_init(n) };
-                    return (Ok(n), buf);
+                    filled += n;
+                    if !self.fill_reads || n == 0 || filled == slice.len() {
+                        break;
+                    }
+                    continue;
                 }
                 // we need more data, read something.
-                Err(ref err) if err.kind() == io::ErrorKind::WouldBlock => (),
+                Err(ref err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    if filled > 0 && !self.r_buffer.has_bytes() {
+                        break;
+                    }
+                }
+                // Plaintext already taken goes out first; rustls and the read buffer keep
+                // the error, so the next read returns it.
+                Err(_) if filled > 0 => break,
                 Err(e) => {
                     return (Err(e), buf);
                 }
@@ -181,9 +206,14 @@ where
 
             // now we need data, read something into rustls
             if let Err(e) = self.read_io(splitted).await {
+                if filled > 0 {
+                    break;
+                }
                 return (Err(e), buf);
             }
         }
+        unsafe { buf.set_init(filled) };
+        (Ok(filled), buf)
     }
 }
 
