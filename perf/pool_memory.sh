@@ -5,8 +5,9 @@
 #   NODEPASS_BIN=/path/to/other/nodepass bash perf/pool_memory.sh   # compare two builds
 #
 # For each server query, starts a server (max=N) and a client (min=max=N), waits until the
-# client's CHECK_POINT shows POOL=N, lets it settle 2 s, and prints the PSS (smaps_rollup) of
-# both processes. The difference between two queries divided by N is what one idle pool
+# client's CHECK_POINT shows POOL=N, lets it settle SETTLE s (default 7: past one CHECK_POINT
+# tick, on which the control thread hands the heap freed by the fill back to the kernel), and
+# prints the PSS (smaps_rollup) of both processes. The difference between two queries divided by N is what one idle pool
 # connection of the second kind costs beyond one of the first (both ends together).
 set -uo pipefail
 
@@ -45,7 +46,7 @@ for q in "${LIST[@]}"; do
         "client://$NP_KEY@127.0.0.1:$tun/127.0.0.1:$users?min=$CONNS&max=$CONNS&log=info"
     cli=$SPAWNED_PID
     NP_WARM_POOL=$CONNS wait_pool "$d/client.log" 30 "$srv" "$cli" || { echo "| $q | pool did not fill ||||"; continue; }
-    sleep 2
+    sleep "${SETTLE:-7}"
     s=$(pss "$srv") c=$(pss "$cli")
     printf '| %s | %s | %s | %s | %s |\n' "$q" "$CONNS" "$s" "$c" "$((s + c))"
     if [[ -z "$base" ]]; then

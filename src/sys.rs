@@ -537,3 +537,18 @@ pub fn buf_bytes<T: monoio::buf::IoBuf>(buf: &T) -> &[u8] {
     // borrows `buf`, so it cannot outlive it or see it mutated.
     unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) }
 }
+
+/// Hand the allocator's free memory back to the kernel. glibc keeps freed chunks in its
+/// per-thread arenas, so a burst (a pool filling, a wave of TLS handshakes) would leave its
+/// peak resident for the life of the process. A no-op where the allocator is not glibc's.
+/// Called from the control thread's report tick (every `NP_REPORT_INTERVAL`), never per
+/// connection.
+pub fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only walks the allocator's own free chunks and returns their
+    // whole pages to the kernel; it takes each arena's lock, so other threads may allocate
+    // and free meanwhile. No pointer we hold is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -39,6 +39,7 @@ async fn control_loop(cfg: &Config, plane: Plane<'_>) {
         let snap = stats::snapshot(plane.stats.iter().map(|s| s.as_ref()));
         let line = stats::checkpoint_line(1, ping, 0, &snap);
         crate::np_event!("{line}");
+        crate::sys::release_free_heap();
     }
     super::drain(cfg, plane.workers, plane.stats).await;
 }

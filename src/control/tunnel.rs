@@ -351,5 +351,6 @@ impl<'a, 'c> State<'a, 'c> {
         let snap = stats::snapshot(self.run.stats.iter().map(|s| s.as_ref()));
         let line = stats::checkpoint_line(self.run.mode, ping, self.run.shared.idle_total(), &snap);
         crate::np_event!("{line}");
+        crate::sys::release_free_heap();
     }
 }
