@@ -80,7 +80,7 @@ pub const PARAMS: &[ParamDoc] = &[
 #[rustfmt::skip]
 pub const VARS: &[VarDoc] = &[
     v("NP_SEMAPHORE_LIMIT", "`65536`", "signal queue and master event queue capacity"),
-    v("NP_TCP_DATA_BUF_SIZE", "`16384`", "copy buffer per direction in bytes (copy relay, TLS)"),
+    v("NP_TCP_DATA_BUF_SIZE", "`16384`", "copy buffer per direction in bytes (copy relay, TLS; over TLS it doubles while reads fill it, up to 64 KiB)"),
     v("NP_UDP_DATA_BUF_SIZE", "`16384`", "largest UDP datagram in bytes; longer ones are truncated"),
     v("NP_HANDSHAKE_TIMEOUT", "`5s`", "limit for the tunnel handshake (HTTP exchange), each pool connection's TLS handshake, and the client's wait for the control channel after the handshake"),
     v("NP_TCP_DIAL_TIMEOUT", "`5s`", "TCP dials to targets and the tunnel"),
