@@ -58,14 +58,20 @@ impl RelayKind {
 pub struct CopyBuf {
     pub initial: usize,
     pub max: usize,
+    /// The source answers an empty read once it has bytes buffered (a TLS stream that
+    /// fills reads): wait that way after a short read, so a quiet direction holds no copy
+    /// buffer (a held TLS session's memory), and take one only when there is something to
+    /// copy. Other sources keep theirs lent to the pending read.
+    pub lend_when_readable: bool,
 }
 
 impl CopyBuf {
-    /// Always `size` bytes.
+    /// Always `size` bytes, lent to every read.
     pub fn fixed(size: usize) -> Self {
         CopyBuf {
             initial: size,
             max: size,
+            lend_when_readable: false,
         }
     }
 }
@@ -417,7 +423,7 @@ async fn copy_both(
         &ends,
         (up, down),
         idle,
-        CopyBuf::fixed(buf_size),
+        [CopyBuf::fixed(buf_size); 2],
     )
     .await
 }
@@ -433,7 +439,7 @@ pub(super) async fn copy_bidi<AR, AW, BR, BW>(
     ends: &[End; 2],
     meters: (&Meter<'_>, &Meter<'_>),
     idle: &Idle,
-    buf: CopyBuf,
+    bufs: [CopyBuf; 2],
 ) -> io::Result<()>
 where
     AR: AsyncReadRent,
@@ -447,8 +453,8 @@ where
         }
         r
     };
-    let forward = async { fail_fast(copy_one_way(a.0, b.1, meters.0, idle, buf).await) };
-    let backward = async { fail_fast(copy_one_way(b.0, a.1, meters.1, idle, buf).await) };
+    let forward = async { fail_fast(copy_one_way(a.0, b.1, meters.0, idle, bufs[0]).await) };
+    let backward = async { fail_fast(copy_one_way(b.0, a.1, meters.1, idle, bufs[1]).await) };
     let both = async {
         let (r1, r2) = monoio::join!(forward, backward);
         r1.and(r2)
@@ -474,8 +480,20 @@ async fn copy_one_way<R: AsyncReadRent, W: AsyncWriteRent>(
     size: CopyBuf,
 ) -> io::Result<()> {
     let max = meter.chunk(size.max.max(size.initial).max(1));
-    let mut buf = vec![0u8; meter.chunk(size.initial.max(1))];
+    let mut capacity = meter.chunk(size.initial.max(1));
+    let mut held: Option<Vec<u8>> = None;
     loop {
+        let buf = match held.take() {
+            Some(buf) => buf,
+            None => {
+                if size.lend_when_readable {
+                    src.read(Vec::new()).await.0?;
+                }
+                // A read fills `capacity()` (monoio sets `len()` to the bytes read), so the
+                // buffer needs no zeroing.
+                Vec::with_capacity(capacity)
+            }
+        };
         let (res, b) = src.read(buf).await;
         let n = res?;
         if n == 0 {
@@ -486,10 +504,14 @@ async fn copy_one_way<R: AsyncReadRent, W: AsyncWriteRent>(
         meter.account(n).await;
         let (res, slice) = dst.write_all(monoio::buf::IoBuf::slice(b, 0..n)).await;
         res?;
-        buf = slice.into_inner();
-        // A read fills `capacity()` (monoio sets `len()` to the bytes read).
-        if n == buf.capacity() && n < max {
-            buf = vec![0u8; (n * 2).min(max)];
+        let mut buf = slice.into_inner();
+        let streaming = n == buf.capacity();
+        if streaming && n < max {
+            capacity = (n * 2).min(max);
+            buf = Vec::with_capacity(capacity);
+        }
+        if streaming || !size.lend_when_readable {
+            held = Some(buf);
         }
     }
 }

@@ -377,3 +377,55 @@ async fn a_tls_read_takes_one_record_by_default_and_all_received_when_filling_le
 fn a_tls_read_takes_one_record_by_default_and_all_received_when_filling_io_uring() {
     on_io_uring(within_10s(reads_take_one_record_or_all_received()));
 }
+
+/// A relay waits for a filling stream's data with an empty read, so a quiet session lends
+/// no copy buffer: the empty read returns only once plaintext has arrived, and the next
+/// read takes it; after the peer's close the empty read returns at once and the read
+/// reports the end.
+async fn an_empty_read_waits_for_data() {
+    use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+    let server = server_config_self_signed().unwrap();
+    let config = server.config.clone();
+    let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = monoio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = accept(config, tcp).await.unwrap();
+        monoio::time::sleep(Duration::from_millis(200)).await;
+        let (res, _) = tls.write_all(b"late".to_vec()).await;
+        res.unwrap();
+        tls.shutdown().await.unwrap();
+    });
+    let (config, _) = client_config_insecure().unwrap().config_capturing();
+    let tcp = monoio::net::TcpStream::connect_addr(addr).await.unwrap();
+    let mut tls = connect(config, ServerName::try_from("none").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.set_fill_reads(true);
+    let started = Instant::now();
+    let (res, _) = tls.read(Vec::new()).await;
+    assert_eq!(res.unwrap(), 0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "returned before the data"
+    );
+    let (res, buf) = tls.read(Vec::with_capacity(64)).await;
+    assert_eq!(res.unwrap(), 4);
+    assert_eq!(buf, b"late");
+    let (res, _) = tls.read(Vec::new()).await;
+    assert_eq!(res.unwrap(), 0);
+    let (res, _) = tls.read(Vec::with_capacity(64)).await;
+    assert_eq!(res.unwrap(), 0, "the close_notify ends the stream");
+    served.await;
+}
+
+#[monoio::test(driver = "legacy", timer_enabled = true)]
+async fn an_empty_read_on_a_filling_tls_stream_waits_for_data_legacy() {
+    within_10s(an_empty_read_waits_for_data()).await;
+}
+
+#[test]
+fn an_empty_read_on_a_filling_tls_stream_waits_for_data_io_uring() {
+    on_io_uring(within_10s(an_empty_read_waits_for_data()));
+}

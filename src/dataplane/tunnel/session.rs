@@ -177,15 +177,23 @@ async fn relay_pooled(local: TcpStream, dialled: Dialled, pooled: Pooled, ctx: &
             }
             // TLS over TCP grows its buffer while streaming; a WebSocket message, a QUIC
             // or HTTP/2 write stays at most NP_TCP_DATA_BUF_SIZE, as Go's.
-            let grows = matches!(tls, PoolConn::ServerTls(_) | PoolConn::ClientTls(_));
-            let buf = CopyBuf {
-                initial: spec.tcp_buf_size,
-                max: if grows {
-                    spec.tcp_buf_size.max(TLS_STREAM_BUF)
-                } else {
-                    spec.tcp_buf_size
-                },
+            let is_tls = matches!(tls, PoolConn::ServerTls(_) | PoolConn::ClientTls(_));
+            let max = if is_tls {
+                spec.tcp_buf_size.max(TLS_STREAM_BUF)
+            } else {
+                spec.tcp_buf_size
             };
+            let from_local = CopyBuf {
+                initial: spec.tcp_buf_size,
+                max,
+                lend_when_readable: false,
+            };
+            // A TLS pool connection's own buffer holds its pending socket read.
+            let from_pool = CopyBuf {
+                lend_when_readable: is_tls,
+                ..from_local
+            };
+            let bufs = [from_local, from_pool];
             let (pr, pw) = tls.into_stream_split();
             // Boxed: the TLS stream state would otherwise size every session's task,
             // plain ones included (idle memory per connection).
@@ -197,7 +205,7 @@ async fn relay_pooled(local: TcpStream, dialled: Dialled, pooled: Pooled, ctx: &
                 &up,
                 &down,
                 spec.read_timeout,
-                buf,
+                bufs,
             ))
             .await
         }
@@ -217,7 +225,7 @@ async fn copy_with_pool(
     up: &Meter<'_>,
     down: &Meter<'_>,
     idle: Duration,
-    buf: CopyBuf,
+    bufs: [CopyBuf; 2],
 ) -> std::io::Result<()> {
     let idle = Idle::new(idle);
     let (mut local_r, mut local_w) = monoio::io::Splitable::into_split(local);
@@ -227,7 +235,7 @@ async fn copy_with_pool(
         ends,
         (up, down),
         &idle,
-        buf,
+        bufs,
     )
     .await
 }

@@ -168,12 +168,33 @@ where
         Ok((rdlen, wrlen))
     }
 
+    /// nodepass patch: wait until a read would return at once (plaintext buffered, the
+    /// peer closed, or an error that the next read reports).
+    async fn wait_readable(&mut self, splitted: bool) -> io::Result<()> {
+        loop {
+            match self.session.reader().into_first_chunk() {
+                Err(ref err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                _ => return Ok(()),
+            }
+            self.read_io(splitted).await?;
+        }
+    }
+
     pub(crate) async fn read_inner<T: monoio::buf::IoBufMut>(
         &mut self,
         mut buf: T,
         splitted: bool,
     ) -> BufResult<usize, T> {
         let slice = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
+        if slice.is_empty() && self.fill_reads {
+            // nodepass patch: with `fill_reads`, a read into an empty buffer waits until
+            // plaintext, a close or an error is buffered (the stream's own raw buffer holds
+            // the socket read), so a relay lends its copy buffer only once there are bytes.
+            return match self.wait_readable(splitted).await {
+                Ok(()) => (Ok(0), buf),
+                Err(e) => (Err(e), buf),
+            };
+        }
         let mut filled = 0;
         loop {
             // read from rustls to buffer
