@@ -243,29 +243,50 @@ fn unreadable_files_fall_back_to_self_signed_and_tls_off_has_no_config() {
     assert!(files.reloader().is_some());
 }
 
-/// Accepts one TLS connection on 127.0.0.1:0, sends a pool id, echoes one message.
-async fn tls_echo_over_loopback() {
-    use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
-
+/// A TLS connection over 127.0.0.1:0 between our two configs (tls=1): `serve` runs the
+/// accepted end in its own task; the connected client end comes back with the task, the
+/// certificate the client saw and the server's own.
+async fn tls_pair<F, Fut>(
+    serve: F,
+) -> (
+    monoio_rustls::ClientTlsStream<monoio::net::TcpStream>,
+    monoio::task::JoinHandle<()>,
+    SeenCert,
+    ServerTls,
+)
+where
+    F: FnOnce(monoio_rustls::ServerTlsStream<monoio::net::TcpStream>) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
     let server = server_config_self_signed().unwrap();
     let config = server.config.clone();
     let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let served = monoio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        let mut tls = accept(config, tcp).await.unwrap();
+        serve(accept(config, tcp).await.unwrap()).await;
+    });
+    let (config, seen) = client_config_insecure().unwrap().config_capturing();
+    let tcp = monoio::net::TcpStream::connect_addr(addr).await.unwrap();
+    let tls = connect(config, ServerName::try_from("none").unwrap(), tcp)
+        .await
+        .unwrap();
+    (tls, served, seen, server)
+}
+
+/// Accepts one TLS connection on 127.0.0.1:0, sends a pool id, echoes one message.
+async fn tls_echo_over_loopback() {
+    use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
+
+    let (mut tls, served, seen, server) = tls_pair(|mut tls| async move {
         let (res, _) = tls.write_all(vec![0xcb, 0x5b, 0xaf, 0x6b]).await;
         res.unwrap();
         let (res, buf) = tls.read_exact(vec![0u8; 5]).await;
         res.unwrap();
         let (res, _) = tls.write_all(buf).await;
         res.unwrap();
-    });
-    let (config, seen) = client_config_insecure().unwrap().config_capturing();
-    let tcp = monoio::net::TcpStream::connect_addr(addr).await.unwrap();
-    let mut tls = connect(config, ServerName::try_from("none").unwrap(), tcp)
-        .await
-        .unwrap();
+    })
+    .await;
     let (res, id) = tls.read_exact(vec![0u8; 4]).await;
     res.unwrap();
     assert_eq!(id, [0xcb, 0x5b, 0xaf, 0x6b]);
@@ -334,13 +355,7 @@ fn two_of_our_peers_agree_on_aes_128_gcm_as_go_does() {
 async fn reads_take_one_record_or_all_received() {
     use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
-    let server = server_config_self_signed().unwrap();
-    let config = server.config.clone();
-    let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let served = monoio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut tls = accept(config, tcp).await.unwrap();
+    let (mut tls, served, _, _) = tls_pair(|mut tls| async move {
         for msg in [b"one..", b"two..", b"three"] {
             let (res, _) = tls.write_all(msg.to_vec()).await;
             res.unwrap();
@@ -348,12 +363,8 @@ async fn reads_take_one_record_or_all_received() {
         // Held open until the client is done, so no close_notify ends a read early.
         let (res, _) = tls.read(vec![0u8; 1]).await;
         res.unwrap();
-    });
-    let (config, _) = client_config_insecure().unwrap().config_capturing();
-    let tcp = monoio::net::TcpStream::connect_addr(addr).await.unwrap();
-    let mut tls = connect(config, ServerName::try_from("none").unwrap(), tcp)
-        .await
-        .unwrap();
+    })
+    .await;
     // All three records are in the socket before the first read.
     monoio::time::sleep(Duration::from_millis(200)).await;
     let (res, buf) = tls.read(Vec::with_capacity(64)).await;
@@ -385,23 +396,13 @@ fn a_tls_read_takes_one_record_by_default_and_all_received_when_filling_io_uring
 async fn an_empty_read_waits_for_data() {
     use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
-    let server = server_config_self_signed().unwrap();
-    let config = server.config.clone();
-    let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let served = monoio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut tls = accept(config, tcp).await.unwrap();
+    let (mut tls, served, _, _) = tls_pair(|mut tls| async move {
         monoio::time::sleep(Duration::from_millis(200)).await;
         let (res, _) = tls.write_all(b"late".to_vec()).await;
         res.unwrap();
         tls.shutdown().await.unwrap();
-    });
-    let (config, _) = client_config_insecure().unwrap().config_capturing();
-    let tcp = monoio::net::TcpStream::connect_addr(addr).await.unwrap();
-    let mut tls = connect(config, ServerName::try_from("none").unwrap(), tcp)
-        .await
-        .unwrap();
+    })
+    .await;
     tls.set_fill_reads(true);
     let started = Instant::now();
     let (res, _) = tls.read(Vec::new()).await;
