@@ -15,7 +15,7 @@
 //! are consumed by a wait) or, for `Copy`, by a watchdog that shuts the sockets down
 //! instead of dropping a read in flight.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,36 @@ impl CopyBuf {
             lend_when_readable: false,
         }
     }
+}
+
+/// Copy buffers a quiet direction gave up ([`CopyBuf::lend_when_readable`]), kept for the
+/// worker's next message instead of a malloc and a free per message.
+const SPARE_KEEP: usize = 64;
+
+thread_local! {
+    static SPARE_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A copy buffer of `capacity` bytes (a read fills `capacity()`: monoio sets `len()` to
+/// the bytes read, so it needs no zeroing).
+fn take_copy_buf(capacity: usize) -> Vec<u8> {
+    SPARE_BUFS.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        match spare.iter().rposition(|b| b.capacity() == capacity) {
+            Some(i) => spare.swap_remove(i),
+            None => Vec::with_capacity(capacity),
+        }
+    })
+}
+
+fn give_copy_buf(mut buf: Vec<u8>) {
+    buf.clear();
+    SPARE_BUFS.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARE_KEEP {
+            spare.push(buf);
+        }
+    });
 }
 
 /// Session idle tracking shared by both directions of one relay.
@@ -489,9 +519,7 @@ async fn copy_one_way<R: AsyncReadRent, W: AsyncWriteRent>(
                 if size.lend_when_readable {
                     src.read(Vec::new()).await.0?;
                 }
-                // A read fills `capacity()` (monoio sets `len()` to the bytes read), so the
-                // buffer needs no zeroing.
-                Vec::with_capacity(capacity)
+                take_copy_buf(capacity)
             }
         };
         let (res, b) = src.read(buf).await;
@@ -508,10 +536,12 @@ async fn copy_one_way<R: AsyncReadRent, W: AsyncWriteRent>(
         let streaming = n == buf.capacity();
         if streaming && n < max {
             capacity = (n * 2).min(max);
-            buf = Vec::with_capacity(capacity);
+            give_copy_buf(std::mem::replace(&mut buf, take_copy_buf(capacity)));
         }
         if streaming || !size.lend_when_readable {
             held = Some(buf);
+        } else {
+            give_copy_buf(buf);
         }
     }
 }
