@@ -133,8 +133,9 @@ fn resources(pid: u32) -> (usize, usize) {
     (fds, threads)
 }
 
-/// Sockets of `pid` in CLOSE-WAIT (the peer closed, we never did).
-fn close_wait(pid: u32) -> usize {
+/// Sockets of `pid` in CLOSE-WAIT (the peer closed, we never did), as
+/// `local -> remote` in /proc/net/tcp's hex notation (so a failure names them).
+fn close_wait(pid: u32) -> Vec<String> {
     let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -158,24 +159,29 @@ fn close_wait(pid: u32) -> usize {
                 .collect::<Vec<_>>()
         })
         .filter(|f| f.len() > 9 && f[3] == "08" && inodes.contains(&f[9]))
-        .count()
+        .map(|f| format!("{} -> {}", f[1], f[2]))
+        .collect()
 }
 
-/// The process settles back to within `fds`/`threads` of `base` and holds no CLOSE-WAIT.
-fn assert_settles(name: &str, pid: u32, base: (usize, usize)) {
+/// The process settles back to within `fds`/`threads` of `base` and holds no CLOSE-WAIT;
+/// a failure names the CLOSE-WAIT sockets and shows the process's last log lines.
+fn assert_settles(name: &str, p: &mut NodepassProcess, base: (usize, usize)) {
+    let pid = p.pid();
     let ok = crate::common::eventually(Duration::from_secs(8), || {
         let (fds, threads) = resources(pid);
-        fds <= base.0 + 40 && threads <= base.1 + 8 && close_wait(pid) == 0
+        fds <= base.0 + 40 && threads <= base.1 + 8 && close_wait(pid).is_empty()
     });
     let now = resources(pid);
+    p.take_output();
     assert!(
         ok,
-        "{name}: leaked: fds {} -> {}, threads {} -> {}, CLOSE-WAIT {}",
+        "{name}: leaked: fds {} -> {}, threads {} -> {}, CLOSE-WAIT {:?}; last log lines: {:#?}",
         base.0,
         now.0,
         base.1,
         now.1,
-        close_wait(pid)
+        close_wait(pid),
+        &p.seen[p.seen.len().saturating_sub(30)..]
     );
 }
 
@@ -250,7 +256,7 @@ fn kill_client(driver: &'static str, tls: u8) {
         "first good echo {took:?} after the client's restart (want <= 2 s); server: {:?}",
         t.server.seen
     );
-    assert_settles("server", t.server.pid(), base);
+    assert_settles("server", &mut t.server, base);
 }
 
 /// SIGTERM the server and start it again on the same ports, client untouched: the first
@@ -298,7 +304,7 @@ fn server_restart(driver: &'static str, tls: u8) {
             t.client.seen
         );
     }
-    assert_settles("client", t.client.pid(), base);
+    assert_settles("client", &mut t.client, base);
 }
 
 /// Hostile peers on the tunnel port, each re-opened as soon as it is closed, until `stop`.
@@ -496,7 +502,7 @@ fn hostile_flood(tls: u8) {
         assert!(alive(p), "a process died under the flood");
         assert_eq!(restarts(p), 0, "restart under the flood: {:?}", p.seen);
     }
-    assert_settles("server", t.server.pid(), base);
+    assert_settles("server", &mut t.server, base);
 }
 
 /// While the target is down a user's connection ends within 1 s; once it is back the
@@ -632,8 +638,8 @@ fn churn(tls: u8) {
         p.watch_output_for(Duration::from_millis(100));
         assert_eq!(restarts(p), 0, "{:?}", p.seen);
     }
-    assert_settles("server", t.server.pid(), base_server);
-    assert_settles("client", t.client.pid(), base_client);
+    assert_settles("server", &mut t.server, base_server);
+    assert_settles("client", &mut t.client, base_client);
 }
 
 #[test]
