@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{verify_server_name, Resumption, WebPkiServerVerifier};
+use rustls::client::{verify_server_name, Resumption, Tls12Resumption, WebPkiServerVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
@@ -18,6 +18,7 @@ use rustls::{
 };
 
 use super::cert::{fingerprint, provider};
+use super::tickets::TicketStore;
 use super::TlsError;
 
 /// Where Linux distributions keep their CA bundle; the first that exists is used.
@@ -32,8 +33,13 @@ pub const SYSTEM_CA_FILES: [&str; 4] = [
 #[derive(Debug, Clone)]
 pub struct ClientTls {
     shared: Arc<ClientConfig>,
+    /// `shared` with TLS 1.3 resumption from a [`TicketStore`] (see [`Self::config_resuming`]).
+    resuming: Arc<ClientConfig>,
     verifier: Arc<dyn ServerCertVerifier>,
 }
+
+/// Tickets kept per server for resumption: a pool refill's burst of parallel dials.
+const TICKETS_PER_SERVER: usize = 256;
 
 impl ClientTls {
     fn new(
@@ -45,11 +51,15 @@ impl ClientTls {
             .dangerous()
             .with_custom_certificate_verifier(verifier.clone())
             .with_no_client_auth();
-        // Resumed sessions skip certificate verification, and with it the fingerprint
-        // capture; Go clients do not resume either.
+        // Go's client keeps no session cache, so against a peer that may be Go we do not
+        // resume either (and a resumed session would skip `config_capturing`'s capture).
         config.resumption = Resumption::disabled();
+        let mut resuming = config.clone();
+        resuming.resumption = Resumption::store(Arc::new(TicketStore::new(TICKETS_PER_SERVER)))
+            .tls12_resumption(Tls12Resumption::Disabled);
         Ok(ClientTls {
             shared: Arc::new(config),
+            resuming: Arc::new(resuming),
             verifier,
         })
     }
@@ -57,6 +67,15 @@ impl ClientTls {
     /// The configuration for [`super::connect`].
     pub fn config(&self) -> Arc<ClientConfig> {
         self.shared.clone()
+    }
+
+    /// The configuration for [`super::connect_seeing`] to a server known to be ours (the
+    /// `auth1` profile was agreed): it resumes TLS 1.3 sessions with the server's tickets,
+    /// so a pool connection after the first costs no certificate and no signature on
+    /// either end. Resumption skips the certificate verifier, but the session keeps the
+    /// certificate it was first verified with, and `connect_seeing` reports that one.
+    pub fn config_resuming(&self) -> Arc<ClientConfig> {
+        self.resuming.clone()
     }
 
     /// A configuration for one connection that records the server certificate's

@@ -14,7 +14,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio_rustls::{ClientTlsStream, ServerTlsStream};
 use rustls::pki_types::ServerName;
 use rustls::{
-    ClientConfig, ClientConnection, ConnectionCommon, ServerConfig, ServerConnection, SideData,
+    ClientConfig, ClientConnection, ConnectionCommon, HandshakeKind, ServerConfig,
+    ServerConnection, SideData,
 };
 
 /// How much one socket read takes during a handshake.
@@ -34,6 +35,37 @@ where
     let mut conn = ClientConnection::new(config, name).map_err(invalid_data)?;
     drive(&mut io, &mut conn).await?;
     Ok(ClientTlsStream::new(io, conn))
+}
+
+/// What a finished client handshake saw of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSeen {
+    /// `sha256:AB:…` of the server's leaf certificate; on a resumed session, the one the
+    /// session's first handshake accepted (rustls keeps it with the ticket).
+    pub fingerprint: Option<String>,
+    /// The handshake resumed a session (no certificate was sent).
+    pub resumed: bool,
+}
+
+/// [`connect`], also telling what the handshake saw of the server.
+pub async fn connect_seeing<IO>(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    mut io: IO,
+) -> io::Result<(ClientTlsStream<IO>, ServerSeen)>
+where
+    IO: AsyncReadRent + AsyncWriteRent,
+{
+    let mut conn = ClientConnection::new(config, name).map_err(invalid_data)?;
+    drive(&mut io, &mut conn).await?;
+    let seen = ServerSeen {
+        fingerprint: conn
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| super::fingerprint(leaf.as_ref())),
+        resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+    };
+    Ok((ClientTlsStream::new(io, conn), seen))
 }
 
 /// Runs a server handshake on `io`; errors as for [`connect`].

@@ -12,6 +12,7 @@ mod handshake;
 mod server;
 #[cfg(test)]
 mod tests;
+mod tickets;
 #[cfg(test)]
 mod verify_tests;
 
@@ -22,7 +23,7 @@ pub use client::{
 };
 pub use error::TlsError;
 pub use failure::{describe_io, describe_rustls, warn_handshake_failure, Role};
-pub use handshake::{accept, connect};
+pub use handshake::{accept, connect, connect_seeing, ServerSeen};
 pub use rustls::sign::CertifiedKey;
 pub use server::{
     server_config_for, server_config_from_files, server_config_self_signed, ReloadingCert,

@@ -148,9 +148,12 @@ fn build(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<ServerConfig>, Tls
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    // Pool connections are used once and neither Go's client nor ours resumes sessions:
-    // session tickets would only cost two encryptions and a record per connection.
-    config.send_tls13_tickets = 0;
+    // One stateless ticket per connection: a client of ours resumes with it when the
+    // server is known to be ours (`ClientTls::config_resuming`), skipping the certificate
+    // and its signature. Go's client keeps no session cache and drops it, as it drops the
+    // tickets of Go's own server. Nothing is stored server-side.
+    config.send_tls13_tickets = 1;
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Rustls)?;
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(Arc::new(config))
 }

@@ -430,3 +430,133 @@ async fn an_empty_read_on_a_filling_tls_stream_waits_for_data_legacy() {
 fn an_empty_read_on_a_filling_tls_stream_waits_for_data_io_uring() {
     on_io_uring(within_10s(an_empty_read_waits_for_data()));
 }
+
+/// Serves `count` TLS connections on 127.0.0.1:0 with `server`, writing a 4-byte id on
+/// each (that write carries the server's session ticket, as a pool id does).
+fn serve_ids(
+    server: &ServerTls,
+    count: usize,
+) -> (std::net::SocketAddr, monoio::task::JoinHandle<()>) {
+    use monoio::io::AsyncWriteRentExt;
+    let config = server.config.clone();
+    let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = monoio::spawn(async move {
+        for _ in 0..count {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = accept(config.clone(), tcp).await.unwrap();
+            let (res, _) = tls.write_all(vec![0xcb, 0x5b, 0xaf, 0x6b]).await;
+            res.unwrap();
+        }
+    });
+    (addr, served)
+}
+
+/// One client connection: handshake, read the id; what it saw of the server.
+async fn dial_seeing(config: Arc<ClientConfig>, addr: std::net::SocketAddr) -> ServerSeen {
+    use monoio::io::AsyncReadRentExt;
+    let tcp = monoio::net::TcpStream::connect_addr(addr).await.unwrap();
+    let (mut tls, seen) = connect_seeing(config, ServerName::try_from("none").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (res, id) = tls.read_exact(vec![0u8; 4]).await;
+    res.unwrap();
+    assert_eq!(id, [0xcb, 0x5b, 0xaf, 0x6b]);
+    seen
+}
+
+/// Between our peers a pool connection after the first resumes the session: no
+/// certificate on the wire, yet the fingerprint reported is still the server's.
+async fn resuming_client_resumes_and_still_reports_the_fingerprint() {
+    let server = server_config_self_signed().unwrap();
+    let (addr, served) = serve_ids(&server, 3);
+    let client = client_config_insecure().unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(dial_seeing(client.config_resuming(), addr).await);
+    }
+    served.await;
+    let fp = Some(server.fingerprint());
+    assert_eq!(
+        seen[0],
+        ServerSeen {
+            fingerprint: fp.clone(),
+            resumed: false
+        }
+    );
+    assert_eq!(
+        seen[1],
+        ServerSeen {
+            fingerprint: fp.clone(),
+            resumed: true
+        }
+    );
+    assert_eq!(
+        seen[2],
+        ServerSeen {
+            fingerprint: fp,
+            resumed: true
+        }
+    );
+}
+
+#[monoio::test(driver = "legacy", timer_enabled = true)]
+async fn a_resuming_client_resumes_with_the_servers_ticket_on_the_legacy_driver() {
+    within_10s(resuming_client_resumes_and_still_reports_the_fingerprint()).await;
+}
+
+#[test]
+fn a_resuming_client_resumes_with_the_servers_ticket_on_the_io_uring_driver() {
+    on_io_uring(within_10s(
+        resuming_client_resumes_and_still_reports_the_fingerprint(),
+    ));
+}
+
+/// The configuration for a peer that may be Go never resumes (Go's client does not).
+#[monoio::test(driver = "legacy", timer_enabled = true)]
+async fn the_plain_client_config_never_resumes() {
+    within_10s(async {
+        let server = server_config_self_signed().unwrap();
+        let (addr, served) = serve_ids(&server, 2);
+        let client = client_config_insecure().unwrap();
+        for _ in 0..2 {
+            let seen = dial_seeing(client.config(), addr).await;
+            assert!(!seen.resumed);
+            assert_eq!(seen.fingerprint, Some(server.fingerprint()));
+        }
+        served.await;
+    })
+    .await;
+}
+
+/// A ticket from one server is worthless at another under the same name (a restarted
+/// server, or one in between): the handshake is a full one and the fingerprint reported
+/// is the certificate this server showed, never the one remembered with the ticket.
+#[monoio::test(driver = "legacy", timer_enabled = true)]
+async fn a_ticket_from_another_server_gives_a_full_handshake_and_that_servers_fingerprint() {
+    within_10s(async {
+        let (first, second) = (
+            server_config_self_signed().unwrap(),
+            server_config_self_signed().unwrap(),
+        );
+        let client = client_config_insecure().unwrap();
+        let (addr, served) = serve_ids(&first, 1);
+        let seen = dial_seeing(client.config_resuming(), addr).await;
+        served.await;
+        assert_eq!(seen.fingerprint, Some(first.fingerprint()));
+        let (addr, served) = serve_ids(&second, 2);
+        let seen = dial_seeing(client.config_resuming(), addr).await;
+        assert_eq!(
+            seen,
+            ServerSeen {
+                fingerprint: Some(second.fingerprint()),
+                resumed: false
+            }
+        );
+        let seen = dial_seeing(client.config_resuming(), addr).await;
+        assert!(seen.resumed, "the second server's own ticket resumes");
+        assert_eq!(seen.fingerprint, Some(second.fingerprint()));
+        served.await;
+    })
+    .await;
+}

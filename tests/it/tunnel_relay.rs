@@ -131,6 +131,45 @@ fn two_hundred_concurrent_tcp_sessions_pass_through_one_tunnel(driver: Driver) {
 
 on_both_drivers!(two_hundred_concurrent_tcp_sessions_pass_through_one_tunnel);
 
+/// tls=1 between our peers: the pool connections dialled after the first handshakes
+/// resume the TLS session with the server's ticket (no certificate, no signature), carry
+/// bytes intact, and pass the `auth1` check that every pool connection shows the
+/// certificate the server proved (a mismatch would end the run with a log line).
+fn tls1_pool_connections_between_our_peers_resume_their_sessions(driver: Driver) {
+    let target = echo_tcp_udp();
+    let opts = TunnelOpts {
+        reverse: true,
+        server_query: "tls=1",
+        client_query: "log=debug",
+        env: vec![("NP_DRIVER", np_driver(driver))],
+    };
+    let mut pair = tunnel_pair(&opts, target);
+    // Each session uses up a pool connection; the client dials a new one for each.
+    for i in 0..24u8 {
+        let data = payload(4096, i);
+        assert!(
+            echo_through(pair.user, &data) == data,
+            "session {i} corrupted"
+        );
+    }
+    let resumed = pair
+        .client
+        .wait_for_line("TLS session resumed", STEP)
+        .is_some();
+    pair.client.take_output();
+    assert!(
+        resumed,
+        "no pool connection resumed: {:#?}",
+        pair.client.seen
+    );
+    let refused: Vec<_> = (pair.client.seen.iter())
+        .filter(|l| l.contains("the server proved") || l.contains("Client restart"))
+        .collect();
+    assert!(refused.is_empty(), "{refused:#?}");
+}
+
+on_both_drivers!(tls1_pool_connections_between_our_peers_resume_their_sessions);
+
 /// A user that resets its connection (SO_LINGER 0) instead of closing must end its session
 /// on both ends, over plain and TLS pool connections alike (found by perf: with tls=1 the
 /// other direction used to wait forever on the pool connection).

@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,37 +63,45 @@ fn answer_handshake(listener: &TcpListener, tls: u8) -> Vec<u8> {
 
 /// Accept pool connections forever, each on its own thread (a connection abandoned
 /// mid-TLS must not hold up the rest): TLS-accept if `tls` is set, then write the 4-byte
-/// id (the first `00000000`, then random-looking and distinct).
+/// id (the first `00000000`, then random-looking and distinct). The counter is how many
+/// TLS handshakes resumed a session.
 fn accept_pool(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-) -> mpsc::Receiver<Seen> {
+) -> (mpsc::Receiver<Seen>, Arc<AtomicUsize>) {
     let (tx, rx) = mpsc::channel();
+    let resumed = Arc::new(AtomicUsize::new(0));
+    let counter = resumed.clone();
     std::thread::spawn(move || {
         for n in 0u32.. {
             let Ok((tcp, _)) = listener.accept() else {
                 return;
             };
-            let (tx, tls) = (tx.clone(), tls.clone());
+            let (tx, tls, counter) = (tx.clone(), tls.clone(), counter.clone());
             // The first (the control channel, `00000000`) is served inline so it is
             // always the first one reported.
             if n == 0 {
-                if let Some(seen) = pool_conn(n, tcp, tls) {
+                if let Some(seen) = pool_conn(n, tcp, tls, &counter) {
                     let _ = tx.send(seen);
                 }
                 continue;
             }
             std::thread::spawn(move || {
-                if let Some(seen) = pool_conn(n, tcp, tls) {
+                if let Some(seen) = pool_conn(n, tcp, tls, &counter) {
                     let _ = tx.send(seen);
                 }
             });
         }
     });
-    rx
+    (rx, resumed)
 }
 
-fn pool_conn(n: u32, tcp: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> Option<Seen> {
+fn pool_conn(
+    n: u32,
+    tcp: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    resumed: &AtomicUsize,
+) -> Option<Seen> {
     tcp.set_read_timeout(Some(STEP)).unwrap();
     let mut peek = [0u8; 3];
     if tls.is_some() && tcp.peek(&mut peek).is_ok_and(|k| k == 3) && &peek == b"GET" {
@@ -104,14 +113,22 @@ fn pool_conn(n: u32, tcp: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> 
         (n.wrapping_mul(0x9E37_79B9) | 1).to_be_bytes()
     };
     let raw = tcp.try_clone().unwrap();
-    let mut stream: Box<dyn Stream> = match tls {
-        None => Box::new(tcp),
+    let stream: Box<dyn Stream> = match tls {
+        None => {
+            let mut tcp = tcp;
+            tcp.write_all(&id).ok()?;
+            Box::new(tcp)
+        }
         Some(cfg) => {
             let conn = rustls::ServerConnection::new(cfg).unwrap();
-            Box::new(rustls::StreamOwned::new(conn, tcp))
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            tls.write_all(&id).and_then(|()| tls.flush()).ok()?;
+            if tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                resumed.fetch_add(1, Ordering::SeqCst);
+            }
+            Box::new(tls)
         }
     };
-    stream.write_all(&id).and_then(|()| stream.flush()).ok()?;
     Some(Seen::Pool(Accepted {
         id: id_hex(id),
         stream,
@@ -141,6 +158,8 @@ struct FakeGoServer {
     client: NodepassProcess,
     control: FakeControl,
     pool: mpsc::Receiver<Seen>,
+    /// Pool connections whose TLS handshake resumed a session.
+    resumed: Arc<AtomicUsize>,
     request: Vec<u8>,
 }
 
@@ -158,7 +177,7 @@ fn fake_go_server(
     let request = answer_handshake(&listener, tls);
     let server_tls = (tls != 0).then(|| nodepass::tls::server_config_self_signed().unwrap());
     let fp = server_tls.as_ref().map(|t| t.fingerprint());
-    let pool = accept_pool(listener, server_tls.map(|t| t.config));
+    let (pool, resumed) = accept_pool(listener, server_tls.map(|t| t.config));
     let first = next_pool(&pool);
     assert_eq!(first.id, "00000000");
     first
@@ -170,6 +189,7 @@ fn fake_go_server(
         client,
         control,
         pool,
+        resumed,
         request,
     };
     (server, fp)
@@ -341,6 +361,13 @@ fn tls1_verify_race_is_tolerated_and_a_wrong_fingerprint_restarts_our_client() {
         .expect("restart");
     let again = (0..64).any(|_| matches!(go.pool.recv_timeout(STEP), Ok(Seen::Handshake)));
     assert!(again, "no new handshake after the restart");
+    // The server sent a session ticket on every connection (as Go's does); a peer that
+    // may be Go is never asked to resume (Go's client never does).
+    assert_eq!(
+        go.resumed.load(Ordering::SeqCst),
+        0,
+        "our client resumed with a Go server"
+    );
     drop((idle, other));
 }
 

@@ -128,17 +128,29 @@ async fn dial_round(need: usize, ctx: &Rc<WorkerCtx>, t: &Rc<TunnelCtx>) -> usiz
     round.created.get()
 }
 
+/// The TLS handshake of one pool connection; the certificate fingerprint it saw. To a
+/// server of ours (`auth1` agreed) a session is resumed when a ticket is at hand.
 async fn connect_tls(
     tls: &ClientTls,
     server: SocketAddr,
     sni: &str,
     stream: monoio::net::TcpStream,
+    ours: bool,
 ) -> io::Result<(PoolConn, Option<String>)> {
-    let (config, seen) = tls.config_capturing();
+    let config = if ours {
+        tls.config_resuming()
+    } else {
+        tls.config()
+    };
     let name = rustls::pki_types::ServerName::try_from(sni.to_owned())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("sni {sni}: {e}")))?;
-    match crate::tls::connect(config, name, stream).await {
-        Ok(s) => Ok((PoolConn::ClientTls(Box::new(s)), seen.fingerprint())),
+    match crate::tls::connect_seeing(config, name, stream).await {
+        Ok((s, seen)) => {
+            if seen.resumed {
+                log::debug!("pool connection to {server}: TLS session resumed");
+            }
+            Ok((PoolConn::ClientTls(Box::new(s)), seen.fingerprint))
+        }
         Err(e) => {
             let cause = crate::tls::describe_io(&e, crate::tls::Role::Client);
             let context = format!("pool connection to {server} (sni={sni}): TLS handshake failed");
@@ -165,7 +177,7 @@ async fn open(
         None => (PoolConn::Plain(stream), None),
         Some(tls) => monoio::time::timeout(
             t.spec.handshake_timeout,
-            connect_tls(tls, server, sni, stream),
+            connect_tls(tls, server, sni, stream, t.spec.shared.auth.get().is_some()),
         )
         .await
         .map_err(|_| {
