@@ -73,7 +73,9 @@ impl ClientTls {
     /// `auth1` profile was agreed): it resumes TLS 1.3 sessions with the server's tickets,
     /// so a pool connection after the first costs no certificate and no signature on
     /// either end. Resumption skips the certificate verifier, but the session keeps the
-    /// certificate it was first verified with, and `connect_seeing` reports that one.
+    /// certificate it was first verified with, and `connect_seeing` reports that one. The
+    /// tickets live as long as this `ClientTls`, which a tunnel client builds per run, so
+    /// none outlives the run whose handshake proved the server's certificate.
     pub fn config_resuming(&self) -> Arc<ClientConfig> {
         self.resuming.clone()
     }
