@@ -81,7 +81,8 @@ impl ClientTls {
     }
 
     /// A configuration for one connection that records the server certificate's
-    /// fingerprint in the returned [`SeenCert`] once the certificate is accepted.
+    /// fingerprint in the returned [`SeenCert`] once the certificate is accepted: for
+    /// handshakes driven elsewhere (QUIC's); [`super::connect_seeing`] reports it itself.
     pub fn config_capturing(&self) -> (Arc<ClientConfig>, SeenCert) {
         let seen = SeenCert::default();
         let mut config = (*self.shared).clone();

@@ -27,14 +27,14 @@ const READ_CHUNK: usize = 16 * 1024;
 pub async fn connect<IO>(
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
-    mut io: IO,
+    io: IO,
 ) -> io::Result<ClientTlsStream<IO>>
 where
     IO: AsyncReadRent + AsyncWriteRent,
 {
-    let mut conn = ClientConnection::new(config, name).map_err(invalid_data)?;
-    drive(&mut io, &mut conn).await?;
-    Ok(ClientTlsStream::new(io, conn))
+    connect_seeing(config, name, io)
+        .await
+        .map(|(stream, _)| stream)
 }
 
 /// What a finished client handshake saw of the server.

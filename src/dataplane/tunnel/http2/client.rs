@@ -236,8 +236,7 @@ async fn tls_connect(
     monoio_rustls::ClientTlsStream<monoio::net::TcpStream>,
     Option<String>,
 )> {
-    let (config, seen) = tls.config_capturing();
-    let mut config = (*config).clone();
+    let mut config = (*tls.config()).clone();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let name = if how.verifying {
         rustls::pki_types::ServerName::try_from(sni.to_owned())
@@ -245,8 +244,8 @@ async fn tls_connect(
     } else {
         rustls::pki_types::ServerName::IpAddress(server.ip().into())
     };
-    match crate::tls::connect(std::sync::Arc::new(config), name, stream).await {
-        Ok(s) => Ok((s, seen.fingerprint())),
+    match crate::tls::connect_seeing(std::sync::Arc::new(config), name, stream).await {
+        Ok((s, seen)) => Ok((s, seen.fingerprint)),
         Err(e) => {
             let cause = crate::tls::describe_io(&e, crate::tls::Role::Client);
             let context = format!("pool connection to {server}: TLS handshake failed");
