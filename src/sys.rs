@@ -281,6 +281,28 @@ pub fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// [`recv_now`] into the spare capacity of `buf`, which grows by the bytes received.
+pub fn recv_into_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: `spare` is a valid, writable region of `spare.len()` bytes for recv to fill
+    // (uninitialised bytes may be written to).
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: recv initialised the first `n` spare bytes (n <= spare.len()).
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
 /// One non-blocking `write(2)` of `buf` to `fd` (used to park bytes in a splice pipe).
 pub fn write_now(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is a valid readable region of `buf.len()` bytes; `fd` is borrowed, so

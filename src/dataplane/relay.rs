@@ -58,10 +58,9 @@ impl RelayKind {
 pub struct CopyBuf {
     pub initial: usize,
     pub max: usize,
-    /// The source answers an empty read once it has bytes buffered (a TLS stream that
-    /// fills reads): wait that way after a short read, so a quiet direction holds no copy
-    /// buffer (a held TLS session's memory), and take one only when there is something to
-    /// copy. Other sources keep theirs lent to the pending read.
+    /// After a short read, wait until the source is readable ([`WaitReadable`]) and take a
+    /// copy buffer only then, so a quiet direction holds none (a held session's memory);
+    /// otherwise the buffer stays lent to the pending read.
     pub lend_when_readable: bool,
 }
 
@@ -72,6 +71,39 @@ impl CopyBuf {
             initial: size,
             max: size,
             lend_when_readable: false,
+        }
+    }
+}
+
+/// A source a copy direction can wait on without lending it a buffer.
+pub(super) trait WaitReadable {
+    /// Return once a read would find bytes, EOF or an error (a source that cannot tell
+    /// returns at once, and its read then waits holding the buffer).
+    async fn wait_readable(&mut self) -> io::Result<()>;
+
+    /// After [`Self::wait_readable`]: read into `buf`'s spare capacity at once, without a
+    /// round through the runtime (`None`: this source has no such read, or it would block).
+    fn read_ready(&mut self, _buf: &mut Vec<u8>) -> Option<io::Result<usize>> {
+        None
+    }
+}
+
+impl WaitReadable for TcpStream {
+    async fn wait_readable(&mut self) -> io::Result<()> {
+        self.readable(false).await
+    }
+
+    fn read_ready(&mut self, buf: &mut Vec<u8>) -> Option<io::Result<usize>> {
+        match sys::recv_into_spare(self.fd(), buf) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                None
+            }
+            other => Some(other),
         }
     }
 }
@@ -428,7 +460,7 @@ async fn drain_pipe(pipe: &mut Pipe, dst: &TcpStream) -> io::Result<()> {
 
 /// A second monoio handle on the same socket (a `dup`, which shares its `O_NONBLOCK`
 /// mode), so both directions can own one.
-fn twin(s: &TcpStream) -> io::Result<TcpStream> {
+pub(super) fn twin(s: &TcpStream) -> io::Result<TcpStream> {
     let owned = s.fd().try_clone_to_owned()?;
     runtime::adopt_stream_as_is(std::net::TcpStream::from(owned))
 }
@@ -472,9 +504,9 @@ pub(super) async fn copy_bidi<AR, AW, BR, BW>(
     bufs: [CopyBuf; 2],
 ) -> io::Result<()>
 where
-    AR: AsyncReadRent,
+    AR: AsyncReadRent + WaitReadable,
     AW: AsyncWriteRent,
-    BR: AsyncReadRent,
+    BR: AsyncReadRent + WaitReadable,
     BW: AsyncWriteRent,
 {
     let fail_fast = |r: io::Result<()>| {
@@ -502,7 +534,7 @@ where
 
 /// Copy one direction until EOF (then shut the destination's write side) or an error.
 /// Generic so TLS pool connections use the same loop as plain streams.
-async fn copy_one_way<R: AsyncReadRent, W: AsyncWriteRent>(
+async fn copy_one_way<R: AsyncReadRent + WaitReadable, W: AsyncWriteRent>(
     src: &mut R,
     dst: &mut W,
     meter: &Meter<'_>,
@@ -513,16 +545,18 @@ async fn copy_one_way<R: AsyncReadRent, W: AsyncWriteRent>(
     let mut capacity = meter.chunk(size.initial.max(1));
     let mut held: Option<Vec<u8>> = None;
     loop {
-        let buf = match held.take() {
-            Some(buf) => buf,
-            None => {
-                if size.lend_when_readable {
-                    src.read(Vec::new()).await.0?;
+        let (res, b) = match held.take() {
+            Some(buf) => src.read(buf).await,
+            None if size.lend_when_readable => {
+                src.wait_readable().await?;
+                let mut buf = take_copy_buf(capacity);
+                match src.read_ready(&mut buf) {
+                    Some(res) => (res, buf),
+                    None => src.read(buf).await,
                 }
-                take_copy_buf(capacity)
             }
+            None => src.read(take_copy_buf(capacity)).await,
         };
-        let (res, b) = src.read(buf).await;
         let n = res?;
         if n == 0 {
             let _ = dst.shutdown().await;

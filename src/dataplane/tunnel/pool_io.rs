@@ -14,6 +14,7 @@ use super::http2::{H2Read, H2Write};
 use super::pool::PoolConn;
 use super::quic::{QuicRead, QuicWrite};
 use super::ws::{WsRead, WsWrite};
+use crate::dataplane::relay::WaitReadable;
 
 /// The reading half of a pool connection.
 pub enum PoolRead {
@@ -140,6 +141,19 @@ impl AsyncReadRent for PoolRead {
             PoolRead::ServerTls(r) => r.readv(buf).await,
             PoolRead::ClientTls(r) => r.readv(buf).await,
             PoolRead::Ws(_) | PoolRead::Quic(_) | PoolRead::H2(_) => (Err(no_vectored()), buf),
+        }
+    }
+}
+
+/// A TLS stream that fills reads answers an empty read once plaintext, a close or an
+/// error is buffered (its own raw buffer holds the socket read meanwhile); the other
+/// transports cannot wait without a buffer and return at once.
+impl WaitReadable for PoolRead {
+    async fn wait_readable(&mut self) -> io::Result<()> {
+        match self {
+            PoolRead::ServerTls(r) => r.read(Vec::new()).await.0.map(drop),
+            PoolRead::ClientTls(r) => r.read(Vec::new()).await.0.map(drop),
+            PoolRead::Plain(_) | PoolRead::Ws(_) | PoolRead::Quic(_) | PoolRead::H2(_) => Ok(()),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::dataplane::accept::accept_until;
 use crate::dataplane::admit::{dial_target, is_blocked, take_slot, tcp_meters, Gauge};
 use crate::dataplane::end::End;
 use crate::dataplane::host::WorkerCtx;
-use crate::dataplane::relay::{copy_bidi, CopyBuf, Dialled, Idle, Meter, Relay};
+use crate::dataplane::relay::{copy_bidi, twin, CopyBuf, Dialled, Idle, Meter, Relay};
 use crate::logging::peer;
 use crate::net;
 use crate::proto::{encode_line, Action, PoolId, Signal};
@@ -183,12 +183,13 @@ async fn relay_pooled(local: TcpStream, dialled: Dialled, pooled: Pooled, ctx: &
             } else {
                 spec.tcp_buf_size
             };
+            // The local socket is waited on for readiness, so a quiet session lends it no
+            // buffer; so is a TLS pool connection, whose own buffer holds its socket read.
             let from_local = CopyBuf {
                 initial: spec.tcp_buf_size,
                 max,
-                lend_when_readable: false,
+                lend_when_readable: true,
             };
-            // A TLS pool connection's own buffer holds its pending socket read.
             let from_pool = CopyBuf {
                 lend_when_readable: is_tls,
                 ..from_local
@@ -228,7 +229,10 @@ async fn copy_with_pool(
     bufs: [CopyBuf; 2],
 ) -> std::io::Result<()> {
     let idle = Idle::new(idle);
-    let (mut local_r, mut local_w) = monoio::io::Splitable::into_split(local);
+    // Two handles on the local socket (a `dup`) rather than monoio's split halves: the
+    // reading one can wait for readiness without a buffer.
+    let mut local_w = twin(&local)?;
+    let mut local_r = local;
     copy_bidi(
         (&mut local_r, &mut local_w),
         (&mut pool_r, &mut pool_w),
