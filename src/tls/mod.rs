@@ -2,7 +2,9 @@
 //! client) and `tls=2` (PEM files reloaded every `NP_RELOAD_INTERVAL`, verifying client),
 //! plus the certificate fingerprint the `verify` signal carries (PROTOCOL.md §3.A.6).
 //! [`connect`] and [`accept`] run handshakes over these configs and return monoio-rustls
-//! streams; failures are worded by [`describe_io`].
+//! streams ([`connect_seeing`] also reports the server's fingerprint and whether the session
+//! was resumed: between our peers, with tickets kept in `tickets`); failures are worded by
+//! [`describe_io`].
 
 mod cert;
 mod client;
