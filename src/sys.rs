@@ -262,18 +262,13 @@ pub fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Receive one datagram (or stream bytes) now, without blocking (`MSG_DONTWAIT`),
-/// whatever the socket's `O_NONBLOCK` mode.
-pub fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes for recv to fill.
-    let n = unsafe {
-        libc::recv(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
+/// `recv(2)` with `MSG_DONTWAIT` into `len` bytes at `ptr`.
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes (they need not be initialised).
+unsafe fn recv_dontwait(fd: BorrowedFd<'_>, ptr: *mut u8, len: usize) -> io::Result<usize> {
+    // SAFETY: the caller guarantees the region; `fd` is borrowed, so open for the call.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), ptr.cast(), len, libc::MSG_DONTWAIT) };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -281,23 +276,18 @@ pub fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// Receive one datagram (or stream bytes) now, without blocking (`MSG_DONTWAIT`),
+/// whatever the socket's `O_NONBLOCK` mode.
+pub fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes.
+    unsafe { recv_dontwait(fd, buf.as_mut_ptr(), buf.len()) }
+}
+
 /// [`recv_now`] into the spare capacity of `buf`, which grows by the bytes received.
 pub fn recv_into_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
     let spare = buf.spare_capacity_mut();
-    // SAFETY: `spare` is a valid, writable region of `spare.len()` bytes for recv to fill
-    // (uninitialised bytes may be written to).
-    let n = unsafe {
-        libc::recv(
-            fd.as_raw_fd(),
-            spare.as_mut_ptr().cast(),
-            spare.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize;
+    // SAFETY: `spare` is a valid, writable region of `spare.len()` bytes.
+    let n = unsafe { recv_dontwait(fd, spare.as_mut_ptr().cast(), spare.len())? };
     // SAFETY: recv initialised the first `n` spare bytes (n <= spare.len()).
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
