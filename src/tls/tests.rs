@@ -12,6 +12,7 @@ use rustls::{ClientConfig, ClientConnection, Connection, ServerConnection};
 
 use super::*;
 use crate::config::TlsMode;
+use crate::sys::OwnsFd;
 
 /// A directory under the system temp dir, removed on drop.
 pub(super) struct TempDir(PathBuf);
@@ -559,4 +560,105 @@ async fn a_ticket_from_another_server_gives_a_full_handshake_and_that_servers_fi
         served.await;
     })
     .await;
+}
+
+/// The bytes of the stream the full-socket test sends: not periodic at any record or
+/// buffer size, so a record sent twice, lost or reordered shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 4093) as u8).collect()
+}
+
+/// TLS records leave by a direct non-blocking send while the socket takes them; once it
+/// is full, the rest waits in the stream's write buffer for the runtime. Here the reader
+/// holds off for 300 ms while 4 MiB are written through a small send buffer, so both ways
+/// carry records: every byte must arrive once and in order, and the writer waits instead
+/// of failing.
+async fn writes_to_a_full_socket_wait_and_lose_nothing() {
+    use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
+    const LEN: usize = 4 << 20;
+
+    let server = server_config_self_signed().unwrap();
+    let config = server.config.clone();
+    let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = monoio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = accept(config, tcp).await.unwrap();
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        let (res, got) = tls.read_exact(vec![0u8; LEN]).await;
+        res.unwrap();
+        assert!(got == pattern(LEN), "the bytes arrived changed");
+        let (res, _) = tls.write_all(b"ok".to_vec()).await;
+        res.unwrap();
+    });
+    let tcp = monoio::net::TcpStream::connect_addr(addr).await.unwrap();
+    socket2::SockRef::from(&tcp.fd())
+        .set_send_buffer_size(4096)
+        .unwrap();
+    let client = client_config_insecure().unwrap();
+    let mut tls = connect(client.config(), ServerName::try_from("none").unwrap(), tcp)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let data = pattern(LEN);
+    for chunk in data.chunks(64 * 1024) {
+        let (res, _) = tls.write_all(chunk.to_vec()).await;
+        res.unwrap();
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "the socket never filled, so the waiting path was not taken"
+    );
+    let (res, ok) = tls.read_exact(vec![0u8; 2]).await;
+    res.unwrap();
+    assert_eq!(ok, b"ok");
+    served.await;
+}
+
+#[monoio::test(driver = "legacy", timer_enabled = true)]
+async fn tls_writes_to_a_full_socket_wait_and_lose_nothing_legacy() {
+    within_10s(writes_to_a_full_socket_wait_and_lose_nothing()).await;
+}
+
+#[test]
+fn tls_writes_to_a_full_socket_wait_and_lose_nothing_io_uring() {
+    on_io_uring(within_10s(writes_to_a_full_socket_wait_and_lose_nothing()));
+}
+
+/// A write to a peer that has gone fails with the socket's reason (the direct send uses
+/// MSG_NOSIGNAL: no SIGPIPE) within a bounded number of writes.
+async fn a_write_to_a_vanished_peer_fails_with_the_reason() {
+    use monoio::io::AsyncWriteRentExt;
+
+    let (mut tls, served, _, _) = tls_pair(|tls| async move { drop(tls) }).await;
+    served.await;
+    let mut last = None;
+    for _ in 0..64 {
+        let (res, _) = tls.write_all(vec![0x5a; 16 * 1024]).await;
+        if let Err(e) = res {
+            last = Some(e);
+            break;
+        }
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let err = last.expect("64 writes to a closed peer all succeeded");
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ),
+        "unexpected error {err:?}"
+    );
+}
+
+#[monoio::test(driver = "legacy", timer_enabled = true)]
+async fn a_tls_write_to_a_vanished_peer_fails_with_the_reason_legacy() {
+    within_10s(a_write_to_a_vanished_peer_fails_with_the_reason()).await;
+}
+
+#[test]
+fn a_tls_write_to_a_vanished_peer_fails_with_the_reason_io_uring() {
+    on_io_uring(within_10s(
+        a_write_to_a_vanished_peer_fails_with_the_reason(),
+    ));
 }

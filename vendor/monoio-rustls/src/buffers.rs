@@ -293,6 +293,13 @@ impl WriteBuffer {
     }
 }
 
+impl WriteBuffer {
+    /// nodepass patch: records wait here for the socket (so a direct send would reorder).
+    pub fn holds_bytes(&self) -> bool {
+        self.buffer.as_ref().is_some_and(|b| b.len() > 0)
+    }
+}
+
 impl io::Write for WriteBuffer {
     /// Copy into the buffer; `WouldBlock` when it is full (call `do_io`).
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {

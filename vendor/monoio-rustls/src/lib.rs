@@ -3,6 +3,7 @@
 mod buffers;
 mod client;
 mod error;
+mod send_now;
 mod server;
 mod stream;
 
@@ -11,6 +12,7 @@ pub use client::{
     TlsStreamWriteHalf as ClientTlsStreamWriteHalf,
 };
 pub use error::TlsError;
+pub use send_now::DirectSend;
 pub use server::{
     TlsAcceptor, TlsStream as ServerTlsStream, TlsStreamReadHalf as ServerTlsStreamReadHalf,
     TlsStreamWriteHalf as ServerTlsStreamWriteHalf,

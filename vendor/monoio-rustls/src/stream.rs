@@ -9,6 +9,7 @@ use monoio::{
     BufResult,
 };
 use crate::buffers::{ReadBuffer, WriteBuffer};
+use crate::send_now::{DirectSend, SendNow};
 use rustls::{ClientConnection, ConnectionCommon, ServerConnection, SideData};
 
 #[derive(Debug)]
@@ -71,7 +72,7 @@ impl<IO, C> Stream<IO, C> {
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent , C, SD: SideData> Stream<IO, C>
+impl<IO: AsyncReadRent + AsyncWriteRent + DirectSend, C, SD: SideData> Stream<IO, C>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
 {
@@ -114,6 +115,21 @@ where
     }
 
     pub(crate) async fn write_io(&mut self) -> io::Result<usize> {
+        // nodepass patch: send the queued records directly when the socket takes them now
+        // (send_now.rs); only what it refuses goes through the write buffer below.
+        if !self.w_buffer.holds_bytes() {
+            if let Some(fd) = self.io.direct_send_fd() {
+                match self.session.write_tls(&mut SendNow(fd)) {
+                    Ok(n) => return Ok(n),
+                    Err(ref e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         let n = loop {
             match self.session.write_tls(&mut self.w_buffer) {
                 Ok(n) => {
@@ -238,7 +254,7 @@ where
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent , C, SD: SideData + 'static> AsyncReadRent
+impl<IO: AsyncReadRent + AsyncWriteRent + DirectSend, C, SD: SideData + 'static> AsyncReadRent
     for Stream<IO, C>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
@@ -259,7 +275,7 @@ where
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent , C, SD: SideData + 'static> AsyncWriteRent
+impl<IO: AsyncReadRent + AsyncWriteRent + DirectSend, C, SD: SideData + 'static> AsyncWriteRent
     for Stream<IO, C>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
