@@ -12,9 +12,10 @@
 //! poll, dropping its future (and so its sockets) inside the runtime.
 
 use std::cell::{Cell, RefCell};
-use std::future::{poll_fn, Future};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 /// The live tasks of one worker.
 #[derive(Default)]
@@ -41,6 +42,40 @@ impl Drop for Slot {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A spawned task: `fut`, polled until it ends or the set is cancelled. A struct rather than
+    /// an async block around `fut`: such a block keeps both the captured future and the copy it
+    /// pins (rust-lang/rust#62958), so every task's allocation was twice its future and the
+    /// future was copied once more at its first poll.
+    struct Member<F> {
+        // Dropped first (fields drop in order): the future's sockets close inside the
+        // runtime (monoio drops a task's future in the poll that completes it), then the
+        // slot is freed.
+        #[pin]
+        fut: F,
+        slot: Slot,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Member<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let set = &this.slot.set;
+        if set.cancelled.get() {
+            return Poll::Ready(());
+        }
+        if let Some(w) = set.wakers.borrow_mut().get_mut(this.slot.index) {
+            match w {
+                Some(old) if old.will_wake(cx.waker()) => {}
+                _ => *w = Some(cx.waker().clone()),
+            }
+        }
+        this.fut.poll(cx)
+    }
+}
+
 impl TaskSet {
     /// Spawn `fut` on the current runtime as a task this set can cancel. After
     /// [`TaskSet::cancel_all`] a spawn is refused (the future is dropped at once).
@@ -51,26 +86,15 @@ impl TaskSet {
         if self.cancelled.get() {
             return;
         }
-        let slot = self.register();
-        monoio::spawn(async move {
-            let mut fut = std::pin::pin!(fut);
-            poll_fn(|cx| {
-                let set = &slot.set;
-                if set.cancelled.get() {
-                    return Poll::Ready(());
-                }
-                if let Some(w) = set.wakers.borrow_mut().get_mut(slot.index) {
-                    match w {
-                        Some(old) if old.will_wake(cx.waker()) => {}
-                        _ => *w = Some(cx.waker().clone()),
-                    }
-                }
-                fut.as_mut().poll(cx)
-            })
-            .await;
-            // When this block ends the future (declared after `slot`) drops first, inside
-            // the runtime, so its sockets close through it; then the slot is freed.
-        });
+        monoio::spawn(self.member(fut));
+    }
+
+    /// `fut` as a task of this set (its slot taken).
+    fn member<F>(self: &Rc<Self>, fut: F) -> Member<F> {
+        Member {
+            fut,
+            slot: self.register(),
+        }
     }
 
     fn register(self: &Rc<Self>) -> Slot {
@@ -113,6 +137,30 @@ impl TaskSet {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A task costs its future plus the slot: the wrapper must not hold a second copy of the
+    /// future (as an async block pinning a captured one does), which doubled the memory of
+    /// every held connection.
+    #[test]
+    fn a_task_is_its_future_plus_a_slot_not_twice_the_future() {
+        async fn holds_a_kib() {
+            let buf = [7u8; 1024];
+            std::future::ready(()).await;
+            std::hint::black_box(&buf);
+        }
+        let set = Rc::new(TaskSet::default());
+        let fut = holds_a_kib();
+        let alone = std::mem::size_of_val(&fut);
+        let task = set.member(fut);
+        let wrapped = std::mem::size_of_val(&task);
+        assert!(
+            // The slot, and alignment padding after the future's odd size.
+            wrapped <= alone + std::mem::size_of::<Slot>() + std::mem::align_of::<Slot>(),
+            "a task of {alone} bytes takes {wrapped}"
+        );
+        drop(task);
+        assert_eq!(set.live(), 0, "dropping the task frees its slot");
+    }
 
     #[test]
     fn cancel_ends_pending_tasks_and_drops_what_they_own() {
