@@ -662,3 +662,50 @@ fn a_tls_write_to_a_vanished_peer_fails_with_the_reason_io_uring() {
         a_write_to_a_vanished_peer_fails_with_the_reason(),
     ));
 }
+
+/// A TLS stream waiting for a quiet peer holds no raw read block (it waits for its socket to
+/// be readable before taking one), and the read still returns what arrives later.
+async fn a_quiet_stream_holds_no_read_block() {
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+
+    let (mut tls, served, _, _) = tls_pair(|mut tls| async move {
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        let (res, _) = tls.write_all(b"late".to_vec()).await;
+        res.unwrap();
+        let (res, _) = tls.read(vec![0u8; 1]).await;
+        res.unwrap();
+    })
+    .await;
+    let reader = monoio::spawn(async move {
+        let (res, buf) = tls.read(Vec::with_capacity(64)).await;
+        assert_eq!(res.unwrap(), 4);
+        assert_eq!(buf, b"late");
+        tls
+    });
+    monoio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        monoio_rustls::blocks_in_use(),
+        0,
+        "a read waiting on a quiet peer holds a block"
+    );
+    let mut tls = reader.await;
+    let (res, _) = tls.write_all(b"x".to_vec()).await;
+    res.unwrap();
+    served.await;
+    drop(tls);
+    assert_eq!(
+        monoio_rustls::blocks_in_use(),
+        0,
+        "a block was not given back"
+    );
+}
+
+#[monoio::test(driver = "legacy", timer_enabled = true)]
+async fn a_quiet_tls_stream_holds_no_read_block_legacy() {
+    within_10s(a_quiet_stream_holds_no_read_block()).await;
+}
+
+#[test]
+fn a_quiet_tls_stream_holds_no_read_block_io_uring() {
+    on_io_uring(within_10s(a_quiet_stream_holds_no_read_block()));
+}

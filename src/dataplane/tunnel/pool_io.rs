@@ -146,7 +146,7 @@ impl AsyncReadRent for PoolRead {
 }
 
 /// A TLS stream that fills reads answers an empty read once plaintext, a close or an
-/// error is buffered (its own raw buffer holds the socket read meanwhile); the other
+/// error is buffered (waiting for its socket's readiness without a buffer); the other
 /// transports cannot wait without a buffer and return at once.
 impl WaitReadable for PoolRead {
     async fn wait_readable(&mut self) -> io::Result<()> {

@@ -11,10 +11,11 @@
 //! a record-sized one after the first short read, so a silent session's pending read holds
 //! the small size.
 //!
-//! A silent session still holds its read buffer, lent to the pending read: waiting for
-//! readiness first would free it too, but costs one more io_uring operation per short
-//! read (measured: 8 -> 10 per request on a TLS tunnel with small messages), so it is not
-//! done.
+//! After a short read, a stream over a socket (`socket.rs`) waits for readiness before it
+//! takes a block, then receives into it at once with a non-blocking `recv`, so a silent
+//! session holds no read block either (waiting for readiness and then reading through the
+//! runtime cost one more io_uring operation per short read, 8 -> 10 per small request on a
+//! TLS tunnel; the direct `recv` costs a syscall instead).
 
 use std::{cell::RefCell, fmt, io};
 
@@ -22,6 +23,8 @@ use monoio::{
     buf::{IoBuf, IoBufMut},
     io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt},
 };
+
+use crate::socket::{recv_now, SocketIo};
 
 /// The largest TLS record on the wire (16 KiB of plaintext, TLS 1.2's 2 KiB of allowed
 /// expansion, the 5-byte header), rounded up.
@@ -43,6 +46,16 @@ fn free_list(size: usize) -> &'static std::thread::LocalKey<RefCell<Vec<Box<[u8]
     } else {
         &FREE_RECORD
     }
+}
+
+thread_local! {
+    static IN_USE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// nodepass patch: how many raw blocks this thread's TLS streams hold now (taken from the
+/// free list and not given back yet): a quiet stream should hold none.
+pub fn blocks_in_use() -> usize {
+    IN_USE.with(|n| n.get())
 }
 
 fn take_block(size: usize) -> Box<[u8]> {
@@ -67,8 +80,18 @@ struct Buffer {
     block: Box<[u8]>,
 }
 
+/// A buffer's block goes back to the free list when the buffer drops, wherever that is (a
+/// read op cancelled in flight drops its buffer when the op completes).
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        IN_USE.with(|n| n.set(n.get() - 1));
+        give_block(std::mem::take(&mut self.block));
+    }
+}
+
 impl Buffer {
     fn new(size: usize) -> Buffer {
+        IN_USE.with(|n| n.set(n.get() + 1));
         Buffer {
             read: 0,
             write: 0,
@@ -155,24 +178,68 @@ impl Default for ReadBuffer {
 impl ReadBuffer {
     /// Read from `io` into the buffer (rustls then takes it with `io::Read`); the bytes
     /// read, 0 at EOF. Returns at once when bytes are still buffered.
-    pub async fn do_io<IO: AsyncReadRent>(&mut self, io: &mut IO) -> io::Result<usize> {
+    ///
+    /// After a short read (the peer is not streaming), a socket is first waited on for
+    /// readiness and only then given a block, received into at once: a quiet stream holds
+    /// no block while it waits. A streaming one reads through the runtime into a large block.
+    pub async fn do_io<IO: AsyncReadRent + SocketIo>(&mut self, io: &mut IO) -> io::Result<usize> {
         if let Some(b) = &self.buffer {
             if b.len() > 0 {
                 return Ok(b.len());
             }
         }
         let size = if self.streaming { STREAM_BLOCK } else { RECORD_BLOCK };
-        let buffer = match self.buffer.take() {
-            Some(b) if b.block.len() == size => b,
-            Some(b) => {
-                give_block(b.block);
-                Buffer::new(size)
+        if !self.streaming && io.socket_fd().is_some() {
+            if let Err(e) = io.readable().await {
+                return self.finish(Err(e));
             }
-            None => Buffer::new(size),
-        };
+            let mut buffer = self.block_of(size);
+            let got = match io.socket_fd() {
+                Some(fd) => recv_now(fd, &mut buffer.block[buffer.write..]),
+                None => Err(io::ErrorKind::WouldBlock.into()),
+            };
+            match got {
+                // Readiness was stale (or a signal came): the runtime's read waits properly.
+                Err(ref e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    self.buffer = Some(buffer);
+                }
+                got => {
+                    if let Ok(n) = got {
+                        buffer.write += n;
+                    }
+                    self.streaming = matches!(got, Ok(n) if n == size);
+                    self.buffer = Some(buffer);
+                    return self.finish(got);
+                }
+            }
+        }
+        let buffer = self.block_of(size);
         let (result, buffer) = io.read(buffer).await;
         self.streaming = matches!(result, Ok(n) if n == size);
         self.buffer = Some(buffer);
+        self.finish(result)
+    }
+
+    /// The held buffer if its block is `size` bytes, else a fresh one of that size (the held
+    /// one, empty here, goes back to the pool).
+    fn block_of(&mut self, size: usize) -> Buffer {
+        match self.buffer.take() {
+            Some(b) if b.block.len() == size => b,
+            Some(b) => {
+                drop(b);
+                Buffer::new(size)
+            }
+            None => Buffer::new(size),
+        }
+    }
+
+    /// Record a read's outcome (the bytes are in `self.buffer` already).
+    fn finish(&mut self, result: io::Result<usize>) -> io::Result<usize> {
         match result {
             Ok(0) => {
                 self.release();
@@ -200,7 +267,7 @@ impl ReadBuffer {
 
     fn release(&mut self) {
         if let Some(b) = self.buffer.take() {
-            give_block(b.block);
+            drop(b);
         }
     }
 }
@@ -269,7 +336,7 @@ impl WriteBuffer {
             return Ok(0);
         };
         if buffer.len() == 0 {
-            give_block(buffer.block);
+            drop(buffer);
             return Ok(0);
         }
         let (result, mut buffer) = io.write_all(buffer).await;
@@ -277,7 +344,7 @@ impl WriteBuffer {
             Ok(n) => {
                 buffer.advance(n);
                 if buffer.len() == 0 {
-                    give_block(buffer.block);
+                    drop(buffer);
                 } else {
                     self.buffer = Some(buffer);
                 }
@@ -355,7 +422,7 @@ impl io::Write for WriteBuffer {
 impl Drop for WriteBuffer {
     fn drop(&mut self) {
         if let Some(b) = self.buffer.take() {
-            give_block(b.block);
+            drop(b);
         }
     }
 }

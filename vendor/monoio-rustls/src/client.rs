@@ -41,7 +41,7 @@ impl TlsConnector {
         stream: IO,
     ) -> Result<TlsStream<IO>, TlsError>
     where
-        IO: AsyncReadRent + AsyncWriteRent + crate::DirectSend,
+        IO: AsyncReadRent + AsyncWriteRent + crate::SocketIo,
     {
         let session = ClientConnection::new(self.inner.clone(), domain)?;
         let mut stream = Stream::new(stream, session);

@@ -3,7 +3,7 @@
 mod buffers;
 mod client;
 mod error;
-mod send_now;
+mod socket;
 mod server;
 mod stream;
 
@@ -12,7 +12,8 @@ pub use client::{
     TlsStreamWriteHalf as ClientTlsStreamWriteHalf,
 };
 pub use error::TlsError;
-pub use send_now::DirectSend;
+pub use buffers::blocks_in_use;
+pub use socket::SocketIo;
 pub use server::{
     TlsAcceptor, TlsStream as ServerTlsStream, TlsStreamReadHalf as ServerTlsStreamReadHalf,
     TlsStreamWriteHalf as ServerTlsStreamWriteHalf,

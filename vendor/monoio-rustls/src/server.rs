@@ -37,7 +37,7 @@ impl From<ServerConfig> for TlsAcceptor {
 impl TlsAcceptor {
     pub async fn accept<IO>(&self, stream: IO) -> Result<TlsStream<IO>, TlsError>
     where
-        IO: AsyncReadRent + AsyncWriteRent + crate::DirectSend,
+        IO: AsyncReadRent + AsyncWriteRent + crate::SocketIo,
     {
         let session = ServerConnection::new(self.inner.clone())?;
         let mut stream = Stream::new(stream, session);

@@ -9,7 +9,7 @@ use monoio::{
     BufResult,
 };
 use crate::buffers::{ReadBuffer, WriteBuffer};
-use crate::send_now::{DirectSend, SendNow};
+use crate::socket::{SendNow, SocketIo};
 use rustls::{ClientConnection, ConnectionCommon, ServerConnection, SideData};
 
 #[derive(Debug)]
@@ -72,7 +72,7 @@ impl<IO, C> Stream<IO, C> {
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent + DirectSend, C, SD: SideData> Stream<IO, C>
+impl<IO: AsyncReadRent + AsyncWriteRent + SocketIo, C, SD: SideData> Stream<IO, C>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
 {
@@ -116,9 +116,9 @@ where
 
     pub(crate) async fn write_io(&mut self) -> io::Result<usize> {
         // nodepass patch: send the queued records directly when the socket takes them now
-        // (send_now.rs); only what it refuses goes through the write buffer below.
+        // (socket.rs); only what it refuses goes through the write buffer below.
         if !self.w_buffer.holds_bytes() {
-            if let Some(fd) = self.io.direct_send_fd() {
+            if let Some(fd) = self.io.socket_fd() {
                 match self.session.write_tls(&mut SendNow(fd)) {
                     Ok(n) => return Ok(n),
                     Err(ref e)
@@ -204,8 +204,9 @@ where
         let slice = unsafe { std::slice::from_raw_parts_mut(buf.write_ptr(), buf.bytes_total()) };
         if slice.is_empty() && self.fill_reads {
             // nodepass patch: with `fill_reads`, a read into an empty buffer waits until
-            // plaintext, a close or an error is buffered (the stream's own raw buffer holds
-            // the socket read), so a relay lends its copy buffer only once there are bytes.
+            // plaintext, a close or an error is buffered (the socket read waits for
+            // readiness first, `buffers.rs`), so a relay lends its copy buffer only once
+            // there are bytes.
             return match self.wait_readable(splitted).await {
                 Ok(()) => (Ok(0), buf),
                 Err(e) => (Err(e), buf),
@@ -254,7 +255,7 @@ where
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent + DirectSend, C, SD: SideData + 'static> AsyncReadRent
+impl<IO: AsyncReadRent + AsyncWriteRent + SocketIo, C, SD: SideData + 'static> AsyncReadRent
     for Stream<IO, C>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<SD>>,
@@ -275,7 +276,7 @@ where
     }
 }
 
-impl<IO: AsyncReadRent + AsyncWriteRent + DirectSend, C, SD: SideData + 'static> AsyncWriteRent
+impl<IO: AsyncReadRent + AsyncWriteRent + SocketIo, C, SD: SideData + 'static> AsyncWriteRent
     for Stream<IO, C>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<SD>>,

@@ -1,25 +1,60 @@
-//! nodepass patch: TLS records go from rustls's queue straight to the socket, by one
-//! non-blocking `sendmsg` of every queued record, when the socket takes them at once (it
-//! almost always does: a relayed stream writes after a read, and the kernel's send buffer
-//! is far larger than a write). Only what the socket refuses is copied into the stream's
-//! write buffer and written by the runtime, which waits. Before this, every record was
-//! copied into that buffer first: one memcpy per byte sent, and a 19 or 76 KiB block taken
-//! per write.
+//! nodepass patch: direct, non-blocking socket calls beside the runtime's.
+//!
+//! Sends: TLS records go from rustls's queue straight to the socket, by one non-blocking
+//! `sendmsg` of every queued record, when the socket takes them at once (it almost always
+//! does: a relayed stream writes after a read, and the kernel's send buffer is far larger
+//! than a write). Only what the socket refuses is copied into the stream's write buffer and
+//! written by the runtime, which waits. Before this, every record was copied into that buffer
+//! first: one memcpy per byte sent, and a 19 or 76 KiB block taken per write.
+//!
+//! Receives: after a short read the stream waits until its socket is readable and only then
+//! takes a read block and receives into it at once (`recv_now`), so a quiet TLS session
+//! lends no block to a pending read (see `buffers.rs`).
 
 use std::{
+    future::Future,
     io,
     os::fd::{AsRawFd, BorrowedFd, RawFd},
 };
 
-/// An IO a TLS stream can send on directly: a socket (`None`: always through the runtime).
-pub trait DirectSend {
-    fn direct_send_fd(&self) -> Option<BorrowedFd<'_>>;
+/// An IO a TLS stream can reach directly: a socket (`socket_fd` `None`: always through the
+/// runtime).
+pub trait SocketIo {
+    /// The socket, for non-blocking sends and receives beside the runtime's.
+    fn socket_fd(&self) -> Option<BorrowedFd<'_>>;
+
+    /// Return once the socket is readable (bytes, EOF or an error); only called when
+    /// `socket_fd` is `Some`.
+    fn readable(&self) -> impl Future<Output = io::Result<()>>;
 }
 
-impl DirectSend for monoio::net::TcpStream {
-    fn direct_send_fd(&self) -> Option<BorrowedFd<'_>> {
+impl SocketIo for monoio::net::TcpStream {
+    fn socket_fd(&self) -> Option<BorrowedFd<'_>> {
         // SAFETY: the fd is open for as long as `self` (which the borrow ties it to) lives.
         Some(unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) })
+    }
+
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        monoio::net::TcpStream::readable(self, false)
+    }
+}
+
+/// One non-blocking `recv` into `buf` (`MSG_DONTWAIT`, whatever the socket's mode).
+pub(crate) fn recv_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes; `fd` is borrowed, so
+    // open for the call.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
