@@ -439,18 +439,7 @@ pub fn prepare_child(cmd: &mut std::process::Command) {
             if libc::getppid() != parent {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
-            // Everything above stdio closes at exec (std's own exec-error pipe already does).
-            let marked = libc::syscall(
-                libc::SYS_close_range,
-                3 as libc::c_uint,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-            );
-            if marked != 0 {
-                for fd in 3..CLOEXEC_SWEEP_LIMIT {
-                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-                }
-            }
+            close_above_stdio_at_exec();
         }
         Ok(())
     };
@@ -458,6 +447,45 @@ pub fn prepare_child(cmd: &mut std::process::Command) {
     // requires of code running between fork and exec.
     unsafe {
         cmd.pre_exec(hook);
+    }
+}
+
+/// Mark every descriptor above stdio close-on-exec (std's own exec-error pipe already is).
+///
+/// # Safety
+/// Meant for a forked child before exec: it makes only async-signal-safe syscalls and
+/// neither allocates nor locks.
+unsafe fn close_above_stdio_at_exec() {
+    // SAFETY: plain syscalls on descriptor numbers; an fd that is not open makes fcntl fail
+    // with EBADF, which is ignored.
+    unsafe {
+        let marked = libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        );
+        if marked != 0 {
+            for fd in 3..CLOEXEC_SWEEP_LIMIT {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
+/// Let the child that `cmd` starts inherit no descriptor but its stdio (the part of
+/// [`prepare_child`] a process that spawns from short-lived threads can use: tests, whose
+/// in-process forwarders hold sockets io_uring accepted without `SOCK_CLOEXEC`).
+pub fn inherit_only_stdio(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook only makes async-signal-safe calls, as `pre_exec` requires of code
+    // running between fork and exec.
+    unsafe {
+        // In the forked child, before exec (see `close_above_stdio_at_exec`'s contract).
+        cmd.pre_exec(|| {
+            close_above_stdio_at_exec();
+            Ok(())
+        });
     }
 }
 

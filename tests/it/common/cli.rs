@@ -34,6 +34,7 @@ pub fn run_nodepass(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Fin
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    nodepass::sys::inherit_only_stdio(&mut cmd);
     let mut child = KillOnDrop(cmd.spawn().expect("spawn nodepass"));
     let (tx, rx) = mpsc::channel();
     let pipes: [Box<dyn Read + Send>; 2] = [

@@ -265,6 +265,10 @@ impl NodepassProcess {
     /// Start `cmd` (a nodepass command line, perhaps behind `setpriv`) with piped output.
     pub fn spawn(mut cmd: Command) -> NodepassProcess {
         let room = isolation::enter(Room::Children);
+        // A socket this process holds without close-on-exec (io_uring accepts set none; an
+        // in-process forwarder's may outlive its test) must not show up in the child's fd
+        // and CLOSE-WAIT checks.
+        nodepass::sys::inherit_only_stdio(&mut cmd);
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null());
