@@ -290,7 +290,9 @@ fn a_udp_session_ends_when_its_pool_connection_closes(driver: Driver) {
     let mut env = TUNNEL_ENV.to_vec();
     env.push(("NP_DRIVER", np_driver(driver)));
     let server_env = [env.as_slice(), &[("NP_UDP_READ_TIMEOUT", "60s")]].concat();
-    let client_env = [env.as_slice(), &[("NP_UDP_READ_TIMEOUT", "1s")]].concat();
+    // 3 s, not 1: the session must outlive a whole CHECK_POINT period (1 s) so that a tick
+    // shows it live; with 1 s it could start and end between two ticks on a loaded machine.
+    let client_env = [env.as_slice(), &[("NP_UDP_READ_TIMEOUT", "3s")]].concat();
     let mut server = NodepassProcess::start(
         &tunnel_server_url(&opts, tunnel_port, user_port, target),
         &server_env,
@@ -312,7 +314,7 @@ fn a_udp_session_ends_when_its_pool_connection_closes(driver: Driver) {
         .wait_for_line("UDPS=1", STEP)
         .unwrap_or_else(|| panic!("no live UDP session: {:?}", server.seen));
     let from = server.take_output();
-    // The client's session idles out after 1 s and closes its pool connection.
+    // The client's session idles out after 3 s and closes its pool connection.
     let ended = poll(Duration::from_secs(8), || {
         server.take_output();
         server.seen[from..]
