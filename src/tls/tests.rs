@@ -306,11 +306,6 @@ async fn within_10s(fut: impl std::future::Future<Output = ()>) {
         .expect("TLS over loopback took longer than 10 s");
 }
 
-#[monoio::test(driver = "legacy", timer_enabled = true)]
-async fn monoio_rustls_streams_carry_bytes_on_the_legacy_driver() {
-    within_10s(tls_echo_over_loopback()).await;
-}
-
 /// Run `fut` on an io_uring runtime (skipped, with a note, where io_uring is off: the
 /// legacy-driver twin of each test covers the path).
 pub(super) fn on_io_uring(fut: impl std::future::Future<Output = ()>) {
@@ -323,11 +318,6 @@ pub(super) fn on_io_uring(fut: impl std::future::Future<Output = ()>) {
         .build()
         .unwrap();
     rt.block_on(fut);
-}
-
-#[test]
-fn monoio_rustls_streams_carry_bytes_on_the_io_uring_driver() {
-    on_io_uring(within_10s(tls_echo_over_loopback()));
 }
 
 #[test]
@@ -380,16 +370,6 @@ async fn reads_take_one_record_or_all_received() {
     served.await;
 }
 
-#[monoio::test(driver = "legacy", timer_enabled = true)]
-async fn a_tls_read_takes_one_record_by_default_and_all_received_when_filling_legacy() {
-    within_10s(reads_take_one_record_or_all_received()).await;
-}
-
-#[test]
-fn a_tls_read_takes_one_record_by_default_and_all_received_when_filling_io_uring() {
-    on_io_uring(within_10s(reads_take_one_record_or_all_received()));
-}
-
 /// A relay waits for a filling stream's data with an empty read, so a quiet session lends
 /// no copy buffer: the empty read returns only once plaintext has arrived, and the next
 /// read takes it; after the peer's close the empty read returns at once and the read
@@ -420,16 +400,6 @@ async fn an_empty_read_waits_for_data() {
     let (res, _) = tls.read(Vec::with_capacity(64)).await;
     assert_eq!(res.unwrap(), 0, "the close_notify ends the stream");
     served.await;
-}
-
-#[monoio::test(driver = "legacy", timer_enabled = true)]
-async fn an_empty_read_on_a_filling_tls_stream_waits_for_data_legacy() {
-    within_10s(an_empty_read_waits_for_data()).await;
-}
-
-#[test]
-fn an_empty_read_on_a_filling_tls_stream_waits_for_data_io_uring() {
-    on_io_uring(within_10s(an_empty_read_waits_for_data()));
 }
 
 /// Serves `count` TLS connections on 127.0.0.1:0 with `server`, writing a 4-byte id on
@@ -499,18 +469,6 @@ async fn resuming_client_resumes_and_still_reports_the_fingerprint() {
             resumed: true
         }
     );
-}
-
-#[monoio::test(driver = "legacy", timer_enabled = true)]
-async fn a_resuming_client_resumes_with_the_servers_ticket_on_the_legacy_driver() {
-    within_10s(resuming_client_resumes_and_still_reports_the_fingerprint()).await;
-}
-
-#[test]
-fn a_resuming_client_resumes_with_the_servers_ticket_on_the_io_uring_driver() {
-    on_io_uring(within_10s(
-        resuming_client_resumes_and_still_reports_the_fingerprint(),
-    ));
 }
 
 /// The configuration for a peer that may be Go never resumes (Go's client does not).
@@ -615,16 +573,6 @@ async fn writes_to_a_full_socket_wait_and_lose_nothing() {
     served.await;
 }
 
-#[monoio::test(driver = "legacy", timer_enabled = true)]
-async fn tls_writes_to_a_full_socket_wait_and_lose_nothing_legacy() {
-    within_10s(writes_to_a_full_socket_wait_and_lose_nothing()).await;
-}
-
-#[test]
-fn tls_writes_to_a_full_socket_wait_and_lose_nothing_io_uring() {
-    on_io_uring(within_10s(writes_to_a_full_socket_wait_and_lose_nothing()));
-}
-
 /// A write to a peer that has gone fails with the socket's reason (the direct send uses
 /// MSG_NOSIGNAL: no SIGPIPE) within a bounded number of writes.
 async fn a_write_to_a_vanished_peer_fails_with_the_reason() {
@@ -649,18 +597,6 @@ async fn a_write_to_a_vanished_peer_fails_with_the_reason() {
         ),
         "unexpected error {err:?}"
     );
-}
-
-#[monoio::test(driver = "legacy", timer_enabled = true)]
-async fn a_tls_write_to_a_vanished_peer_fails_with_the_reason_legacy() {
-    within_10s(a_write_to_a_vanished_peer_fails_with_the_reason()).await;
-}
-
-#[test]
-fn a_tls_write_to_a_vanished_peer_fails_with_the_reason_io_uring() {
-    on_io_uring(within_10s(
-        a_write_to_a_vanished_peer_fails_with_the_reason(),
-    ));
 }
 
 /// A TLS stream waiting for a quiet peer holds no raw read block (it waits for its socket to
@@ -700,12 +636,30 @@ async fn a_quiet_stream_holds_no_read_block() {
     );
 }
 
-#[monoio::test(driver = "legacy", timer_enabled = true)]
-async fn a_quiet_tls_stream_holds_no_read_block_legacy() {
-    within_10s(a_quiet_stream_holds_no_read_block()).await;
+/// For each async test body: a module named after it with a `legacy` and an `io_uring`
+/// test, each running the body within 10 s.
+macro_rules! on_both_drivers {
+    ($($body:ident),* $(,)?) => {$(
+        mod $body {
+            #[monoio::test(driver = "legacy", timer_enabled = true)]
+            async fn legacy() {
+                super::within_10s(super::$body()).await;
+            }
+
+            #[test]
+            fn io_uring() {
+                super::on_io_uring(super::within_10s(super::$body()));
+            }
+        }
+    )*};
 }
 
-#[test]
-fn a_quiet_tls_stream_holds_no_read_block_io_uring() {
-    on_io_uring(within_10s(a_quiet_stream_holds_no_read_block()));
-}
+on_both_drivers!(
+    tls_echo_over_loopback,
+    reads_take_one_record_or_all_received,
+    an_empty_read_waits_for_data,
+    resuming_client_resumes_and_still_reports_the_fingerprint,
+    writes_to_a_full_socket_wait_and_lose_nothing,
+    a_write_to_a_vanished_peer_fails_with_the_reason,
+    a_quiet_stream_holds_no_read_block,
+);

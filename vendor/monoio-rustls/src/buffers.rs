@@ -84,7 +84,7 @@ struct Buffer {
 /// read op cancelled in flight drops its buffer when the op completes).
 impl Drop for Buffer {
     fn drop(&mut self) {
-        IN_USE.with(|n| n.set(n.get() - 1));
+        IN_USE.with(|n| n.set(n.get().saturating_sub(1)));
         give_block(std::mem::take(&mut self.block));
     }
 }
@@ -189,16 +189,12 @@ impl ReadBuffer {
             }
         }
         let size = if self.streaming { STREAM_BLOCK } else { RECORD_BLOCK };
-        if !self.streaming && io.socket_fd().is_some() {
+        if let Some(fd) = io.socket_fd().filter(|_| !self.streaming) {
             if let Err(e) = io.readable().await {
                 return self.finish(Err(e));
             }
             let mut buffer = self.block_of(size);
-            let got = match io.socket_fd() {
-                Some(fd) => recv_now(fd, &mut buffer.block[buffer.write..]),
-                None => Err(io::ErrorKind::WouldBlock.into()),
-            };
-            match got {
+            match recv_now(fd, &mut buffer.block[buffer.write..]) {
                 // Readiness was stale (or a signal came): the runtime's read waits properly.
                 Err(ref e)
                     if matches!(
@@ -230,11 +226,7 @@ impl ReadBuffer {
     fn block_of(&mut self, size: usize) -> Buffer {
         match self.buffer.take() {
             Some(b) if b.block.len() == size => b,
-            Some(b) => {
-                drop(b);
-                Buffer::new(size)
-            }
-            None => Buffer::new(size),
+            _ => Buffer::new(size),
         }
     }
 
@@ -266,9 +258,7 @@ impl ReadBuffer {
     }
 
     fn release(&mut self) {
-        if let Some(b) = self.buffer.take() {
-            drop(b);
-        }
+        self.buffer = None;
     }
 }
 
@@ -289,12 +279,6 @@ impl io::Read for ReadBuffer {
             self.release();
         }
         Ok(n)
-    }
-}
-
-impl Drop for ReadBuffer {
-    fn drop(&mut self) {
-        self.release();
     }
 }
 
@@ -329,23 +313,23 @@ impl Default for WriteBuffer {
 }
 
 impl WriteBuffer {
+    /// nodepass patch: records wait here for the socket (so a direct send would reorder).
+    pub fn holds_bytes(&self) -> bool {
+        self.buffer.as_ref().is_some_and(|b| b.len() > 0)
+    }
+
     /// Write everything buffered to `io` (the buffer goes back to the pool once empty);
     /// the bytes written.
     pub async fn do_io<IO: AsyncWriteRent>(&mut self, io: &mut IO) -> io::Result<usize> {
-        let Some(buffer) = self.buffer.take() else {
+        // An empty buffer goes back to the pool as it drops here.
+        let Some(buffer) = self.buffer.take().filter(|b| b.len() > 0) else {
             return Ok(0);
         };
-        if buffer.len() == 0 {
-            drop(buffer);
-            return Ok(0);
-        }
         let (result, mut buffer) = io.write_all(buffer).await;
         match result {
             Ok(n) => {
                 buffer.advance(n);
-                if buffer.len() == 0 {
-                    drop(buffer);
-                } else {
+                if buffer.len() > 0 {
                     self.buffer = Some(buffer);
                 }
                 Ok(n)
@@ -357,13 +341,6 @@ impl WriteBuffer {
                 Err(kind.into())
             }
         }
-    }
-}
-
-impl WriteBuffer {
-    /// nodepass patch: records wait here for the socket (so a direct send would reorder).
-    pub fn holds_bytes(&self) -> bool {
-        self.buffer.as_ref().is_some_and(|b| b.len() > 0)
     }
 }
 
@@ -419,10 +396,3 @@ impl io::Write for WriteBuffer {
     }
 }
 
-impl Drop for WriteBuffer {
-    fn drop(&mut self) {
-        if let Some(b) = self.buffer.take() {
-            drop(b);
-        }
-    }
-}
